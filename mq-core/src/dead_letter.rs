@@ -1,0 +1,143 @@
+//! Dead-letter records, with the headers Spring Kafka's `DeadLetterPublishingRecoverer`
+//! writes, so Spring tooling reads `mq`'s dead letters and the other way round.
+//!
+//! The original key, value and headers are kept byte for byte; earlier `kafka_dlt-*`
+//! headers are replaced, so a record dead-lettered twice does not grow. As in Spring,
+//! partition, offset and timestamp are big-endian binary (4, 8 and 8 bytes).
+
+use crate::record::{OutgoingRecord, Record};
+
+/// Header names (Spring's `KafkaHeaders.DLT_*`).
+pub mod headers {
+    /// Prefix of every dead-letter header.
+    pub const PREFIX: &str = "kafka_dlt-";
+    /// Type of the error.
+    pub const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
+    /// Type of the error's cause, when there is one.
+    pub const EXCEPTION_CAUSE_FQCN: &str = "kafka_dlt-exception-cause-fqcn";
+    /// The error message.
+    pub const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
+    /// The error and its causes, capped at [`super::STACKTRACE_CAP`] bytes.
+    pub const EXCEPTION_STACKTRACE: &str = "kafka_dlt-exception-stacktrace";
+    /// Topic the record was read from.
+    pub const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
+    /// Partition (4-byte big-endian).
+    pub const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
+    /// Offset (8-byte big-endian).
+    pub const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
+    /// Timestamp in ms (8-byte big-endian).
+    pub const ORIGINAL_TIMESTAMP: &str = "kafka_dlt-original-timestamp";
+    /// `CreateTime`.
+    pub const ORIGINAL_TIMESTAMP_TYPE: &str = "kafka_dlt-original-timestamp-type";
+    /// The consumer group that gave up.
+    pub const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
+}
+
+/// Longest stack-trace header, in bytes.
+pub const STACKTRACE_CAP: usize = 8 * 1024;
+
+/// Why a record is being dead-lettered.
+///
+/// ```
+/// let f = mq_core::dead_letter::FailureInfo {
+///     exception_type: "DecodeError::Json".into(),
+///     cause_type: None,
+///     message: "expected value at line 1".into(),
+///     trace: "DecodeError::Json: expected value at line 1".into(),
+/// };
+/// assert!(f.cause_type.is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct FailureInfo {
+    /// Error type name.
+    pub exception_type: String,
+    /// Type name of the underlying cause.
+    pub cause_type: Option<String>,
+    /// Error message.
+    pub message: String,
+    /// Error and causes, one per line.
+    pub trace: String,
+}
+
+/// Builds the dead-letter record for `record`, read by `group`, bound for `dlt_topic`.
+///
+/// ```
+/// use mq_core::dead_letter::{build, headers, FailureInfo};
+/// use mq_core::record::Record;
+/// let mut r = Record::new("orders", 3, 42, Some(b"k".to_vec()), Some(b"\xff".to_vec()));
+/// r.headers.insert("kafka_dlt-exception-message", "old");
+/// let info = FailureInfo { exception_type: "E".into(), cause_type: None, message: "new".into(), trace: "E: new".into() };
+/// let out = build(&r, "orders-dlt", "g", &info);
+/// assert_eq!(out.value, b"\xff");
+/// assert_eq!(out.headers.get(headers::ORIGINAL_OFFSET), Some(&42i64.to_be_bytes()[..]));
+/// assert_eq!(out.headers.iter().filter(|h| h.key == headers::EXCEPTION_MESSAGE).count(), 1);
+/// ```
+pub fn build(record: &Record, dlt_topic: &str, group: &str, info: &FailureInfo) -> OutgoingRecord {
+    let mut h = record.headers.clone();
+    h.retain(|k| !k.starts_with(headers::PREFIX));
+    h.append(headers::EXCEPTION_FQCN, info.exception_type.as_bytes());
+    if let Some(cause) = &info.cause_type {
+        h.append(headers::EXCEPTION_CAUSE_FQCN, cause.as_bytes());
+    }
+    h.append(headers::EXCEPTION_MESSAGE, info.message.as_bytes());
+    h.append(
+        headers::EXCEPTION_STACKTRACE,
+        truncate(&info.trace, STACKTRACE_CAP).as_bytes(),
+    );
+    h.append(headers::ORIGINAL_TOPIC, record.topic.as_bytes());
+    h.append(headers::ORIGINAL_PARTITION, record.partition.to_be_bytes());
+    h.append(headers::ORIGINAL_OFFSET, record.offset.to_be_bytes());
+    if let Some(ts) = record.timestamp {
+        h.append(headers::ORIGINAL_TIMESTAMP, ts.to_be_bytes());
+        h.append(headers::ORIGINAL_TIMESTAMP_TYPE, "CreateTime");
+    }
+    h.append(headers::ORIGINAL_CONSUMER_GROUP, group.as_bytes());
+    OutgoingRecord {
+        topic: dlt_topic.to_owned(),
+        partition: None,
+        key: record.key.clone(),
+        value: record.value.clone().unwrap_or_default(),
+        headers: h,
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacktrace_is_capped_on_a_char_boundary() {
+        let long = "é".repeat(STACKTRACE_CAP);
+        let cut = truncate(&long, STACKTRACE_CAP);
+        assert!(cut.len() <= STACKTRACE_CAP);
+        assert!(cut.len() > STACKTRACE_CAP - 2);
+    }
+
+    #[test]
+    fn dead_lettering_twice_does_not_grow() {
+        let r = Record::new("t", 0, 1, None, Some(b"v".to_vec()));
+        let info = FailureInfo {
+            exception_type: "E".into(),
+            cause_type: Some("C".into()),
+            message: "m".into(),
+            trace: "t".into(),
+        };
+        let once = build(&r, "t-dlt", "g", &info);
+        let mut again = Record::new("t-dlt", 0, 0, None, Some(once.value.clone()));
+        again.headers = once.headers.clone();
+        let twice = build(&again, "t-dlt-dlt", "g", &info);
+        assert_eq!(once.headers.len(), twice.headers.len());
+    }
+}

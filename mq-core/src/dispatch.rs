@@ -1,0 +1,222 @@
+//! The path of one record through a listener, independent of the transport:
+//! tracing span → decode + handler (panics caught) → retry with backoff → dead letter.
+//!
+//! The caller (a partition worker) acknowledges the record, i.e. lets its offset be
+//! committed, only for [`Disposition::Handled`], [`Disposition::DeadLettered`] and
+//! [`Disposition::Skipped`]; [`Disposition::Interrupted`] means shutdown came first and the
+//! record must be delivered again.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::dead_letter::{self, FailureInfo};
+use crate::envelope::{short_type_name_of, DecodeLimits};
+use crate::handler::{HandlerError, StateMap};
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::private::{Failure, Invocation};
+use crate::publisher::Publisher;
+use crate::record::Record;
+use crate::registry::ListenerSpec;
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The handler succeeded.
+    Handled,
+    /// It went to the dead-letter topic (poison, permanent error, retries exhausted).
+    DeadLettered,
+    /// It failed for good and the DLT is disabled: logged and skipped.
+    Skipped,
+    /// Shutdown interrupted retrying or dead-lettering: do not commit it.
+    Interrupted,
+}
+
+impl Disposition {
+    /// True when the record's offset may be committed.
+    pub fn is_done(self) -> bool {
+        self != Disposition::Interrupted
+    }
+}
+
+/// Everything the workers of one listener share.
+pub(crate) struct ListenerRuntime {
+    pub(crate) spec: ListenerSpec,
+    publisher: Publisher,
+    state: StateMap,
+    limits: DecodeLimits,
+    metrics: ListenerMetrics,
+}
+
+impl ListenerRuntime {
+    pub(crate) fn new(
+        spec: ListenerSpec,
+        publisher: Publisher,
+        state: StateMap,
+        limits: DecodeLimits,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
+        let listener_metrics = metrics.listener(spec.name);
+        ListenerRuntime {
+            spec,
+            publisher,
+            state,
+            limits,
+            metrics: listener_metrics,
+        }
+    }
+
+    /// Runs `record` to completion; `cancel` interrupts retry and dead-letter backoffs
+    /// (shutdown, or the partition was revoked).
+    pub(crate) async fn process(&self, record: Record, cancel: &CancellationToken) -> Disposition {
+        let span = tracing::info_span!(
+            "message",
+            listener = self.spec.name,
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            event_id = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
+        );
+        self.process_in_span(Arc::new(record), cancel)
+            .instrument(span)
+            .await
+    }
+
+    async fn process_in_span(&self, record: Arc<Record>, cancel: &CancellationToken) -> Disposition {
+        let mut delays = self.spec.retry.delays();
+        let mut attempt = 1;
+        loop {
+            let invocation = Invocation {
+                listener: self.spec.name,
+                record: record.clone(),
+                attempt,
+                publisher: self.publisher.clone(),
+                state: self.state.clone(),
+                limits: self.limits,
+            };
+            self.metrics.in_flight.inc();
+            let started = Instant::now();
+            let result = AssertUnwindSafe((self.spec.handler)(invocation))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(Failure::Handler(HandlerError::panic(panic_text(&panic)))));
+            let elapsed = started.elapsed();
+            self.metrics.in_flight.dec();
+            let error = match result {
+                Ok(()) => {
+                    self.metrics.success(elapsed);
+                    tracing::debug!(attempt, "handled");
+                    return Disposition::Handled;
+                }
+                Err(Failure::Decode(e)) => {
+                    self.metrics.decode_errors.inc();
+                    self.metrics.failure(elapsed, e.kind());
+                    tracing::warn!(error = %e, "poison record: cannot decode; dead-lettering without retry");
+                    let info = FailureInfo {
+                        exception_type: format!("mq_core::envelope::{}", e.kind()),
+                        cause_type: None,
+                        message: e.to_string(),
+                        trace: format!("{}: {e}", e.kind()),
+                    };
+                    return self.give_up(&record, &info, cancel).await;
+                }
+                Err(Failure::Handler(e)) => e,
+            };
+            self.metrics
+                .failure(elapsed, short_type_name_of(error.type_name()));
+            if error.is_transient() {
+                if let Some(delay) = delays.next() {
+                    self.metrics.retries.inc();
+                    tracing::warn!(attempt, error = %error, retry_in = ?delay, "handler failed; will retry");
+                    if !pause(delay, cancel).await {
+                        return Disposition::Interrupted;
+                    }
+                    attempt += 1;
+                    continue;
+                }
+            }
+            tracing::error!(
+                attempt,
+                error = %error,
+                error_type = error.type_name(),
+                permanent = !error.is_transient(),
+                "handler failed for good"
+            );
+            return self.give_up(&record, &failure_info(&error), cancel).await;
+        }
+    }
+
+    /// Dead-letters the record; retries the publish until it succeeds or shutdown starts
+    /// (then the record is not acknowledged, so it is read again: nothing is lost).
+    async fn give_up(
+        &self,
+        record: &Record,
+        info: &FailureInfo,
+        cancel: &CancellationToken,
+    ) -> Disposition {
+        if !self.spec.dlt.enabled {
+            tracing::error!("dead-letter topic disabled: record skipped");
+            return Disposition::Skipped;
+        }
+        let dlt = self.spec.dlt_topic(&record.topic);
+        let out = dead_letter::build(record, &dlt, &self.spec.group, info);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.publisher.send_record(out.clone()).await {
+                Ok(delivery) => {
+                    self.metrics.dead_lettered.inc();
+                    tracing::info!(dlt = %dlt, dlt_partition = delivery.partition, dlt_offset = delivery.offset, "dead-lettered");
+                    return Disposition::DeadLettered;
+                }
+                Err(e) => {
+                    tracing::error!(dlt = %dlt, error = %e, retry_in = ?backoff, "dead-letter publish failed; offset held");
+                    if !pause(backoff, cancel).await {
+                        return Disposition::Interrupted;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps unless `cancel` fires first; false when interrupted.
+async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = cancel.cancelled() => false,
+    }
+}
+
+fn failure_info(error: &HandlerError) -> FailureInfo {
+    let causes = error.causes();
+    let mut trace = format!("{}: {error}", error.type_name());
+    for cause in &causes {
+        trace.push_str("\nCaused by: ");
+        trace.push_str(cause);
+    }
+    FailureInfo {
+        exception_type: error.type_name().to_owned(),
+        cause_type: error
+            .source()
+            .source()
+            .map(|_| "std::error::Error".to_owned()),
+        message: error.to_string(),
+        trace,
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("handler panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("handler panicked: {s}")
+    } else {
+        "handler panicked".to_owned()
+    }
+}

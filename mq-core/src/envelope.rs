@@ -1,0 +1,690 @@
+//! The shared event envelope: CloudEvents 1.0 attributes around JSON data.
+//!
+//! Every service built on `mq` sends and receives [`Event<T>`]. On the wire an event is either
+//! *structured* (the whole event is one JSON object, header
+//! `content-type: application/cloudevents+json; charset=UTF-8`, the default) or *binary*
+//! (attributes in `ce_<name>` headers, the value is the JSON data alone). Receivers detect both,
+//! and also accept a plain JSON value with no envelope at all (what Spring's `JsonSerializer`
+//! sends): then the value is the data and the attributes are derived from the record.
+//!
+//! Attribute names are the CloudEvents 1.0 spec's own (`id`, `source`, `specversion`, `type`,
+//! `time`, `subject`, `datacontenttype`, `dataschema`) plus the extensions `correlationid`,
+//! `causationid` and `traceparent`. They are spelled out in [`attributes`] rather than taken
+//! from `cloudevents-sdk`, whose Kafka binding pins an older rdkafka.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Headers, OutgoingRecord, Record};
+
+/// CloudEvents attribute names and the headers that carry them in binary mode.
+pub mod attributes {
+    /// Event identifier, unique per source.
+    pub const ID: &str = "id";
+    /// Context in which the event happened, e.g. `/order-service`.
+    pub const SOURCE: &str = "source";
+    /// CloudEvents version; always [`SPEC_VERSION`].
+    pub const SPECVERSION: &str = "specversion";
+    /// Event type, e.g. `OrderCreated`.
+    pub const TYPE: &str = "type";
+    /// When the event happened (RFC 3339).
+    pub const TIME: &str = "time";
+    /// Subject of the event within the source.
+    pub const SUBJECT: &str = "subject";
+    /// Media type of the data.
+    pub const DATACONTENTTYPE: &str = "datacontenttype";
+    /// Schema the data adheres to.
+    pub const DATASCHEMA: &str = "dataschema";
+    /// Extension: the id shared by every event of one business flow.
+    pub const CORRELATIONID: &str = "correlationid";
+    /// Extension: the id of the event that caused this one.
+    pub const CAUSATIONID: &str = "causationid";
+    /// Extension: W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The only CloudEvents version `mq` speaks.
+    pub const SPEC_VERSION: &str = "1.0";
+    /// Prefix of binary-mode attribute headers (CloudEvents Kafka protocol binding).
+    pub const HEADER_PREFIX: &str = "ce_";
+    /// Record header holding the content type.
+    pub const CONTENT_TYPE_HEADER: &str = "content-type";
+    /// Content type of a structured-mode event.
+    pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+    /// Content type of JSON data.
+    pub const JSON_CONTENT_TYPE: &str = "application/json";
+}
+
+use attributes as attr;
+
+/// A CloudEvents 1.0 event whose data is `T`.
+///
+/// Handlers receive it; [`Publisher`](crate::Publisher) sends it. Build one with
+/// [`Event::new`] and the `with_*` methods; the publisher fills `source`, `correlationid`,
+/// `causationid` and `traceparent` when they are left empty.
+///
+/// ```
+/// use mq_core::Event;
+/// let e = Event::new("OrderCreated", 42u64).with_subject("order-42");
+/// assert_eq!(e.specversion, "1.0");
+/// assert_eq!(e.subject.as_deref(), Some("order-42"));
+/// assert!(!e.id.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event<T> {
+    /// Unique id of this event (a UUID v4 by default).
+    pub id: String,
+    /// Where the event comes from, e.g. `/order-service`.
+    pub source: String,
+    /// Always `"1.0"`.
+    pub specversion: String,
+    /// The event type (`type` on the wire).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// When the event happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+    /// Subject within the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Media type of `data` (`application/json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    /// Schema of `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataschema: Option<String>,
+    /// Id shared by every event of one business flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlationid: Option<String>,
+    /// Id of the event that caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
+    /// W3C trace context of the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The payload.
+    pub data: T,
+}
+
+impl<T> Event<T> {
+    /// A new event of type `ty`: fresh UUID, the current time, `application/json` data.
+    ///
+    /// ```
+    /// let e = mq_core::Event::new("Ping", ());
+    /// assert_eq!(e.ty, "Ping");
+    /// assert!(e.time.is_some());
+    /// ```
+    pub fn new(ty: impl Into<String>, data: T) -> Self {
+        Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            source: String::new(),
+            specversion: attr::SPEC_VERSION.to_owned(),
+            ty: ty.into(),
+            time: Some(Utc::now()),
+            subject: None,
+            datacontenttype: Some(attr::JSON_CONTENT_TYPE.to_owned()),
+            dataschema: None,
+            correlationid: None,
+            causationid: None,
+            traceparent: None,
+            data,
+        }
+    }
+
+    /// Sets the id.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::Event::new("T", ()).with_id("1").id, "1");
+    /// ```
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the source.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::Event::new("T", ()).with_source("/a").source, "/a");
+    /// ```
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Sets the subject.
+    ///
+    /// ```
+    /// let e = mq_core::Event::new("T", ()).with_subject("s");
+    /// assert_eq!(e.subject.as_deref(), Some("s"));
+    /// ```
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Sets the correlation id.
+    ///
+    /// ```
+    /// let e = mq_core::Event::new("T", ()).with_correlation_id("c");
+    /// assert_eq!(e.correlationid.as_deref(), Some("c"));
+    /// ```
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlationid = Some(id.into());
+        self
+    }
+
+    /// Replaces the data, keeping every attribute.
+    ///
+    /// ```
+    /// let e = mq_core::Event::new("T", 1).map(|n| n + 1);
+    /// assert_eq!(e.data, 2);
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Event<U> {
+        Event {
+            id: self.id,
+            source: self.source,
+            specversion: self.specversion,
+            ty: self.ty,
+            time: self.time,
+            subject: self.subject,
+            datacontenttype: self.datacontenttype,
+            dataschema: self.dataschema,
+            correlationid: self.correlationid,
+            causationid: self.causationid,
+            traceparent: self.traceparent,
+            data: f(self.data),
+        }
+    }
+}
+
+/// How an event is laid out on the wire (`mq.kafka.producer.content-mode`).
+///
+/// ```
+/// assert_eq!(mq_core::envelope::ContentMode::default(), mq_core::envelope::ContentMode::Structured);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentMode {
+    /// The whole event is one JSON object (CloudEvents structured mode).
+    #[default]
+    Structured,
+    /// Attributes in `ce_*` headers, the value is the data (CloudEvents binary mode).
+    Binary,
+}
+
+/// Why a record could not be decoded. Decode errors are permanent: the record is a poison
+/// message and goes to the dead-letter topic without retry.
+///
+/// ```
+/// use mq_core::envelope::DecodeError;
+/// assert_eq!(DecodeError::Empty.to_string(), "record has no value");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Tombstone or zero-length value.
+    #[error("record has no value")]
+    Empty,
+    /// Value larger than `mq.listener.max-payload-bytes`.
+    #[error("record value is {size} bytes, over the limit of {limit} bytes")]
+    Oversized {
+        /// Size of the value.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Value is not UTF-8, so it cannot be JSON.
+    #[error("record value is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    /// Value is not JSON of the expected shape.
+    #[error("record value does not decode as {target}: {source}")]
+    Json {
+        /// The Rust type that was expected.
+        target: &'static str,
+        /// The JSON error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A required CloudEvents attribute is missing in binary mode.
+    #[error("binary-mode event lacks required header ce_{0}")]
+    MissingAttribute(&'static str),
+    /// A binary-mode attribute header is not valid.
+    #[error("header ce_{name} is not valid: {reason}")]
+    InvalidAttribute {
+        /// The attribute.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `specversion` is not 1.0.
+    #[error("unsupported CloudEvents specversion {0:?} (only 1.0)")]
+    UnsupportedSpecVersion(String),
+}
+
+impl DecodeError {
+    /// A short, stable name of the error kind (used as the `exception` metric label and in
+    /// the dead-letter headers).
+    ///
+    /// ```
+    /// assert_eq!(mq_core::envelope::DecodeError::Empty.kind(), "DecodeError::Empty");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "DecodeError::Empty",
+            DecodeError::Oversized { .. } => "DecodeError::Oversized",
+            DecodeError::NotUtf8(_) => "DecodeError::NotUtf8",
+            DecodeError::Json { .. } => "DecodeError::Json",
+            DecodeError::MissingAttribute(_) => "DecodeError::MissingAttribute",
+            DecodeError::InvalidAttribute { .. } => "DecodeError::InvalidAttribute",
+            DecodeError::UnsupportedSpecVersion(_) => "DecodeError::UnsupportedSpecVersion",
+        }
+    }
+}
+
+/// Limits applied before decoding.
+///
+/// ```
+/// let l = mq_core::envelope::DecodeLimits::default();
+/// assert_eq!(l.max_payload_bytes, 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Largest value accepted; larger records are poison.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The wire layout a record was found in.
+///
+/// ```
+/// use mq_core::envelope::{detect, WireFormat};
+/// use mq_core::record::Record;
+/// let r = Record::new("t", 0, 0, None, Some(b"{\"a\":1}".to_vec()));
+/// assert_eq!(detect(&r), WireFormat::Plain);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// CloudEvents structured mode.
+    Structured,
+    /// CloudEvents binary mode.
+    Binary,
+    /// A JSON value with no envelope.
+    Plain,
+}
+
+/// Detects the layout of a record from its headers (and, failing that, a cheap look at the
+/// value: a JSON object mentioning `"specversion"` is tried as structured).
+///
+/// ```
+/// use mq_core::envelope::{detect, WireFormat};
+/// use mq_core::record::Record;
+/// let mut r = Record::new("t", 0, 0, None, Some(b"{}".to_vec()));
+/// r.headers.insert("ce_specversion", "1.0");
+/// assert_eq!(detect(&r), WireFormat::Binary);
+/// ```
+pub fn detect(record: &Record) -> WireFormat {
+    if record.headers.get("ce_specversion").is_some() {
+        return WireFormat::Binary;
+    }
+    if let Some(ct) = record.headers.get(attr::CONTENT_TYPE_HEADER) {
+        if ct.starts_with(b"application/cloudevents") {
+            return WireFormat::Structured;
+        }
+    }
+    match record.value.as_deref() {
+        Some(v) if looks_structured(v) => WireFormat::Structured,
+        _ => WireFormat::Plain,
+    }
+}
+
+fn looks_structured(value: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"specversion\"";
+    value.first() == Some(&b'{') && value.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// Decodes a record into an event, whatever its layout.
+///
+/// ```
+/// use mq_core::envelope::{decode, DecodeLimits};
+/// use mq_core::record::Record;
+/// let value = br#"{"specversion":"1.0","id":"1","source":"/s","type":"T","data":5}"#;
+/// let r = Record::new("t", 0, 0, None, Some(value.to_vec()));
+/// let e = decode::<u32>(&r, &DecodeLimits::default()).unwrap();
+/// assert_eq!((e.id.as_str(), e.data), ("1", 5));
+/// ```
+pub fn decode<T: DeserializeOwned>(
+    record: &Record,
+    limits: &DecodeLimits,
+) -> Result<Event<T>, DecodeError> {
+    let value = match record.value.as_deref() {
+        None | Some([]) => return Err(DecodeError::Empty),
+        Some(v) => v,
+    };
+    if value.len() > limits.max_payload_bytes {
+        return Err(DecodeError::Oversized {
+            size: value.len(),
+            limit: limits.max_payload_bytes,
+        });
+    }
+    match detect(record) {
+        WireFormat::Binary => decode_binary(record, value),
+        WireFormat::Structured => match serde_json::from_slice::<Event<T>>(value) {
+            Ok(event) if event.specversion == attr::SPEC_VERSION => Ok(event),
+            Ok(event) => Err(DecodeError::UnsupportedSpecVersion(event.specversion)),
+            Err(structured) => {
+                // A plain JSON value that merely mentions "specversion" is still plain data,
+                // unless the producer said it was an envelope.
+                let declared = record
+                    .headers
+                    .get(attr::CONTENT_TYPE_HEADER)
+                    .is_some_and(|ct| ct.starts_with(b"application/cloudevents"));
+                if declared {
+                    return Err(json_error::<Event<T>>(value, structured));
+                }
+                decode_plain(record, value).map_err(|_| json_error::<Event<T>>(value, structured))
+            }
+        },
+        WireFormat::Plain => decode_plain(record, value),
+    }
+}
+
+fn json_error<T>(value: &[u8], source: serde_json::Error) -> DecodeError {
+    match std::str::from_utf8(value) {
+        Err(e) => DecodeError::NotUtf8(e),
+        Ok(_) => DecodeError::Json {
+            target: std::any::type_name::<T>(),
+            source,
+        },
+    }
+}
+
+fn parse_data<T: DeserializeOwned>(value: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(value).map_err(|e| json_error::<T>(value, e))
+}
+
+fn header_string(headers: &Headers, name: &'static str) -> Result<Option<String>, DecodeError> {
+    let key = format!("{}{name}", attr::HEADER_PREFIX);
+    match headers.get(&key) {
+        None => Ok(None),
+        Some(v) => std::str::from_utf8(v)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|e| DecodeError::InvalidAttribute {
+                name,
+                reason: e.to_string(),
+            }),
+    }
+}
+
+fn required(headers: &Headers, name: &'static str) -> Result<String, DecodeError> {
+    header_string(headers, name)?.ok_or(DecodeError::MissingAttribute(name))
+}
+
+fn decode_binary<T: DeserializeOwned>(
+    record: &Record,
+    value: &[u8],
+) -> Result<Event<T>, DecodeError> {
+    let h = &record.headers;
+    let specversion = required(h, attr::SPECVERSION)?;
+    if specversion != attr::SPEC_VERSION {
+        return Err(DecodeError::UnsupportedSpecVersion(specversion));
+    }
+    let time = match header_string(h, attr::TIME)? {
+        None => None,
+        Some(t) => Some(
+            DateTime::parse_from_rfc3339(&t)
+                .map_err(|e| DecodeError::InvalidAttribute {
+                    name: attr::TIME,
+                    reason: e.to_string(),
+                })?
+                .with_timezone(&Utc),
+        ),
+    };
+    Ok(Event {
+        id: required(h, attr::ID)?,
+        source: required(h, attr::SOURCE)?,
+        specversion,
+        ty: required(h, attr::TYPE)?,
+        time,
+        subject: header_string(h, attr::SUBJECT)?,
+        datacontenttype: h.get_str(attr::CONTENT_TYPE_HEADER).map(str::to_owned),
+        dataschema: header_string(h, attr::DATASCHEMA)?,
+        correlationid: header_string(h, attr::CORRELATIONID)?,
+        causationid: header_string(h, attr::CAUSATIONID)?,
+        traceparent: header_string(h, attr::TRACEPARENT)?,
+        data: parse_data(value)?,
+    })
+}
+
+/// Plain JSON: the value is the data; attributes come from the record. The id is derived
+/// from topic/partition/offset so that a redelivery carries the same id (idempotency keys
+/// keep working). Spring's `__TypeId__` header, when present, gives the type.
+fn decode_plain<T: DeserializeOwned>(
+    record: &Record,
+    value: &[u8],
+) -> Result<Event<T>, DecodeError> {
+    let data = parse_data(value)?;
+    let h = &record.headers;
+    Ok(Event {
+        id: format!("{}-{}-{}", record.topic, record.partition, record.offset),
+        source: format!("/topics/{}", record.topic),
+        specversion: attr::SPEC_VERSION.to_owned(),
+        ty: h
+            .get_str("__TypeId__")
+            .map(str::to_owned)
+            .unwrap_or_else(|| short_type_name::<T>().to_owned()),
+        time: record
+            .timestamp
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
+        subject: None,
+        datacontenttype: Some(attr::JSON_CONTENT_TYPE.to_owned()),
+        dataschema: None,
+        correlationid: h
+            .get_str(attr::CORRELATIONID)
+            .or_else(|| h.get_str("kafka_correlationId"))
+            .map(str::to_owned),
+        causationid: None,
+        traceparent: h.get_str(attr::TRACEPARENT).map(str::to_owned),
+        data,
+    })
+}
+
+/// The last path segment of a type's name, without generics: `OrderCreated` for
+/// `my_crate::events::OrderCreated`. Used as the default CloudEvents `type`.
+///
+/// ```
+/// struct OrderCreated;
+/// assert_eq!(mq_core::envelope::short_type_name::<OrderCreated>(), "OrderCreated");
+/// assert_eq!(mq_core::envelope::short_type_name::<Vec<u8>>(), "Vec");
+/// ```
+pub fn short_type_name<T: ?Sized>() -> &'static str {
+    short_type_name_of(std::any::type_name::<T>())
+}
+
+/// [`short_type_name`] of a type name given as text.
+///
+/// ```
+/// assert_eq!(mq_core::envelope::short_type_name_of("std::io::error::Error"), "Error");
+/// ```
+pub fn short_type_name_of(full: &str) -> &str {
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Encodes an event into a record for `topic` in the given mode.
+///
+/// ```
+/// use mq_core::envelope::{encode, ContentMode};
+/// use mq_core::Event;
+/// let e = Event::new("T", 1).with_source("/s");
+/// let r = encode("t", Some(b"k".to_vec()), &e, ContentMode::Binary).unwrap();
+/// assert_eq!(r.value, b"1");
+/// assert_eq!(r.headers.get_str("ce_type"), Some("T"));
+/// ```
+pub fn encode<T: Serialize>(
+    topic: &str,
+    key: Option<Vec<u8>>,
+    event: &Event<T>,
+    mode: ContentMode,
+) -> Result<OutgoingRecord, serde_json::Error> {
+    let mut headers = Headers::default();
+    let value = match mode {
+        ContentMode::Structured => {
+            headers.append(attr::CONTENT_TYPE_HEADER, attr::STRUCTURED_CONTENT_TYPE);
+            serde_json::to_vec(event)?
+        }
+        ContentMode::Binary => {
+            let mut put = |name: &str, v: &str| {
+                headers.append(format!("{}{name}", attr::HEADER_PREFIX), v.as_bytes());
+            };
+            put(attr::SPECVERSION, &event.specversion);
+            put(attr::ID, &event.id);
+            put(attr::SOURCE, &event.source);
+            put(attr::TYPE, &event.ty);
+            if let Some(t) = &event.time {
+                put(attr::TIME, &t.to_rfc3339());
+            }
+            let optional = [
+                (attr::SUBJECT, &event.subject),
+                (attr::DATASCHEMA, &event.dataschema),
+                (attr::CORRELATIONID, &event.correlationid),
+                (attr::CAUSATIONID, &event.causationid),
+                (attr::TRACEPARENT, &event.traceparent),
+            ];
+            for (name, value) in optional {
+                if let Some(v) = value {
+                    put(name, v);
+                }
+            }
+            let ct = event
+                .datacontenttype
+                .as_deref()
+                .unwrap_or(attr::JSON_CONTENT_TYPE);
+            headers.append(attr::CONTENT_TYPE_HEADER, ct);
+            serde_json::to_vec(&event.data)?
+        }
+    };
+    Ok(OutgoingRecord {
+        topic: topic.to_owned(),
+        partition: None,
+        key,
+        value,
+        headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Order {
+        id: u64,
+    }
+
+    fn received(out: OutgoingRecord) -> Record {
+        Record {
+            topic: "orders".into(),
+            partition: 2,
+            offset: 9,
+            key: out.key,
+            value: Some(out.value),
+            headers: out.headers,
+            timestamp: Some(1_700_000_000_000),
+        }
+    }
+
+    fn sample() -> Event<Order> {
+        Event::new("OrderCreated", Order { id: 7 })
+            .with_source("/order-service")
+            .with_subject("order-7")
+            .with_correlation_id("corr-1")
+    }
+
+    #[test]
+    fn structured_round_trip_keeps_every_attribute() {
+        let e = sample();
+        let out = encode("orders", None, &e, ContentMode::Structured).unwrap();
+        assert_eq!(
+            out.headers.get_str("content-type"),
+            Some(attr::STRUCTURED_CONTENT_TYPE)
+        );
+        let back: Event<Order> = decode(&received(out), &DecodeLimits::default()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn binary_round_trip_keeps_every_attribute() {
+        let e = sample();
+        let out = encode("orders", None, &e, ContentMode::Binary).unwrap();
+        assert_eq!(out.value, br#"{"id":7}"#);
+        let back: Event<Order> = decode(&received(out), &DecodeLimits::default()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn plain_json_gets_attributes_from_the_record() {
+        let mut r = Record::new("orders", 1, 5, None, Some(br#"{"id":3}"#.to_vec()));
+        r.headers.insert("__TypeId__", "com.example.Order");
+        r.timestamp = Some(0);
+        let e: Event<Order> = decode(&r, &DecodeLimits::default()).unwrap();
+        assert_eq!(e.data, Order { id: 3 });
+        assert_eq!(e.id, "orders-1-5");
+        assert_eq!(e.ty, "com.example.Order");
+        assert_eq!(e.time.unwrap().timestamp(), 0);
+    }
+
+    #[test]
+    fn plain_json_mentioning_specversion_is_still_data() {
+        #[derive(Deserialize)]
+        struct Doc {
+            specversion: u32,
+        }
+        let r = Record::new("t", 0, 0, None, Some(br#"{"specversion":2}"#.to_vec()));
+        let e: Event<Doc> = decode(&r, &DecodeLimits::default()).unwrap();
+        assert_eq!(e.data.specversion, 2);
+    }
+
+    #[test]
+    fn poison_values_are_classified() {
+        let limits = DecodeLimits {
+            max_payload_bytes: 16,
+        };
+        let cases: [(Option<&[u8]>, &str); 5] = [
+            (None, "DecodeError::Empty"),
+            (Some(b""), "DecodeError::Empty"),
+            (Some(b"\xff\xfe{"), "DecodeError::NotUtf8"),
+            (Some(b"{not json"), "DecodeError::Json"),
+            (Some(&[b' '; 17]), "DecodeError::Oversized"),
+        ];
+        for (value, kind) in cases {
+            let r = Record::new("t", 0, 0, None, value.map(<[u8]>::to_vec));
+            let err = decode::<Order>(&r, &limits).unwrap_err();
+            assert_eq!(err.kind(), kind, "{value:?}: {err}");
+        }
+        let wrong_schema = Record::new("t", 0, 0, None, Some(br#"{"id":"x"}"#.to_vec()));
+        let err = decode::<Order>(&wrong_schema, &limits).unwrap_err();
+        assert!(err.to_string().contains("Order"), "{err}");
+    }
+
+    #[test]
+    fn binary_without_required_attribute_is_rejected() {
+        let mut r = Record::new("t", 0, 0, None, Some(b"1".to_vec()));
+        r.headers.insert("ce_specversion", "1.0");
+        r.headers.insert("ce_id", "1");
+        let err = decode::<u32>(&r, &DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::MissingAttribute("source")), "{err}");
+    }
+
+    #[test]
+    fn declared_structured_with_bad_envelope_is_poison() {
+        let mut r = Record::new("t", 0, 0, None, Some(br#"{"id":1}"#.to_vec()));
+        r.headers
+            .insert("content-type", attr::STRUCTURED_CONTENT_TYPE.as_bytes());
+        assert!(decode::<serde_json::Value>(&r, &DecodeLimits::default()).is_err());
+    }
+}

@@ -1,0 +1,423 @@
+//! What a listener function sees and returns: [`Context`], [`HandlerError`] and the
+//! extractor trait [`FromContext`].
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::publisher::Publisher;
+use crate::record::{Headers, Record};
+
+/// Whether a failed message is worth retrying.
+///
+/// ```
+/// use mq_core::handler::{ErrorKind, HandlerError};
+/// let e = HandlerError::permanent(std::io::Error::other("unknown product"));
+/// assert_eq!(e.kind(), ErrorKind::Permanent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Retried as `mq.listener.retry` says, then dead-lettered.
+    Transient,
+    /// Dead-lettered at once, never retried (bad input, business rule violated).
+    Permanent,
+}
+
+/// The error a listener returns.
+///
+/// Any `std::error::Error + Send + Sync + 'static` converts into it with `?` and counts as
+/// [`ErrorKind::Transient`] (retried, like Spring's `DefaultErrorHandler`). Wrap an error
+/// with [`HandlerError::permanent`] to send the message straight to the dead-letter topic,
+/// the way Spring's `addNotRetryableExceptions` does. A panic in a handler becomes a
+/// transient `HandlerError` whose type is `panic`.
+///
+/// ```
+/// use mq_core::handler::HandlerError;
+///
+/// fn parse(s: &str) -> Result<u32, HandlerError> {
+///     let n: u32 = s.parse()?; // ParseIntError -> transient
+///     if n == 0 {
+///         return Err(HandlerError::permanent_msg("quantity must be positive"));
+///     }
+///     Ok(n)
+/// }
+/// assert!(parse("x").unwrap_err().is_transient());
+/// assert!(!parse("0").unwrap_err().is_transient());
+/// ```
+pub struct HandlerError {
+    kind: ErrorKind,
+    type_name: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+impl HandlerError {
+    fn with_kind<E: std::error::Error + Send + Sync + 'static>(kind: ErrorKind, error: E) -> Self {
+        HandlerError {
+            kind,
+            type_name: std::any::type_name::<E>(),
+            source: Box::new(error),
+        }
+    }
+
+    /// A transient (retryable) error.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::transient(std::io::Error::other("db down"));
+    /// assert!(e.is_transient());
+    /// ```
+    pub fn transient<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        Self::with_kind(ErrorKind::Transient, error)
+    }
+
+    /// A permanent error: no retry, straight to the dead-letter topic.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::permanent(std::fmt::Error);
+    /// assert!(!e.is_transient());
+    /// ```
+    pub fn permanent<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        Self::with_kind(ErrorKind::Permanent, error)
+    }
+
+    /// A transient error from a message.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::msg("try later");
+    /// assert_eq!(e.to_string(), "try later");
+    /// ```
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::transient(Message(message.into()))
+    }
+
+    /// A permanent error from a message.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::permanent_msg("unknown product 9");
+    /// assert!(!e.is_transient());
+    /// ```
+    pub fn permanent_msg(message: impl Into<String>) -> Self {
+        Self::permanent(Message(message.into()))
+    }
+
+    /// Turns any error into a permanent one, keeping its type name.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::msg("x").into_permanent();
+    /// assert!(!e.is_transient());
+    /// ```
+    pub fn into_permanent(mut self) -> Self {
+        self.kind = ErrorKind::Permanent;
+        self
+    }
+
+    pub(crate) fn panic(message: String) -> Self {
+        HandlerError {
+            kind: ErrorKind::Transient,
+            type_name: "panic",
+            source: Box::new(Message(message)),
+        }
+    }
+
+    /// Transient or permanent.
+    ///
+    /// ```
+    /// use mq_core::handler::{ErrorKind, HandlerError};
+    /// assert_eq!(HandlerError::msg("x").kind(), ErrorKind::Transient);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True when the message may be retried.
+    ///
+    /// ```
+    /// assert!(mq_core::handler::HandlerError::msg("x").is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+
+    /// The Rust type name of the underlying error (the dead-letter `exception-fqcn`).
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::transient(std::fmt::Error);
+    /// assert_eq!(e.type_name(), "core::fmt::Error");
+    /// ```
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The underlying error.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::msg("boom");
+    /// assert_eq!(e.source().to_string(), "boom");
+    /// ```
+    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The chain of causes below the error, outermost first.
+    ///
+    /// ```
+    /// let e = mq_core::handler::HandlerError::msg("boom");
+    /// assert!(e.causes().is_empty());
+    /// ```
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next = self.source.source();
+        while let Some(cause) = next {
+            out.push(cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        Self::transient(error)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("kind", &self.kind)
+            .field("type", &self.type_name)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// What a listener function may return: `Result<(), E>` where `E` converts into
+/// [`HandlerError`].
+///
+/// ```
+/// use mq_core::handler::IntoHandlerResult;
+/// let r: Result<(), std::io::Error> = Ok(());
+/// assert!(r.into_handler_result().is_ok());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a #[listener] must return `Result<(), E>` where `E: std::error::Error` or `E = HandlerError`",
+    label = "found `{Self}`"
+)]
+pub trait IntoHandlerResult {
+    /// Converts into the framework's result.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Shared application state registered with [`App::with_state`](crate::App::with_state).
+#[derive(Default, Clone)]
+pub(crate) struct StateMap(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl StateMap {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        Arc::make_mut(&mut self.0).insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.clone().downcast::<T>().ok())
+    }
+}
+
+/// Everything about the message being handled, and the way to publish follow-up events.
+///
+/// Take it as an extra argument of a listener:
+///
+/// ```
+/// use mq_core::prelude::*;
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Ping { n: u32 }
+///
+/// #[listener(topic = "pings")]
+/// async fn on_ping(event: Event<Ping>, ctx: Context) -> Result<(), HandlerError> {
+///     tracing::info!(topic = ctx.topic(), offset = ctx.offset(), n = event.data.n, "ping");
+///     ctx.publisher().send("pongs", ctx.key_str().unwrap_or(""), Ping { n: event.data.n }).await?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    listener: &'static str,
+    record: Arc<Record>,
+    attempt: u32,
+    publisher: Publisher,
+    state: StateMap,
+}
+
+impl Context {
+    pub(crate) fn new(
+        listener: &'static str,
+        record: Arc<Record>,
+        attempt: u32,
+        publisher: Publisher,
+        state: StateMap,
+    ) -> Self {
+        Context {
+            inner: Arc::new(ContextInner {
+                listener,
+                record,
+                attempt,
+                publisher,
+                state,
+            }),
+        }
+    }
+
+    /// Name of the listener handling the message.
+    pub fn listener(&self) -> &'static str {
+        self.inner.listener
+    }
+
+    /// Topic of the message.
+    pub fn topic(&self) -> &str {
+        &self.inner.record.topic
+    }
+
+    /// Partition of the message.
+    pub fn partition(&self) -> i32 {
+        self.inner.record.partition
+    }
+
+    /// Offset of the message.
+    pub fn offset(&self) -> i64 {
+        self.inner.record.offset
+    }
+
+    /// Record key, raw.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.inner.record.key.as_deref()
+    }
+
+    /// Record key as UTF-8, if it is.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// Record headers.
+    pub fn headers(&self) -> &Headers {
+        &self.inner.record.headers
+    }
+
+    /// Record timestamp in milliseconds since the epoch.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.inner.record.timestamp
+    }
+
+    /// Delivery attempt, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The publisher; events sent through it carry this event's correlation id, its id as
+    /// causation id, and its trace context.
+    pub fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
+    }
+
+    /// Shared state registered with [`App::with_state`](crate::App::with_state).
+    ///
+    /// # Panics
+    /// When no state of type `T` was registered: that is a wiring mistake, and the panic is
+    /// caught and handled like any failure of the handler.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Arc<T> {
+        self.inner.state.get::<T>().unwrap_or_else(|| {
+            panic!(
+                "no state of type {} registered: call App::with_state",
+                std::any::type_name::<T>()
+            )
+        })
+    }
+
+    /// Like [`Context::state`], without the panic.
+    pub fn try_state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.inner.state.get::<T>()
+    }
+}
+
+/// Arguments after the payload are extracted from the [`Context`] through this trait.
+///
+/// ```
+/// use mq_core::handler::{Context, FromContext, State};
+/// fn takes<T: FromContext>() {}
+/// takes::<Context>();
+/// takes::<State<String>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a #[listener] argument",
+    label = "after the payload, a listener takes `Context`, `State<T>` or `Headers`",
+    note = "the first argument is the payload: `Event<T>` or `T`"
+)]
+pub trait FromContext: Sized {
+    /// Extracts the value.
+    fn from_context(ctx: &Context) -> Self;
+}
+
+impl FromContext for Context {
+    fn from_context(ctx: &Context) -> Self {
+        ctx.clone()
+    }
+}
+
+impl FromContext for Headers {
+    fn from_context(ctx: &Context) -> Self {
+        ctx.headers().clone()
+    }
+}
+
+/// Shared state as a listener argument: `State(inventory): State<Inventory>`.
+///
+/// Panics (caught, handled as a failure) when the state was not registered.
+///
+/// ```
+/// use mq_core::handler::State;
+/// let State(n) = State(std::sync::Arc::new(5));
+/// assert_eq!(*n, 5);
+/// ```
+pub struct State<T>(pub Arc<T>);
+
+impl<T: Send + Sync + 'static> FromContext for State<T> {
+    fn from_context(ctx: &Context) -> Self {
+        State(ctx.state::<T>())
+    }
+}
+
+impl<T> std::ops::Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

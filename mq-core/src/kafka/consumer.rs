@@ -1,0 +1,319 @@
+//! A listener's Kafka consumer: one ordered worker task per assigned partition.
+//!
+//! On assignment, each partition's messages are split into their own librdkafka queue
+//! (`split_partition_queue`) and a worker task reads it in order, runs each record through
+//! the [`ListenerRuntime`], and stores the record's offset only once the record is done
+//! (handled, dead-lettered or skipped). librdkafka auto-commits stored offsets, so the
+//! committed offset never passes a record that was not done: at-least-once.
+//!
+//! The consumer's main queue is polled by its own task the whole time, which serves
+//! rebalances and keeps the member in its group even while a worker waits out a retry
+//! backoff (`max.poll.interval.ms` counts main-queue polls).
+//!
+//! On revocation the revoked workers stop taking records, finish the one in flight (bounded
+//! by `mq.shutdown.timeout`), and the stored offsets are committed synchronously before the
+//! partitions go. On shutdown the same happens for every partition, then the consumer
+//! leaves its group.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Statistics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::ListenerRuntime;
+use crate::metrics::Metrics;
+use crate::record::{Header, Headers, Record};
+
+type MqConsumer = StreamConsumer<MqContext>;
+
+/// Live facts about one consumer, read by health checks and tests.
+#[derive(Debug, Default)]
+pub(crate) struct ConsumerStatus {
+    /// Partitions assigned right now.
+    pub(crate) assigned: AtomicUsize,
+    /// Unix millis of the last main-queue poll.
+    pub(crate) last_poll_ms: AtomicI64,
+    /// Rebalances seen.
+    pub(crate) rebalances: AtomicUsize,
+}
+
+struct Worker {
+    stop: CancellationToken,
+    join: JoinHandle<()>,
+}
+
+/// The rdkafka context: reacts to rebalances by starting and stopping partition workers.
+pub(crate) struct MqContext {
+    runtime: Arc<ListenerRuntime>,
+    consumer: OnceLock<Weak<MqConsumer>>,
+    workers: Mutex<HashMap<(String, i32), Worker>>,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+    status: Arc<ConsumerStatus>,
+    metrics: Arc<Metrics>,
+    rt: tokio::runtime::Handle,
+}
+
+impl ClientContext for MqContext {
+    fn stats(&self, stats: Statistics) {
+        for topic in stats.topics.values() {
+            for p in topic.partitions.values() {
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .set_lag(self.runtime.spec.name, &topic.topic, p.partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for MqContext {
+    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked: Vec<Worker> = {
+                let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| workers.remove(&(e.topic().to_owned(), e.partition())))
+                    .collect()
+            };
+            tracing::info!(listener = self.runtime.spec.name, partitions = tpl.count(), "partitions revoked");
+            self.drain(revoked);
+            commit_stored(consumer);
+            self.status.assigned.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.status.rebalances.fetch_add(1, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+                    return;
+                };
+                let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                for e in tpl.elements() {
+                    let (topic, partition) = (e.topic().to_owned(), e.partition());
+                    let Some(queue) = consumer.split_partition_queue(&topic, partition) else {
+                        tracing::error!(%topic, partition, "cannot split the partition queue");
+                        continue;
+                    };
+                    let stop = self.shutdown.child_token();
+                    let join = self.rt.spawn(run_worker(
+                        queue,
+                        consumer.clone(),
+                        self.runtime.clone(),
+                        stop.clone(),
+                    ));
+                    workers.insert((topic, partition), Worker { stop, join });
+                }
+                self.status.assigned.store(workers.len(), Ordering::Relaxed);
+                tracing::info!(
+                    listener = self.runtime.spec.name,
+                    partitions = ?tpl.elements().iter().map(|e| format!("{}-{}", e.topic(), e.partition())).collect::<Vec<_>>(),
+                    "partitions assigned"
+                );
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+impl MqContext {
+    /// Stops `workers` and waits (bounded) for their in-flight record.
+    fn drain(&self, workers: Vec<Worker>) {
+        if workers.is_empty() {
+            return;
+        }
+        for w in &workers {
+            w.stop.cancel();
+        }
+        let joins = workers.into_iter().map(|w| w.join);
+        let wait = async {
+            if tokio::time::timeout(self.drain_timeout, futures::future::join_all(joins))
+                .await
+                .is_err()
+            {
+                tracing::warn!(timeout = ?self.drain_timeout, "partition workers did not finish in time; their records will be delivered again");
+            }
+        };
+        // Rebalance callbacks run inside a poll on a runtime thread: step out of the
+        // async context to wait. On a current-thread runtime we cannot block, so we do not
+        // wait (the revoked records are simply delivered again).
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(wait));
+            }
+            Ok(_) => tracing::debug!("current-thread runtime: not waiting for revoked workers"),
+            Err(_) => self.rt.block_on(wait),
+        }
+    }
+}
+
+fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "commit of stored offsets failed"),
+    }
+}
+
+async fn run_worker(
+    queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<MqContext>,
+    consumer: Arc<MqConsumer>,
+    runtime: Arc<ListenerRuntime>,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = queue.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error");
+                continue;
+            }
+        };
+        let disposition = runtime.process(to_record(&message), &stop).await;
+        if !disposition.is_done() {
+            break;
+        }
+        if let Err(e) = consumer.store_offset_from_message(&message) {
+            // The partition was revoked meanwhile: the new owner reads the record again.
+            tracing::debug!(error = %e, "offset not stored");
+        }
+    }
+}
+
+fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: Arc::from(m.topic()),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: Headers::from_vec(headers),
+        timestamp: m.timestamp().to_millis(),
+    }
+}
+
+/// Starts one consumer of a listener; the returned task ends after shutdown, once the
+/// consumer committed and left its group.
+pub(crate) fn spawn(
+    runtime: Arc<ListenerRuntime>,
+    config: rdkafka::ClientConfig,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+    metrics: Arc<Metrics>,
+) -> Result<(JoinHandle<()>, Arc<ConsumerStatus>), crate::Error> {
+    let status = Arc::new(ConsumerStatus::default());
+    let context = MqContext {
+        runtime: runtime.clone(),
+        consumer: OnceLock::new(),
+        workers: Mutex::new(HashMap::new()),
+        shutdown: shutdown.clone(),
+        drain_timeout,
+        status: status.clone(),
+        metrics,
+        rt: tokio::runtime::Handle::current(),
+    };
+    let consumer: MqConsumer = config.create_with_context(context).map_err(|e| {
+        crate::Error::Kafka(format!("cannot create consumer of {}: {e}", runtime.spec.name))
+    })?;
+    let consumer = Arc::new(consumer);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    let topics: Vec<&str> = runtime.spec.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| {
+        crate::Error::Kafka(format!("cannot subscribe {} to {topics:?}: {e}", runtime.spec.name))
+    })?;
+    let task_status = status.clone();
+    let join = tokio::spawn(async move {
+        poll_until_shutdown(&consumer, &runtime, &shutdown, &task_status).await;
+        close(consumer).await;
+    });
+    Ok((join, status))
+}
+
+async fn poll_until_shutdown(
+    consumer: &Arc<MqConsumer>,
+    runtime: &Arc<ListenerRuntime>,
+    shutdown: &CancellationToken,
+    status: &ConsumerStatus,
+) {
+    loop {
+        status
+            .last_poll_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let polled = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = consumer.recv() => m,
+            // Wake up now and then so liveness sees the loop turning.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        };
+        match polled {
+            // Records fetched before their partition queue was split arrive here. Handle
+            // them (never drop one); their offset is not stored, the partition's worker
+            // stores later ones.
+            Ok(m) => {
+                tracing::debug!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "record on the main queue");
+                let _ = runtime.process(to_record(&m), shutdown).await;
+            }
+            Err(e) => tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error"),
+        }
+    }
+}
+
+/// Stops every worker (their in-flight record finishes), commits, leaves the group.
+async fn close(consumer: Arc<MqConsumer>) {
+    let workers: Vec<Worker> = {
+        let mut w = consumer
+            .context()
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        w.drain().map(|(_, w)| w).collect()
+    };
+    let ctx_timeout = consumer.context().drain_timeout;
+    for w in &workers {
+        w.stop.cancel();
+    }
+    let joins = workers.into_iter().map(|w| w.join);
+    if tokio::time::timeout(ctx_timeout, futures::future::join_all(joins))
+        .await
+        .is_err()
+    {
+        tracing::warn!("partition workers did not finish in time");
+    }
+    // Closing blocks (commit, leave group): keep it off the async threads.
+    let _ = tokio::task::spawn_blocking(move || {
+        commit_stored(&*consumer);
+        consumer.unsubscribe();
+        drop(consumer);
+    })
+    .await;
+}

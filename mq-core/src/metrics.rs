@@ -1,0 +1,263 @@
+//! The metrics registry (prometheus-client) and the listener / publisher metrics.
+//!
+//! Names follow Spring Kafka's Micrometer metrics so existing dashboards work:
+//! `spring_kafka_listener_seconds{name,result,exception}` and
+//! `spring_kafka_template_seconds{name,result,exception}`, plus `mq_listener_retries`,
+//! `mq_listener_dead_lettered`, `mq_listener_decode_errors`, `mq_listener_in_flight` and
+//! `mq_consumer_lag`. prometheus-client appends `_total` to counters itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::publisher::{Delivery, PublishError};
+
+/// Labels of a timer: which listener or publisher, and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimerLabels {
+    name: String,
+    result: &'static str,
+    exception: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    name: String,
+    topic: String,
+    partition: String,
+}
+
+fn timer_family() -> Family<TimerLabels, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_25, 2.0, 18)))
+}
+
+/// All metrics of one app, registered in one [`Registry`].
+///
+/// ```
+/// let m = mq_core::metrics::Metrics::new(vec![("application".into(), "demo".into())]);
+/// let text = m.encode();
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+pub struct Metrics {
+    registry: std::sync::RwLock<Registry>,
+    listener_seconds: Family<TimerLabels, Histogram>,
+    template_seconds: Family<TimerLabels, Histogram>,
+    retries: Family<ListenerLabels, Counter>,
+    dead_lettered: Family<ListenerLabels, Counter>,
+    decode_errors: Family<ListenerLabels, Counter>,
+    in_flight: Family<ListenerLabels, Gauge>,
+    lag: Family<LagLabels, Gauge>,
+}
+
+impl Metrics {
+    /// A registry whose every series carries `common_tags` (from `management.metrics.tags`).
+    ///
+    /// ```
+    /// let m = mq_core::metrics::Metrics::new(vec![]);
+    /// assert!(m.encode().contains("spring_kafka_listener_seconds"));
+    /// ```
+    pub fn new(common_tags: Vec<(String, String)>) -> Self {
+        let mut registry = Registry::with_labels(
+            common_tags
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+        );
+        let listener_seconds = timer_family();
+        let template_seconds = timer_family();
+        let retries = Family::<ListenerLabels, Counter>::default();
+        let dead_lettered = Family::<ListenerLabels, Counter>::default();
+        let decode_errors = Family::<ListenerLabels, Counter>::default();
+        let in_flight = Family::<ListenerLabels, Gauge>::default();
+        let lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "spring_kafka_listener_seconds",
+            "Time spent in listener handlers",
+            listener_seconds.clone(),
+        );
+        registry.register(
+            "spring_kafka_template_seconds",
+            "Time to publish a record, until the broker acknowledged it",
+            template_seconds.clone(),
+        );
+        registry.register(
+            "mq_listener_retries",
+            "Handler attempts that failed and were retried",
+            retries.clone(),
+        );
+        registry.register(
+            "mq_listener_dead_lettered",
+            "Records published to a dead-letter topic",
+            dead_lettered.clone(),
+        );
+        registry.register(
+            "mq_listener_decode_errors",
+            "Records that could not be decoded (poison messages)",
+            decode_errors.clone(),
+        );
+        registry.register(
+            "mq_listener_in_flight",
+            "Records being handled right now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "mq_consumer_lag",
+            "Records behind the partition's high watermark",
+            lag.clone(),
+        );
+        Metrics {
+            registry: std::sync::RwLock::new(registry),
+            listener_seconds,
+            template_seconds,
+            retries,
+            dead_lettered,
+            decode_errors,
+            in_flight,
+            lag,
+        }
+    }
+
+    /// Lets the application register metrics of its own in the same registry.
+    ///
+    /// ```
+    /// use prometheus_client::metrics::counter::Counter;
+    /// let m = mq_core::metrics::Metrics::new(vec![]);
+    /// let orders: Counter = Counter::default();
+    /// m.register(|r| r.register("orders_placed", "Orders placed", orders.clone()));
+    /// orders.inc();
+    /// assert!(m.encode().contains("orders_placed_total 1"));
+    /// ```
+    pub fn register(&self, f: impl FnOnce(&mut Registry)) {
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut registry);
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    ///
+    /// ```
+    /// let m = mq_core::metrics::Metrics::new(vec![]);
+    /// assert!(m.encode().contains("# TYPE mq_listener_retries counter"));
+    /// ```
+    pub fn encode(&self) -> String {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Handles for one listener, looked up once so the per-message path takes no lock.
+    pub(crate) fn listener(self: &Arc<Self>, name: &str) -> ListenerMetrics {
+        let labels = ListenerLabels {
+            name: name.to_owned(),
+        };
+        ListenerMetrics {
+            success: self
+                .listener_seconds
+                .get_or_create(&TimerLabels {
+                    name: name.to_owned(),
+                    result: "success",
+                    exception: "none".to_owned(),
+                })
+                .clone(),
+            retries: self.retries.get_or_create(&labels).clone(),
+            dead_lettered: self.dead_lettered.get_or_create(&labels).clone(),
+            decode_errors: self.decode_errors.get_or_create(&labels).clone(),
+            in_flight: self.in_flight.get_or_create(&labels).clone(),
+            name: name.to_owned(),
+            metrics: self.clone(),
+        }
+    }
+
+    /// Records consumer lag of one partition.
+    pub(crate) fn set_lag(&self, listener: &str, topic: &str, partition: i32, lag: i64) {
+        self.lag
+            .get_or_create(&LagLabels {
+                name: listener.to_owned(),
+                topic: topic.to_owned(),
+                partition: partition.to_string(),
+            })
+            .set(lag);
+    }
+
+    pub(crate) fn observe_send(&self, elapsed: Duration, result: &Result<Delivery, PublishError>) {
+        let (result, exception) = match result {
+            Ok(_) => ("success", "none".to_owned()),
+            Err(e) => ("failure", publish_error_kind(e).to_owned()),
+        };
+        self.template_seconds
+            .get_or_create(&TimerLabels {
+                name: "publisher".to_owned(),
+                result,
+                exception,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+fn publish_error_kind(e: &PublishError) -> &'static str {
+    match e {
+        PublishError::Serialize { .. } => "SerializeError",
+        PublishError::Broker { .. } => "BrokerError",
+        PublishError::Closed => "Closed",
+    }
+}
+
+/// The metric handles of one listener.
+pub(crate) struct ListenerMetrics {
+    name: String,
+    success: Histogram,
+    pub(crate) retries: Counter,
+    pub(crate) dead_lettered: Counter,
+    pub(crate) decode_errors: Counter,
+    pub(crate) in_flight: Gauge,
+    metrics: Arc<Metrics>,
+}
+
+impl ListenerMetrics {
+    pub(crate) fn success(&self, elapsed: Duration) {
+        self.success.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn failure(&self, elapsed: Duration, exception: &str) {
+        self.metrics
+            .listener_seconds
+            .get_or_create(&TimerLabels {
+                name: self.name.clone(),
+                result: "failure",
+                exception: exception.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_tags_are_on_every_series() {
+        let m = Arc::new(Metrics::new(vec![(
+            "application".into(),
+            "order-service".into(),
+        )]));
+        let l = m.listener("on_order");
+        l.success(Duration::from_millis(3));
+        l.retries.inc();
+        let text = m.encode();
+        assert!(text.contains(
+            r#"mq_listener_retries_total{application="order-service",name="on_order"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"spring_kafka_listener_seconds_count{application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
+    }
+}

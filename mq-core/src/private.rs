@@ -1,0 +1,72 @@
+//! What `#[listener]` expands to. Not a public API: names here change without notice.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+pub use futures::future::BoxFuture;
+pub use inventory;
+
+pub use crate::registry::{HandlerFn, ListenerDef, MacroRetry};
+
+use crate::envelope::{self, DecodeError, DecodeLimits, Event};
+use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, StateMap};
+use crate::publisher::{Cause, Publisher};
+use crate::record::Record;
+
+/// How one handler call ended badly.
+#[derive(Debug)]
+pub enum Failure {
+    /// The record is poison: never retried.
+    Decode(DecodeError),
+    /// The handler failed (or panicked).
+    Handler(HandlerError),
+}
+
+/// One call of a listener: the record and what the handler may reach.
+pub struct Invocation {
+    pub(crate) listener: &'static str,
+    pub(crate) record: Arc<Record>,
+    pub(crate) attempt: u32,
+    pub(crate) publisher: Publisher,
+    pub(crate) state: StateMap,
+    pub(crate) limits: DecodeLimits,
+}
+
+impl Invocation {
+    /// Decodes the record as `Event<T>`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<Event<T>, Failure> {
+        envelope::decode(&self.record, &self.limits).map_err(Failure::Decode)
+    }
+
+    /// The handler's context for `event`: its publisher is caused by the event.
+    pub fn context<T>(&self, event: &Event<T>) -> Context {
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        if let Some(c) = &event.correlationid {
+            span.record("correlation_id", c.as_str());
+        }
+        Context::new(
+            self.listener,
+            self.record.clone(),
+            self.attempt,
+            self.publisher.caused_by(Cause::of(event)),
+            self.state.clone(),
+        )
+    }
+}
+
+/// Extracts an argument after the payload.
+pub fn extract<T: FromContext>(ctx: &Context) -> T {
+    T::from_context(ctx)
+}
+
+/// Converts what the handler returned.
+pub fn into_result<R: IntoHandlerResult>(result: R) -> Result<(), Failure> {
+    result.into_handler_result().map_err(Failure::Handler)
+}
+
+/// Compile-time check that the handler's future can move between threads.
+pub fn assert_send<F: std::future::Future + Send>(f: F) -> F {
+    f
+}

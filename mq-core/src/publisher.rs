@@ -1,0 +1,246 @@
+//! [`Publisher`]: the `KafkaTemplate` of `mq`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::envelope::{self, short_type_name, ContentMode, Event};
+use crate::metrics::Metrics;
+use crate::record::OutgoingRecord;
+
+/// Where a published record landed.
+///
+/// ```
+/// let d = mq_core::Delivery { topic: "t".into(), partition: 0, offset: 3 };
+/// assert_eq!(d.offset, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Topic written to.
+    pub topic: String,
+    /// Partition written to.
+    pub partition: i32,
+    /// Offset of the record.
+    pub offset: i64,
+}
+
+/// Why a publish failed.
+///
+/// ```
+/// let e = mq_core::PublishError::Closed;
+/// assert_eq!(e.to_string(), "the publisher is shut down");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The data could not be serialized to JSON.
+    #[error("cannot serialize the event for topic {topic}: {source}")]
+    Serialize {
+        /// Destination topic.
+        topic: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// The broker (or the client, after its retries and `delivery.timeout.ms`) gave up.
+    #[error("publishing to {topic} failed: {reason}")]
+    Broker {
+        /// Destination topic.
+        topic: String,
+        /// The client's error.
+        reason: String,
+    },
+    /// The app is shutting down.
+    #[error("the publisher is shut down")]
+    Closed,
+}
+
+/// The transport side of a publisher: sends one record and reports where it landed.
+///
+/// Kafka's producer implements it; so does the in-memory broker of [`crate::testing`].
+pub trait RecordSink: Send + Sync + 'static {
+    /// Sends a record; resolves when the broker acknowledged it (per the `acks` setting).
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>>;
+}
+
+/// The event a publisher is publishing on behalf of (set inside handlers).
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    pub(crate) event_id: String,
+    pub(crate) correlationid: Option<String>,
+    pub(crate) traceparent: Option<String>,
+}
+
+impl Cause {
+    pub(crate) fn of<T>(event: &Event<T>) -> Self {
+        Cause {
+            event_id: event.id.clone(),
+            correlationid: event.correlationid.clone(),
+            traceparent: event.traceparent.clone(),
+        }
+    }
+}
+
+/// Publishes events: wraps data in the CloudEvents envelope and sends it.
+///
+/// Inside a handler, take it from [`Context::publisher`](crate::Context::publisher): events
+/// sent from there carry the handled event's correlation id (or its id, when it had none)
+/// and trace context, and its id as their causation id. Outside handlers, take it from the
+/// running app ([`RunningApp::publisher`](crate::RunningApp::publisher)).
+///
+/// ```
+/// use mq_core::testing::TestBroker;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let broker = TestBroker::new();
+/// let publisher = broker.publisher("/order-service");
+/// let delivery = publisher.send("orders", "order-1", serde_json::json!({"qty": 2})).await.unwrap();
+/// assert_eq!((delivery.topic.as_str(), delivery.offset), ("orders", 0));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    sink: Arc<dyn RecordSink>,
+    source: Arc<str>,
+    mode: ContentMode,
+    cause: Option<Arc<Cause>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Publisher {
+    /// A publisher over a sink. `source` becomes the CloudEvents `source` of every event.
+    ///
+    /// ```
+    /// # use mq_core::testing::TestBroker;
+    /// let sink = TestBroker::new();
+    /// let p = mq_core::Publisher::new(std::sync::Arc::new(sink), "/svc", Default::default());
+    /// # let _ = p;
+    /// ```
+    pub fn new(sink: Arc<dyn RecordSink>, source: impl Into<Arc<str>>, mode: ContentMode) -> Self {
+        Publisher {
+            sink,
+            source: source.into(),
+            mode,
+            cause: None,
+            metrics: None,
+        }
+    }
+
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(crate) fn caused_by(&self, cause: Cause) -> Self {
+        Publisher {
+            cause: Some(Arc::new(cause)),
+            ..self.clone()
+        }
+    }
+
+    /// Sends `data` as a new event to `topic` with `key`; the CloudEvents `type` is the
+    /// data's Rust type name (e.g. `OrderCreated`). Resolves to where the record landed.
+    ///
+    /// ```
+    /// # use mq_core::testing::TestBroker;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let publisher = TestBroker::new().publisher("/svc");
+    /// #[derive(serde::Serialize)]
+    /// struct OrderCreated { order_id: u64 }
+    /// let d = publisher.send("order-create-event", "1", OrderCreated { order_id: 1 }).await.unwrap();
+    /// assert_eq!(d.partition, 0);
+    /// # }
+    /// ```
+    pub async fn send<T: Serialize>(
+        &self,
+        topic: &str,
+        key: impl AsRef<[u8]>,
+        data: T,
+    ) -> Result<Delivery, PublishError> {
+        self.send_event(topic, key, Event::new(short_type_name::<T>(), data))
+            .await
+    }
+
+    /// Sends a fully built event. Empty `source` and missing `correlationid`,
+    /// `causationid` and `traceparent` are filled in.
+    ///
+    /// ```
+    /// # use mq_core::testing::TestBroker;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let publisher = TestBroker::new().publisher("/svc");
+    /// let event = mq_core::Event::new("com.example.Ping", 1u8).with_subject("pings");
+    /// publisher.send_event("pings", b"k", event).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn send_event<T: Serialize>(
+        &self,
+        topic: &str,
+        key: impl AsRef<[u8]>,
+        mut event: Event<T>,
+    ) -> Result<Delivery, PublishError> {
+        self.fill(&mut event);
+        let record = envelope::encode(topic, Some(key.as_ref().to_vec()), &event, self.mode)
+            .map_err(|source| PublishError::Serialize {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        self.send_record(record).await
+    }
+
+    /// Sends a record as it is, with no envelope (dead-lettering and replay use this).
+    ///
+    /// ```
+    /// # use mq_core::testing::TestBroker;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let publisher = TestBroker::new().publisher("/svc");
+    /// let r = mq_core::record::OutgoingRecord::new("raw", None, b"not an event".to_vec());
+    /// publisher.send_record(r).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn send_record(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        let started = Instant::now();
+        let result = self.sink.send(record).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_send(started.elapsed(), &result);
+        }
+        result
+    }
+
+    fn fill<T>(&self, event: &mut Event<T>) {
+        if event.source.is_empty() {
+            event.source = self.source.to_string();
+        }
+        match &self.cause {
+            Some(cause) => {
+                if event.correlationid.is_none() {
+                    event.correlationid = Some(
+                        cause
+                            .correlationid
+                            .clone()
+                            .unwrap_or_else(|| cause.event_id.clone()),
+                    );
+                }
+                if event.causationid.is_none() {
+                    event.causationid = Some(cause.event_id.clone());
+                }
+                if event.traceparent.is_none() {
+                    event.traceparent = cause.traceparent.clone();
+                }
+            }
+            None => {
+                if event.correlationid.is_none() {
+                    event.correlationid = Some(event.id.clone());
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("source", &self.source)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}

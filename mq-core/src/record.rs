@@ -1,0 +1,275 @@
+//! Transport-neutral records: what a broker hands to a listener and what a publisher sends.
+//!
+//! Kafka (and later other transports and the in-memory test broker) convert their native
+//! messages into [`Record`] at the boundary, so decoding, retries, dead-lettering and metrics
+//! never see a transport type.
+
+use std::sync::Arc;
+
+/// One record header. Kafka allows repeated keys and null values; both are kept as they came.
+///
+/// ```
+/// use mq_core::record::Header;
+/// let h = Header::new("ce_id", "42");
+/// assert_eq!(h.value.as_deref(), Some(&b"42"[..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header name.
+    pub key: String,
+    /// Raw header value; `None` for a Kafka null header.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Header {
+    /// A header with a value.
+    ///
+    /// ```
+    /// let h = mq_core::record::Header::new("x", b"y".to_vec());
+    /// assert_eq!(h.key, "x");
+    /// ```
+    pub fn new(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Header {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// The ordered headers of a record.
+///
+/// ```
+/// use mq_core::record::Headers;
+/// let mut h = Headers::default();
+/// h.insert("a", "1");
+/// h.insert("a", "2");
+/// assert_eq!(h.get_str("a"), Some("2"));
+/// assert_eq!(h.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// Headers from a list, kept in order (repeated keys included).
+    ///
+    /// ```
+    /// use mq_core::record::{Header, Headers};
+    /// let h = Headers::from_vec(vec![Header::new("k", "v")]);
+    /// assert_eq!(h.get("k"), Some(&b"v"[..]));
+    /// ```
+    pub fn from_vec(headers: Vec<Header>) -> Self {
+        Headers(headers)
+    }
+
+    /// The value of the last header named `key` (Kafka's "last wins" reading).
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "v");
+    /// assert_eq!(h.get("k"), Some(&b"v"[..]));
+    /// assert_eq!(h.get("missing"), None);
+    /// ```
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .rev()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value.as_deref())
+    }
+
+    /// [`Headers::get`] as UTF-8; `None` when absent or not UTF-8.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "v");
+    /// assert_eq!(h.get_str("k"), Some("v"));
+    /// ```
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Adds a header at the end, keeping any earlier header of the same name.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "1");
+    /// h.append("k", "2");
+    /// assert_eq!(h.len(), 2);
+    /// ```
+    pub fn append(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.0.push(Header::new(key, value));
+    }
+
+    /// Sets a header: removes every header of that name, then appends the new one.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "1");
+    /// h.insert("k", "2");
+    /// assert_eq!(h.len(), 1);
+    /// ```
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.remove(&key);
+        self.0.push(Header::new(key, value));
+    }
+
+    /// Removes every header named `key`.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "1");
+    /// h.remove("k");
+    /// assert!(h.is_empty());
+    /// ```
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|h| h.key != key);
+    }
+
+    /// Keeps only the headers for which `keep` returns true.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("kafka_dlt-x", "1");
+    /// h.append("app", "2");
+    /// h.retain(|name| !name.starts_with("kafka_dlt-"));
+    /// assert_eq!(h.len(), 1);
+    /// ```
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|h| keep(&h.key));
+    }
+
+    /// Iterates over the headers in order.
+    ///
+    /// ```
+    /// # use mq_core::record::Headers;
+    /// let mut h = Headers::default();
+    /// h.append("k", "v");
+    /// assert_eq!(h.iter().count(), 1);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    /// Number of headers.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::record::Headers::default().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no headers.
+    ///
+    /// ```
+    /// assert!(mq_core::record::Headers::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = Header;
+    type IntoIter = std::vec::IntoIter<Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// A record received from a broker, owned and transport-neutral.
+///
+/// ```
+/// use mq_core::record::Record;
+/// let r = Record::new("orders", 0, 7, Some(b"k".to_vec()), Some(br#"{"a":1}"#.to_vec()));
+/// assert_eq!(r.offset, 7);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Topic the record was read from.
+    pub topic: Arc<str>,
+    /// Partition the record was read from.
+    pub partition: i32,
+    /// Offset of the record in its partition.
+    pub offset: i64,
+    /// Record key, byte for byte.
+    pub key: Option<Vec<u8>>,
+    /// Record value, byte for byte (`None` for a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Record headers.
+    pub headers: Headers,
+    /// Broker or producer timestamp, milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// A record with no headers and no timestamp (handy in tests).
+    ///
+    /// ```
+    /// let r = mq_core::record::Record::new("t", 1, 2, None, None);
+    /// assert!(r.headers.is_empty());
+    /// ```
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Self {
+        Record {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            key,
+            value,
+            headers: Headers::default(),
+            timestamp: None,
+        }
+    }
+}
+
+/// A record to publish.
+///
+/// ```
+/// use mq_core::record::OutgoingRecord;
+/// let r = OutgoingRecord::new("orders", Some(b"k".to_vec()), b"{}".to_vec());
+/// assert_eq!(r.topic, "orders");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Explicit partition; `None` lets the partitioner pick from the key.
+    pub partition: Option<i32>,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Vec<u8>,
+    /// Record headers.
+    pub headers: Headers,
+}
+
+impl OutgoingRecord {
+    /// A record with no headers, partitioned by key.
+    ///
+    /// ```
+    /// let r = mq_core::record::OutgoingRecord::new("t", None, vec![]);
+    /// assert!(r.partition.is_none());
+    /// ```
+    pub fn new(topic: impl Into<String>, key: Option<Vec<u8>>, value: Vec<u8>) -> Self {
+        OutgoingRecord {
+            topic: topic.into(),
+            partition: None,
+            key,
+            value,
+            headers: Headers::default(),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Listener registrations: what `#[listener]` submits through `inventory`, and how the app
+//! resolves each one against the configuration at startup.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::config::{Config, DltConfig, RetryConfig, RetryMode, RetryOverride};
+use crate::private::{Failure, Invocation};
+use crate::retry::RetryPolicy;
+
+/// The function the macro generates for a listener: decode, extract, call, convert.
+pub type HandlerFn = fn(Invocation) -> BoxFuture<'static, Result<(), Failure>>;
+
+/// Retry settings written in the macro (`retry(max_attempts = 5, ...)`). Durations stay
+/// text until startup, where a bad one is reported with the listener's name.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MacroRetry {
+    pub max_attempts: Option<u32>,
+    pub initial_interval: Option<&'static str>,
+    pub multiplier: Option<f64>,
+    pub max_interval: Option<&'static str>,
+    pub jitter: Option<bool>,
+    pub mode: Option<&'static str>,
+}
+
+/// One `#[listener]` as registered at compile time.
+///
+/// Listeners are collected with `inventory`: a listener defined in a library crate is only
+/// linked when the binary uses that crate (`use my_listeners as _;`).
+#[derive(Debug)]
+pub struct ListenerDef {
+    /// Listener name (the fn name, or `name = ".."`); the key under `mq.listeners`.
+    pub name: &'static str,
+    /// Topics from the macro.
+    pub topics: &'static [&'static str],
+    /// Group from the macro.
+    pub group: Option<&'static str>,
+    /// Consumers from the macro.
+    pub concurrency: Option<u32>,
+    #[doc(hidden)]
+    pub retry: MacroRetry,
+    /// Where the listener is defined.
+    pub module_path: &'static str,
+    #[doc(hidden)]
+    pub handler: HandlerFn,
+}
+
+inventory::collect!(ListenerDef);
+
+/// Every listener linked into this binary, sorted by name.
+///
+/// ```
+/// // A doctest binary has no listeners unless it defines some.
+/// assert!(mq_core::registry::registered().iter().all(|l| !l.name.is_empty()));
+/// ```
+pub fn registered() -> Vec<&'static ListenerDef> {
+    let mut all: Vec<_> = inventory::iter::<ListenerDef>.into_iter().collect();
+    all.sort_by_key(|l| l.name);
+    all
+}
+
+/// A listener resolved against the configuration.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    /// Name.
+    pub name: &'static str,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Consumer group.
+    pub group: String,
+    /// Consumers in this process.
+    pub concurrency: u32,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Dead-letter settings.
+    pub dlt: DltConfig,
+    /// Whether the app starts it.
+    pub auto_startup: bool,
+    pub(crate) handler: HandlerFn,
+}
+
+impl ListenerSpec {
+    /// The dead-letter topic for records of `topic`: `<topic><suffix>`.
+    pub fn dlt_topic(&self, topic: &str) -> String {
+        format!("{topic}{}", self.dlt.suffix)
+    }
+}
+
+/// Why the listeners could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid listener setup: {0}")]
+pub struct RegistryError(String);
+
+fn macro_retry(def: &ListenerDef) -> Result<RetryOverride, String> {
+    let duration = |key: &str, v: Option<&'static str>| -> Result<Option<Duration>, String> {
+        v.map(|s| {
+            humantime::parse_duration(s).map_err(|e| {
+                format!(
+                    "listener {} ({}): retry {key} = {s:?} is not a duration ({e})",
+                    def.name, def.module_path
+                )
+            })
+        })
+        .transpose()
+    };
+    let mode = match def.retry.mode {
+        None => None,
+        Some("blocking") => Some(RetryMode::Blocking),
+        Some("topics") => Some(RetryMode::Topics),
+        Some(other) => {
+            return Err(format!(
+                "listener {}: retry mode {other:?} is not blocking or topics",
+                def.name
+            ))
+        }
+    };
+    Ok(RetryOverride {
+        max_attempts: def.retry.max_attempts,
+        initial_interval: duration("initial_interval", def.retry.initial_interval)?,
+        multiplier: def.retry.multiplier,
+        max_interval: duration("max_interval", def.retry.max_interval)?,
+        jitter: def.retry.jitter,
+        mode,
+    })
+}
+
+/// Resolves `defs` against `config`: config overrides (`mq.listeners.<name>`) win over
+/// the macro's values, which win over the `mq.listener` defaults.
+pub(crate) fn resolve(
+    defs: &[&'static ListenerDef],
+    config: &Config,
+) -> Result<Vec<ListenerSpec>, RegistryError> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for def in defs {
+        if let Some(other) = seen.insert(def.name, def.module_path) {
+            problems.push(format!(
+                "two listeners are named {:?} (in {other} and {}); give one a `name = \"..\"`",
+                def.name, def.module_path
+            ));
+        }
+    }
+    for name in config.mq.listeners.keys() {
+        if !seen.contains_key(name.as_str()) {
+            problems.push(format!(
+                "mq.listeners.{name} configures a listener that does not exist (known: {})",
+                seen.keys().copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let defaults = &config.mq.listener;
+    let mut specs = Vec::new();
+    for def in defs {
+        let o = config.mq.listeners.get(def.name).cloned().unwrap_or_default();
+        let macro_retry = match macro_retry(def) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let retry: RetryConfig = defaults.retry.merged(&macro_retry).merged(&o.retry);
+        if retry.max_attempts == 0 {
+            problems.push(format!("listener {}: max-attempts must be at least 1", def.name));
+        }
+        if retry.mode == RetryMode::Topics {
+            problems.push(format!(
+                "listener {}: retry mode `topics` is not available yet; use `blocking`",
+                def.name
+            ));
+        }
+        let topics = o
+            .topics
+            .clone()
+            .unwrap_or_else(|| def.topics.iter().map(|t| (*t).to_owned()).collect());
+        if topics.is_empty() {
+            problems.push(format!("listener {} has no topic", def.name));
+        }
+        let group = o
+            .group
+            .clone()
+            .or_else(|| def.group.map(str::to_owned))
+            .or_else(|| config.mq.kafka.consumer.group_id.clone())
+            .unwrap_or_else(|| config.mq.application.name.clone());
+        let dlt = DltConfig {
+            enabled: o.dlt.enabled.unwrap_or(defaults.dlt.enabled),
+            suffix: o.dlt.suffix.clone().unwrap_or(defaults.dlt.suffix.clone()),
+        };
+        specs.push(ListenerSpec {
+            name: def.name,
+            topics,
+            group,
+            concurrency: o
+                .concurrency
+                .or(def.concurrency)
+                .unwrap_or(defaults.concurrency)
+                .max(1),
+            retry: RetryPolicy::from(&retry),
+            dlt,
+            auto_startup: o.auto_startup.unwrap_or(true),
+            handler: def.handler,
+        });
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(RegistryError(problems.join("; ")))
+    }
+}

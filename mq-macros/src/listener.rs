@@ -1,0 +1,359 @@
+//! `#[listener]`: parse and validate the attribute and the function, then emit a
+//! registration into `mq_core::__private`. No behaviour lives here.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{
+    Expr, ExprArray, ExprLit, FnArg, GenericArgument, ItemFn, Lit, LitStr, Path, PathArguments,
+    ReturnType, Type,
+};
+
+#[derive(Default)]
+struct Retry {
+    max_attempts: Option<syn::LitInt>,
+    initial_interval: Option<LitStr>,
+    multiplier: Option<syn::LitFloat>,
+    max_interval: Option<LitStr>,
+    jitter: Option<syn::LitBool>,
+    mode: Option<LitStr>,
+}
+
+#[derive(Default)]
+struct Args {
+    topics: Vec<LitStr>,
+    group: Option<LitStr>,
+    name: Option<LitStr>,
+    concurrency: Option<syn::LitInt>,
+    retry: Retry,
+    krate: Option<Path>,
+}
+
+const KNOWN: &str = "topic, topics, group, name, concurrency, retry, crate";
+
+impl Args {
+    fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        match key.as_str() {
+            "topic" => self.topics.push(meta.value()?.parse()?),
+            "topics" => {
+                let array: ExprArray = meta.value()?.parse()?;
+                for elem in array.elems {
+                    match elem {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Str(s), ..
+                        }) => self.topics.push(s),
+                        other => {
+                            return Err(syn::Error::new_spanned(
+                                other,
+                                "topics must be string literals",
+                            ))
+                        }
+                    }
+                }
+            }
+            "group" => self.group = Some(non_empty(meta.value()?.parse()?, "group")?),
+            "name" => self.name = Some(non_empty(meta.value()?.parse()?, "name")?),
+            "concurrency" => {
+                let n: syn::LitInt = meta.value()?.parse()?;
+                if n.base10_parse::<u32>()? == 0 {
+                    return Err(syn::Error::new_spanned(n, "concurrency must be at least 1"));
+                }
+                self.concurrency = Some(n);
+            }
+            "retry" => meta.parse_nested_meta(|m| self.retry.parse_meta(m))?,
+            "crate" => {
+                let s: LitStr = meta.value()?.parse()?;
+                self.krate = Some(s.parse()?);
+            }
+            _ => {
+                return Err(meta.error(format!(
+                    "unknown #[listener] attribute `{}`; expected one of: {KNOWN}",
+                    meta.path.to_token_stream()
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(s: LitStr, what: &str) -> syn::Result<LitStr> {
+    if s.value().trim().is_empty() {
+        Err(syn::Error::new_spanned(s, format!("{what} must not be empty")))
+    } else {
+        Ok(s)
+    }
+}
+
+impl Retry {
+    fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        match key.as_str() {
+            "max_attempts" => {
+                let n: syn::LitInt = meta.value()?.parse()?;
+                if n.base10_parse::<u32>()? == 0 {
+                    return Err(syn::Error::new_spanned(n, "max_attempts must be at least 1"));
+                }
+                self.max_attempts = Some(n);
+            }
+            "initial_interval" => self.initial_interval = Some(meta.value()?.parse()?),
+            "max_interval" => self.max_interval = Some(meta.value()?.parse()?),
+            "multiplier" => self.multiplier = Some(meta.value()?.parse()?),
+            "jitter" => self.jitter = Some(meta.value()?.parse()?),
+            "mode" => {
+                let s: LitStr = meta.value()?.parse()?;
+                if !matches!(s.value().as_str(), "blocking" | "topics") {
+                    return Err(syn::Error::new_spanned(
+                        s,
+                        "retry mode must be \"blocking\" or \"topics\"",
+                    ));
+                }
+                self.mode = Some(s);
+            }
+            _ => {
+                return Err(meta.error(format!(
+                    "unknown retry setting `{}`; expected one of: max_attempts, initial_interval, multiplier, max_interval, jitter, mode",
+                    meta.path.to_token_stream()
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn option<T: ToTokens>(v: &Option<T>) -> TokenStream {
+    match v {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// Expands `#[listener(attr)] item`. On error, returns the item unchanged plus the errors,
+/// so the rest of the crate still type-checks (and IDEs keep working).
+pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "#[listener] goes on an `async fn`",
+            );
+            return with_error(item, err);
+        }
+    };
+    let mut args = Args::default();
+    let parser = syn::meta::parser(|meta| args.parse_meta(meta));
+    if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
+        return with_error(item, e);
+    }
+    match generate(&args, &func) {
+        Ok(registration) => quote!(#func #registration),
+        Err(e) => with_error(item, e),
+    }
+}
+
+fn with_error(item: TokenStream, err: syn::Error) -> TokenStream {
+    let err = err.to_compile_error();
+    quote!(#item #err)
+}
+
+fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
+    let sig = &func.sig;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            "#[listener] functions must be `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "#[listener] functions cannot be generic",
+        ));
+    }
+    let ret_ty = match &sig.output {
+        ReturnType::Default => {
+            errors.push(syn::Error::new_spanned(
+                sig,
+                "#[listener] functions must return `Result<(), E>`",
+            ));
+            None
+        }
+        ReturnType::Type(_, ty) => Some(ty.clone()),
+    };
+    if args.topics.is_empty() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "#[listener] needs a topic: #[listener(topic = \"orders\")]",
+        ));
+    }
+    for t in &args.topics {
+        if t.value().trim().is_empty() {
+            errors.push(syn::Error::new_spanned(t, "topic must not be empty"));
+        }
+    }
+    let mut types = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => errors.push(syn::Error::new_spanned(
+                r,
+                "#[listener] functions cannot take `self`; use a free function and `State<T>` for shared state",
+            )),
+            FnArg::Typed(pt) => types.push((*pt.ty).clone()),
+        }
+    }
+    if types.is_empty() && sig.receiver().is_none() {
+        errors.push(syn::Error::new_spanned(
+            &sig.ident,
+            "a #[listener] takes the payload as its first argument: `Event<T>` or `T`",
+        ));
+    }
+    let mut errors = errors.into_iter();
+    if let Some(mut first) = errors.next() {
+        for e in errors {
+            first.combine(e);
+        }
+        return Err(first);
+    }
+    let ret_ty = ret_ty.expect("checked above");
+
+    let krate = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::mq_core));
+    let private = quote!(#krate::__private);
+    let fn_name = &sig.ident;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| LitStr::new(&fn_name.to_string(), fn_name.span()));
+
+    let payload_ty = &types[0];
+    let (data_ty, payload_expr) = match event_data_type(payload_ty) {
+        Some(inner) => (inner, quote!(__event)),
+        None => (payload_ty.clone(), quote!(__event.data)),
+    };
+    let decode = quote_spanned!(payload_ty.span()=> __inv.decode::<#data_ty>()?);
+    let extra: Vec<_> = types[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            let ident = syn::Ident::new(&format!("__arg{}", i + 1), Span::call_site());
+            let stmt = quote_spanned!(ty.span()=> let #ident = #private::extract::<#ty>(&__ctx););
+            (ident, stmt)
+        })
+        .collect();
+    let extra_idents = extra.iter().map(|(i, _)| i);
+    let extra_stmts = extra.iter().map(|(_, s)| s);
+    let call = quote!(#fn_name(#payload_expr #(, #extra_idents)*).await);
+    let convert = quote_spanned!(ret_ty.span()=> #private::into_result(#call));
+    let send_check = quote_spanned!(sig.fn_token.span()=> #private::assert_send);
+
+    let topics = &args.topics;
+    let group = option(&args.group);
+    let concurrency = option(&args.concurrency);
+    let r = &args.retry;
+    let (max_attempts, initial_interval, multiplier, max_interval, jitter, mode) = (
+        option(&r.max_attempts),
+        option(&r.initial_interval),
+        option(&r.multiplier),
+        option(&r.max_interval),
+        option(&r.jitter),
+        option(&r.mode),
+    );
+
+    Ok(quote! {
+        const _: () = {
+            #[allow(non_snake_case)]
+            fn __mq_handler(
+                __inv: #private::Invocation,
+            ) -> #private::BoxFuture<'static, ::core::result::Result<(), #private::Failure>> {
+                ::std::boxed::Box::pin(#send_check(async move {
+                    let __event = #decode;
+                    let __ctx = __inv.context(&__event);
+                    #(#extra_stmts)*
+                    #convert
+                }))
+            }
+            #private::inventory::submit! {
+                #private::ListenerDef {
+                    name: #name,
+                    topics: &[#(#topics),*],
+                    group: #group,
+                    concurrency: #concurrency,
+                    retry: #private::MacroRetry {
+                        max_attempts: #max_attempts,
+                        initial_interval: #initial_interval,
+                        multiplier: #multiplier,
+                        max_interval: #max_interval,
+                        jitter: #jitter,
+                        mode: #mode,
+                    },
+                    module_path: ::core::module_path!(),
+                    handler: __mq_handler,
+                }
+            }
+        };
+    })
+}
+
+/// `Event<T>` (any path ending in `Event` with one type argument) → `Some(T)`.
+fn event_data_type(ty: &Type) -> Option<Type> {
+    let Type::Path(tp) = ty else { return None };
+    let last = tp.path.segments.last()?;
+    if last.ident != "Event" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(ab) = &last.arguments else {
+        return None;
+    };
+    match ab.args.first()? {
+        GenericArgument::Type(t) if ab.args.len() == 1 => Some(t.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> String {
+        expand(attr.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn registers_with_topics_and_name() {
+        let out = expand_str(
+            r#"topics = ["a", "b"], group = "g""#,
+            "async fn on_x(e: Event<X>) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("ListenerDef"), "{out}");
+        assert!(out.contains(r#"topics : & ["a" , "b"]"#), "{out}");
+        assert!(out.contains(r#"name : "on_x""#), "{out}");
+        assert!(out.contains("decode :: < X >"), "{out}");
+    }
+
+    #[test]
+    fn plain_payload_passes_data() {
+        let out = expand_str(r#"topic = "a""#, "async fn f(x: X) -> Result<(), E> { Ok(()) }");
+        assert!(out.contains("__event . data"), "{out}");
+    }
+
+    #[test]
+    fn crate_path_is_honoured() {
+        let out = expand_str(
+            r#"topic = "a", crate = "::renamed""#,
+            "async fn f(x: X) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains(":: renamed :: __private"), "{out}");
+    }
+
+    #[test]
+    fn errors_keep_the_item() {
+        let out = expand_str(r#"topic = "a""#, "fn f(x: X) -> Result<(), E> { Ok(()) }");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("fn f"), "{out}");
+    }
+}
