@@ -1,11 +1,13 @@
 //! [`App`]: configuration → listeners → producer → running until a signal → clean stop.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::actuator::HealthIndicator;
 use crate::config::Config;
 use crate::envelope::DecodeLimits;
 use crate::handler::StateMap;
@@ -31,6 +33,7 @@ pub struct App {
     state: StateMap,
     only: Option<Vec<String>>,
     metrics: Arc<Metrics>,
+    health_indicators: crate::actuator::Indicators,
 }
 
 impl App {
@@ -61,7 +64,29 @@ impl App {
             config,
             state: StateMap::default(),
             only: None,
+            health_indicators: Vec::new(),
         }
+    }
+
+    /// Adds a health check of your own: `components.<name>` of `/actuator/health`
+    /// (Spring Boot's `HealthIndicator` bean). An indicator named like a built-in one
+    /// (`kafka`, `listeners`, `publisher`) replaces it. See [`HealthIndicator`].
+    ///
+    /// ```
+    /// use mq_core::actuator::Health;
+    /// let app = mq_core::App::new(Default::default())
+    ///     .with_health_indicator("warehouse-api", || Health::up().with_detail("latencyMs", 12));
+    /// # let _ = app;
+    /// ```
+    pub fn with_health_indicator(
+        mut self,
+        name: impl Into<String>,
+        indicator: impl HealthIndicator,
+    ) -> App {
+        let name = name.into();
+        self.health_indicators.retain(|(n, _)| *n != name);
+        self.health_indicators.push((name, Arc::new(indicator)));
+        self
     }
 
     /// Registers shared state; handlers get it with `ctx.state::<T>()` or a `State<T>`
@@ -175,9 +200,27 @@ pub struct RunningApp {
     pub(crate) flush: Box<dyn Fn(Duration) + Send + Sync>,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) actuator: Option<crate::actuator::ActuatorHandle>,
 }
 
 impl RunningApp {
+    /// Where the actuator listens (`management.server.address` and the bound port, also
+    /// when `management.server.port` is 0); `None` when `management.server.enabled` is
+    /// false.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), mq_core::Error> {
+    /// let running = mq_core::App::from_config()?.start().await?;
+    /// if let Some(addr) = running.actuator_addr() {
+    ///     println!("health: http://{addr}/actuator/health");
+    /// }
+    /// # running.shutdown().await
+    /// # }
+    /// ```
+    pub fn actuator_addr(&self) -> Option<SocketAddr> {
+        self.actuator.as_ref().map(|a| a.addr())
+    }
+
     /// The app's publisher (events sent from here start a new correlation).
     pub fn publisher(&self) -> Publisher {
         self.publisher.clone()
@@ -226,6 +269,10 @@ impl RunningApp {
         let flush = self.flush;
         let timeout = self.config.mq.shutdown.timeout;
         let _ = tokio::task::spawn_blocking(move || flush(timeout)).await;
+        // Last: the probes keep answering (readiness OUT_OF_SERVICE) while the app drains.
+        if let Some(actuator) = self.actuator {
+            actuator.stop().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -269,6 +316,7 @@ mod transport {
     pub(crate) use crate::kafka::consumer::ConsumerStatus;
 
     use super::{decode_limits, App, RunningApp};
+    use crate::actuator;
     use crate::dispatch::ListenerRuntime;
     use crate::kafka::{self, admin, producer::KafkaSink};
     use crate::publisher::Publisher;
@@ -280,11 +328,13 @@ mod transport {
             config,
             state,
             metrics,
+            health_indicators,
             ..
         } = app;
         let sink = KafkaSink::new(&kafka::producer_config(&config))?;
+        let sends = Arc::new(actuator::PublisherStats::default());
         let publisher = Publisher::new(
-            Arc::new(sink.clone()),
+            Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
             format!("/{}", config.mq.application.name),
             config.mq.kafka.producer.content_mode,
         )
@@ -294,6 +344,9 @@ mod transport {
             create_topics(&config, &specs).await?;
         }
 
+        // Bind the management port first: a taken port fails the start before any consumer.
+        let management = actuator::bind(&config).await?;
+        let actuator_specs = specs.clone();
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let mut statuses = Vec::new();
@@ -322,6 +375,22 @@ mod transport {
             }
             tracing::info!(listener = name, group = %group, concurrency, "listener started");
         }
+        let actuator = management.map(|listener| {
+            let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &actuator_specs));
+            actuator::serve(
+                listener,
+                actuator::Parts {
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    listeners: actuator_specs,
+                    consumers: kafka::health::consumer_source(statuses.clone()),
+                    broker: Some(("kafka".to_owned(), broker)),
+                    publisher: sends,
+                    user: health_indicators,
+                    app_shutdown: shutdown.clone(),
+                },
+            )
+        });
         Ok(RunningApp {
             publisher,
             shutdown,
@@ -330,6 +399,7 @@ mod transport {
             flush: Box::new(move |timeout| sink.flush(timeout)),
             config,
             metrics,
+            actuator,
         })
     }
 

@@ -83,12 +83,21 @@ pub struct ApplicationConfig {
     /// `application` tag of metrics. Default `mq-app`.
     #[serde(default = "default_app_name", deserialize_with = "lenient::string")]
     pub name: String,
+    /// The application's version, shown by `/actuator/info` (e.g. set
+    /// `MQ_APPLICATION__VERSION` from your build). Default none.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub version: Option<String>,
 }
 
 impl Default for ApplicationConfig {
     fn default() -> Self {
         ApplicationConfig {
             name: default_app_name(),
+            version: None,
         }
     }
 }
@@ -887,12 +896,46 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `MQ_A__B_C` → `mq.a.b-c`; `MQ_MANAGEMENT__X` → `management.x`; below `properties`,
-/// `_` → `.`.
-fn env_provider() -> Env {
-    Env::prefixed("MQ_")
-        .filter(|k| k != "profiles_active" && k != "config_dir")
-        .map(|key| Uncased::from(env_key(key.as_str())))
+/// `MQ_*` variables: `MQ_A__B_C` → `mq.a.b-c`; `MQ_MANAGEMENT__X` → `management.x`;
+/// below `properties`, `_` → `.`. Errors name the variable, not the mapped key.
+struct EnvVars(Env);
+
+fn env_provider() -> EnvVars {
+    EnvVars(
+        Env::prefixed("MQ_")
+            .filter(|k| k != "profiles_active" && k != "config_dir")
+            .map(|key| Uncased::from(env_key(key.as_str()))),
+    )
+}
+
+impl figment::Provider for EnvVars {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable").interpolater(|_, path| env_var_name(path))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+/// The variable that sets `path` (the inverse of [`env_key`]).
+fn env_var_name(path: &[&str]) -> String {
+    let path = match path.first() {
+        Some(&"mq") => &path[1..],
+        _ => path,
+    };
+    let upper = |s: &str| s.replace(['-', '.'], "_").to_ascii_uppercase();
+    let split = path
+        .iter()
+        .position(|s| *s == "properties")
+        .map_or(path.len(), |i| i + 1);
+    let mut out: Vec<String> = path[..split].iter().map(|s| upper(s)).collect();
+    if split < path.len() {
+        out.push(path[split..].iter().map(|s| upper(s)).collect::<Vec<_>>().join("_"));
+    }
+    format!("MQ_{}", out.join("__"))
 }
 
 fn env_key(key: &str) -> String {
@@ -1046,6 +1089,18 @@ mod tests {
         assert_eq!(
             env_key("kafka__consumer__properties__fetch_min_bytes"),
             "mq.kafka.consumer.properties.fetch.min.bytes"
+        );
+    }
+
+    #[test]
+    fn env_var_names_invert_env_keys() {
+        assert_eq!(
+            env_var_name(&["mq", "kafka", "consumer", "properties", "fetch", "min", "bytes"]),
+            "MQ_KAFKA__CONSUMER__PROPERTIES__FETCH_MIN_BYTES"
+        );
+        assert_eq!(
+            env_var_name(&["management", "server", "port"]),
+            "MQ_MANAGEMENT__SERVER__PORT"
         );
     }
 

@@ -31,6 +31,7 @@
 //! reached the dead-letter topic.
 #![deny(missing_docs)]
 
+pub mod actuator;
 pub mod config;
 pub mod dead_letter;
 mod dispatch;

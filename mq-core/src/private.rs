@@ -41,10 +41,12 @@ impl Invocation {
 
     /// The handler's context for `event`: its publisher is caused by the event.
     pub fn context<T>(&self, event: &Event<T>) -> Context {
-        let span = tracing::Span::current();
-        span.record("event_id", event.id.as_str());
-        if let Some(c) = &event.correlationid {
-            span.record("correlation_id", c.as_str());
+        if self.attempt == 1 {
+            let span = tracing::Span::current();
+            span.record("event_id", event.id.as_str());
+            if let Some(c) = &event.correlationid {
+                span.record("correlation_id", c.as_str());
+            }
         }
         Context::new(
             self.listener,

@@ -16,7 +16,7 @@
 //! leaves its group.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub(crate) struct ConsumerStatus {
     pub(crate) last_poll_ms: AtomicI64,
     /// Rebalances seen.
     pub(crate) rebalances: AtomicUsize,
+    /// In its group right now: set by an assignment (even an empty one), cleared by a
+    /// revocation (readiness reads it).
+    pub(crate) member: AtomicBool,
 }
 
 struct Worker {
@@ -91,6 +94,7 @@ impl ConsumerContext for MqContext {
             self.drain(revoked);
             commit_stored(consumer);
             self.status.assigned.store(0, Ordering::Relaxed);
+            self.status.member.store(false, Ordering::Relaxed);
         }
     }
 
@@ -118,6 +122,7 @@ impl ConsumerContext for MqContext {
                     workers.insert((topic, partition), Worker { stop, join });
                 }
                 self.status.assigned.store(workers.len(), Ordering::Relaxed);
+                self.status.member.store(true, Ordering::Relaxed);
                 tracing::info!(
                     listener = self.runtime.spec.name,
                     partitions = ?tpl.elements().iter().map(|e| format!("{}-{}", e.topic(), e.partition())).collect::<Vec<_>>(),

@@ -6,6 +6,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod consumer;
+pub(crate) mod health;
 pub(crate) mod producer;
 
 use rdkafka::ClientConfig;

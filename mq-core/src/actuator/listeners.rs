@@ -1,0 +1,219 @@
+//! The `listeners` health component: is each listener's consumer loop turning (liveness),
+//! and has it joined its group (readiness)?
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::health::{Health, HealthFuture, HealthIndicator};
+use crate::registry::ListenerSpec;
+
+/// What the actuator sees of one consumer of a listener (copied from the transport's
+/// live status at each check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerView {
+    /// The listener it belongs to.
+    pub(crate) listener: &'static str,
+    /// Partitions assigned right now.
+    pub(crate) assigned: usize,
+    /// Unix millis of the last turn of its poll loop (0: not started yet).
+    pub(crate) last_poll_ms: i64,
+    /// Rebalances it went through (> 0: it has joined its group at least once).
+    pub(crate) rebalances: usize,
+    /// In its group right now (an assignment, possibly empty, and no revocation since).
+    pub(crate) member: bool,
+}
+
+/// Reads the current views of every consumer.
+pub(crate) type ConsumerSource = Arc<dyn Fn() -> Vec<ConsumerView> + Send + Sync>;
+
+/// Which question the indicator answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Only "is every poll loop turning?" (a stalled loop is `DOWN`).
+    Liveness,
+    /// `/actuator/health`: also `OUT_OF_SERVICE` while shutting down, or until every
+    /// consumer joined its group once (a rebalance later on is not an outage).
+    Health,
+    /// `/actuator/health/readiness`: also `OUT_OF_SERVICE` while shutting down, or while
+    /// a consumer is not in its group (starting, rebalancing, lost its assignment).
+    Readiness,
+}
+
+/// The `listeners` component: one sub-component per listener.
+pub(crate) struct ListenersIndicator {
+    pub(crate) specs: Vec<ListenerSpec>,
+    pub(crate) consumers: ConsumerSource,
+    /// A poll loop silent for longer than this is stalled.
+    pub(crate) stall_after: Duration,
+    /// Cancelled when the app starts shutting down.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) mode: Mode,
+}
+
+impl HealthIndicator for ListenersIndicator {
+    fn health(&self) -> HealthFuture<'_> {
+        let h = self.evaluate(chrono::Utc::now().timestamp_millis());
+        Box::pin(async move { h })
+    }
+}
+
+impl ListenersIndicator {
+    fn evaluate(&self, now_ms: i64) -> Health {
+        let views = (self.consumers)();
+        let stall_ms = self.stall_after.as_millis() as i64;
+        let shutting_down = self.shutdown.is_cancelled();
+        let components = self.specs.iter().map(|spec| {
+            let mine: Vec<&ConsumerView> =
+                views.iter().filter(|v| v.listener == spec.name).collect();
+            let mut stalled = false;
+            let mut never_joined = false;
+            let mut not_member = false;
+            let consumers: Vec<_> = mine
+                .iter()
+                .map(|v| {
+                    let age = if v.last_poll_ms > 0 {
+                        Some((now_ms - v.last_poll_ms).max(0))
+                    } else {
+                        None
+                    };
+                    stalled |= age.is_some_and(|a| a > stall_ms);
+                    never_joined |= v.rebalances == 0 && !v.member;
+                    not_member |= !v.member;
+                    json!({
+                        "member": v.member,
+                        "assignedPartitions": v.assigned,
+                        "lastPollAgeMs": age,
+                        "rebalances": v.rebalances,
+                    })
+                })
+                .collect();
+            let health = if stalled {
+                Health::down().with_detail(
+                    "reason",
+                    format!("a consumer's poll loop has not turned for more than {stall_ms} ms"),
+                )
+            } else if self.mode != Mode::Liveness && shutting_down {
+                Health::out_of_service().with_detail("reason", "shutting down")
+            } else if (self.mode == Mode::Health && never_joined)
+                || (self.mode == Mode::Readiness && not_member)
+            {
+                Health::out_of_service().with_detail("reason", "joining the consumer group")
+            } else {
+                Health::up()
+            };
+            let health = health
+                .with_detail("group", &spec.group)
+                .with_detail("topics", &spec.topics)
+                .with_detail(
+                    "assignedPartitions",
+                    mine.iter().map(|v| v.assigned).sum::<usize>(),
+                )
+                .with_detail("consumers", consumers);
+            (spec.name.to_owned(), health)
+        });
+        let mut health = Health::composite(components.collect::<Vec<_>>());
+        if self.specs.is_empty() {
+            health = if self.mode != Mode::Liveness && shutting_down {
+                Health::out_of_service().with_detail("reason", "shutting down")
+            } else {
+                Health::up()
+            };
+        }
+        health
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actuator::health::Status;
+
+    fn spec(name: &'static str) -> ListenerSpec {
+        ListenerSpec {
+            name,
+            topics: vec![format!("{name}-topic")],
+            group: "g".into(),
+            concurrency: 1,
+            retry: crate::retry::RetryPolicy::from(&crate::config::RetryConfig::default()),
+            dlt: Default::default(),
+            auto_startup: true,
+            handler: |_| Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn indicator(views: Vec<ConsumerView>, mode: Mode) -> ListenersIndicator {
+        ListenersIndicator {
+            specs: vec![spec("a"), spec("b")],
+            consumers: Arc::new(move || views.clone()),
+            stall_after: Duration::from_secs(10),
+            shutdown: CancellationToken::new(),
+            mode,
+        }
+    }
+
+    fn view(
+        listener: &'static str,
+        assigned: usize,
+        last_poll_ms: i64,
+        rebalances: usize,
+    ) -> ConsumerView {
+        ConsumerView {
+            listener,
+            assigned,
+            last_poll_ms,
+            rebalances,
+            member: rebalances > 0,
+        }
+    }
+
+    #[test]
+    fn joining_is_out_of_service_for_readiness_only() {
+        let now = 1_000_000;
+        let views = vec![view("a", 1, now - 100, 1), view("b", 0, now - 100, 0)];
+        let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
+        assert_eq!(r.status, Status::OutOfService);
+        assert_eq!(r.components["a"].status, Status::Up);
+        assert_eq!(r.components["b"].status, Status::OutOfService);
+        let h = indicator(views.clone(), Mode::Health).evaluate(now);
+        assert_eq!(h.status, Status::OutOfService, "never joined");
+        let l = indicator(views, Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Up);
+    }
+
+    #[test]
+    fn a_rebalance_is_not_ready_but_healthy() {
+        let now = 1_000_000;
+        let mut revoked = view("b", 0, now, 2);
+        revoked.member = false;
+        let views = vec![view("a", 1, now, 1), revoked];
+        let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
+        assert_eq!(r.components["b"].status, Status::OutOfService);
+        let h = indicator(views, Mode::Health).evaluate(now);
+        assert_eq!(h.status, Status::Up);
+    }
+
+    #[test]
+    fn stalled_loop_is_down() {
+        let now = 1_000_000;
+        let views = vec![view("a", 1, now - 60_000, 1), view("b", 0, now, 3)];
+        let l = indicator(views, Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Down);
+        assert_eq!(l.components["b"].status, Status::Up, "idle but joined");
+        assert_eq!(l.components["a"].details["topics"], json!(["a-topic"]));
+    }
+
+    #[test]
+    fn shutting_down_is_out_of_service() {
+        let now = 1_000_000;
+        let i = indicator(
+            vec![view("a", 1, now, 1), view("b", 1, now, 1)],
+            Mode::Readiness,
+        );
+        assert_eq!(i.evaluate(now).status, Status::Up);
+        i.shutdown.cancel();
+        assert_eq!(i.evaluate(now).status, Status::OutOfService);
+    }
+}

@@ -1,0 +1,409 @@
+//! The actuator: Spring Boot Actuator's endpoints on the management port.
+//!
+//! | endpoint | what |
+//! | --- | --- |
+//! | `GET /actuator` | links to the exposed endpoints (`_links`) |
+//! | `GET /actuator/health` | `{"status":"UP","components":{"kafka":..,"listeners":..,"publisher":..}}`; 503 when `DOWN` or `OUT_OF_SERVICE` |
+//! | `GET /actuator/health/liveness` | is the process working: the listeners' poll loops turn (never the broker) |
+//! | `GET /actuator/health/readiness` | can it do its job: the broker answers, every consumer has joined its group, not shutting down |
+//! | `GET /actuator/health/{component}` | one component, e.g. `/actuator/health/kafka` |
+//! | `GET /actuator/info` | name, version, profiles, listeners (topics, group, retry, DLT), configuration with secrets masked |
+//! | `GET /actuator/metrics` | `{"names":[..]}` |
+//! | `GET /actuator/metrics/{name}?tag=k:v` | `{"name":..,"measurements":[{"statistic":"COUNT","value":..}],"availableTags":[..]}` |
+//! | `GET /actuator/prometheus` | the registry in OpenMetrics text, or Prometheus text 0.0.4 when `Accept` prefers `text/plain` |
+//!
+//! Configuration (as Spring Boot's keys):
+//!
+//! ```yaml
+//! management:
+//!   server:
+//!     address: 0.0.0.0      # default
+//!     port: 8081            # default; 0 picks a free port
+//!   endpoints:
+//!     web:
+//!       base-path: /actuator
+//!       exposure:
+//!         include: health,info,prometheus   # or "*"; default health
+//!   endpoint:
+//!     health:
+//!       show-details: always                # default never: status only
+//!   metrics:
+//!     tags:
+//!       application: order-service
+//! ```
+//!
+//! An endpoint that is not exposed answers 404. Values of keys that name a secret
+//! (`password`, `secret`, `sasl`, `token`, `key`, `credential`) never leave the process.
+//!
+//! Add checks of your own with [`HealthIndicator`] and
+//! [`App::with_health_indicator`](crate::App::with_health_indicator):
+//!
+//! ```
+//! use mq_core::actuator::Health;
+//! let app = mq_core::App::new(Default::default())
+//!     .with_health_indicator("cache", || Health::up().with_detail("entries", 42));
+//! # let _ = app;
+//! ```
+
+mod health;
+mod info;
+mod listeners;
+mod metrics_endpoint;
+mod process;
+mod prometheus;
+mod publisher;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use health::{Health, HealthFuture, HealthIndicator, Status};
+
+pub(crate) use health::Indicators;
+pub(crate) use listeners::{ConsumerSource, ConsumerView};
+pub(crate) use publisher::{PublisherStats, TrackedSink};
+
+use crate::config::{Config, ShowDetails};
+use crate::metrics::Metrics;
+use crate::registry::ListenerSpec;
+
+/// The endpoint ids the actuator knows.
+const ENDPOINTS: [&str; 4] = ["health", "info", "metrics", "prometheus"];
+
+/// Everything the actuator reports on, handed over by the transport at start.
+pub(crate) struct Parts {
+    pub(crate) config: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) listeners: Vec<ListenerSpec>,
+    pub(crate) consumers: ConsumerSource,
+    /// The broker reachability check (`kafka`), part of `health` and `readiness`.
+    pub(crate) broker: Option<(String, Arc<dyn HealthIndicator>)>,
+    pub(crate) publisher: Arc<PublisherStats>,
+    /// The application's indicators ([`App::with_health_indicator`](crate::App::with_health_indicator)).
+    pub(crate) user: Indicators,
+    /// Cancelled when the app starts shutting down (readiness turns `OUT_OF_SERVICE`).
+    pub(crate) app_shutdown: CancellationToken,
+}
+
+/// The running actuator server.
+pub(crate) struct ActuatorHandle {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl ActuatorHandle {
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets running requests finish (up to 5 s), and ends the server.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let abort = self.join.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.join)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// Shared state of the handlers.
+struct Actuator {
+    show_details: bool,
+    metrics: Arc<Metrics>,
+    info: Value,
+    /// `/actuator/health`
+    health: Indicators,
+    /// `/actuator/health/liveness`
+    liveness: Indicators,
+    /// `/actuator/health/readiness`
+    readiness: Indicators,
+    /// Exposed endpoint ids, in [`ENDPOINTS`] order.
+    exposed: Vec<&'static str>,
+    base: String,
+}
+
+/// Binds the management port (`None` when `management.server.enabled` is false).
+pub(crate) async fn bind(config: &Config) -> Result<Option<TcpListener>, crate::Error> {
+    let server = &config.management.server;
+    if !server.enabled {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind((server.address.as_str(), server.port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot bind the management port {}:{}: {e}",
+                    server.address, server.port
+                ),
+            )
+        })?;
+    Ok(Some(listener))
+}
+
+/// Serves the actuator on `listener` until [`ActuatorHandle::stop`].
+pub(crate) fn serve(listener: TcpListener, parts: Parts) -> ActuatorHandle {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let router = router(parts);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let join = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "actuator server failed");
+        }
+    });
+    tracing::info!(%addr, "actuator listening");
+    ActuatorHandle { addr, stop, join }
+}
+
+/// The actuator's routes, for the exposed endpoints only.
+fn router(parts: Parts) -> Router {
+    let Parts {
+        config,
+        metrics,
+        listeners: specs,
+        consumers,
+        broker,
+        publisher,
+        user,
+        app_shutdown,
+    } = parts;
+    metrics.register(|r| r.register_collector(Box::new(process::ProcessCollector)));
+    // A rebalance may hold the poll loop for up to the drain timeout.
+    let stall_after = config.mq.shutdown.timeout + Duration::from_secs(10);
+    let listeners_indicator = |mode| -> Arc<dyn HealthIndicator> {
+        Arc::new(listeners::ListenersIndicator {
+            specs: specs.clone(),
+            consumers: consumers.clone(),
+            stall_after,
+            shutdown: app_shutdown.clone(),
+            mode,
+        })
+    };
+    let mut health: Indicators = Vec::new();
+    let mut readiness: Indicators = Vec::new();
+    if let Some((name, broker)) = broker {
+        health.push((name.clone(), broker.clone()));
+        readiness.push((name, broker));
+    }
+    health.push((
+        "listeners".into(),
+        listeners_indicator(listeners::Mode::Health),
+    ));
+    readiness.push((
+        "listeners".into(),
+        listeners_indicator(listeners::Mode::Readiness),
+    ));
+    health.push((
+        "publisher".into(),
+        Arc::new(publisher::PublisherIndicator(publisher)),
+    ));
+    for (name, indicator) in user {
+        // An application's indicator may replace a built-in one of the same name.
+        health.retain(|(n, _)| *n != name);
+        health.push((name, indicator));
+    }
+    let liveness: Indicators = vec![
+        ("ping".into(), Arc::new(Health::up)),
+        (
+            "listeners".into(),
+            listeners_indicator(listeners::Mode::Liveness),
+        ),
+    ];
+    let web = &config.management.endpoints.web;
+    let all = web.exposure.include.iter().any(|e| e.trim() == "*");
+    let exposed: Vec<&'static str> = ENDPOINTS
+        .into_iter()
+        .filter(|id| all || web.exposure.include.iter().any(|e| e.trim() == *id))
+        .collect();
+    for id in &web.exposure.include {
+        if id.trim() != "*" && !ENDPOINTS.contains(&id.trim()) {
+            tracing::warn!(endpoint = %id, "management.endpoints.web.exposure.include names an unknown endpoint");
+        }
+    }
+    let base = web.base_path.trim_end_matches('/').to_owned();
+    let state = Arc::new(Actuator {
+        show_details: config.management.endpoint.health.show_details == ShowDetails::Always,
+        info: info::info(&config, &specs),
+        metrics,
+        health,
+        liveness,
+        readiness,
+        exposed,
+        base,
+    });
+    let base = state.base.clone();
+    let mut router = Router::new();
+    if !base.is_empty() {
+        router = router.route(&base, get(links));
+    }
+    for id in &state.exposed {
+        router = match *id {
+            "health" => router
+                .route(&format!("{base}/health"), get(health_all))
+                .route(&format!("{base}/health/{{*path}}"), get(health_path)),
+            "info" => router.route(&format!("{base}/info"), get(info_endpoint)),
+            "metrics" => router
+                .route(&format!("{base}/metrics"), get(metric_names))
+                .route(&format!("{base}/metrics/{{name}}"), get(metric_one)),
+            "prometheus" => router.route(&format!("{base}/prometheus"), get(prometheus_endpoint)),
+            _ => router,
+        };
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"status": 404, "error": "Not Found", "path": uri.path()}),
+    )
+}
+
+/// `GET /actuator`: Spring's links document.
+async fn links(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let root = format!("http://{host}{}", a.base);
+    let link = |path: &str, templated: bool| json!({"href": format!("{root}{path}"), "templated": templated});
+    let mut links = serde_json::Map::new();
+    links.insert("self".into(), link("", false));
+    for id in &a.exposed {
+        match *id {
+            "health" => {
+                links.insert("health".into(), link("/health", false));
+                links.insert("health-path".into(), link("/health/{*path}", true));
+            }
+            "metrics" => {
+                links.insert("metrics".into(), link("/metrics", false));
+                links.insert(
+                    "metrics-requiredMetricName".into(),
+                    link("/metrics/{requiredMetricName}", true),
+                );
+            }
+            other => {
+                links.insert(other.into(), link(&format!("/{other}"), false));
+            }
+        }
+    }
+    json_response(StatusCode::OK, &json!({ "_links": links }))
+}
+
+fn health_response(a: &Actuator, h: &Health) -> Response {
+    let code = StatusCode::from_u16(h.status.http_status()).unwrap_or(StatusCode::OK);
+    json_response(code, &h.to_json(a.show_details))
+}
+
+async fn health_all(State(a): State<Arc<Actuator>>) -> Response {
+    let h = health::evaluate(&a.health).await;
+    health_response(&a, &h)
+}
+
+/// `/health/liveness`, `/health/readiness`, `/health/<component>[/<sub>...]`.
+async fn health_path(
+    State(a): State<Arc<Actuator>>,
+    Path(path): Path<String>,
+    uri: Uri,
+) -> Response {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let first = segments.next().unwrap_or("");
+    let mut h = match first {
+        "liveness" => health::evaluate(&a.liveness).await,
+        "readiness" => health::evaluate(&a.readiness).await,
+        name => match a.health.iter().find(|(n, _)| n == name) {
+            Some((_, indicator)) => health::check(indicator.as_ref()).await,
+            None => return not_found(uri).await,
+        },
+    };
+    for segment in segments {
+        match h.components.remove(segment) {
+            Some(sub) => h = sub,
+            None => return not_found(uri).await,
+        }
+    }
+    health_response(&a, &h)
+}
+
+async fn info_endpoint(State(a): State<Arc<Actuator>>) -> Response {
+    json_response(StatusCode::OK, &a.info)
+}
+
+async fn metric_names(State(a): State<Arc<Actuator>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &metrics_endpoint::names(&a.metrics.encode()),
+    )
+}
+
+async fn metric_one(
+    State(a): State<Arc<Actuator>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    uri: Uri,
+) -> Response {
+    let tags = match metrics_endpoint::tags_of(query.as_deref()) {
+        Ok(t) => t,
+        Err(metrics_endpoint::MetricError::BadTag(t)) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"status": 400, "error": "Bad Request", "message": format!("tag {t:?} is not key:value"), "path": uri.path()}),
+            )
+        }
+        Err(metrics_endpoint::MetricError::NotFound) => return not_found(uri).await,
+    };
+    match metrics_endpoint::metric(&a.metrics.encode(), &name, &tags) {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(_) => not_found(uri).await,
+    }
+}
+
+async fn prometheus_endpoint(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
+    let text = a.metrics.encode();
+    let (content_type, body) = if prometheus::wants_text_004(accept) {
+        (prometheus::TEXT_004, prometheus::to_text_004(&text))
+    } else {
+        (prometheus::OPENMETRICS, text)
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! The `publisher` health component: records waiting for the broker's acknowledgement, and
+//! recent delivery errors.
+//!
+//! [`TrackedSink`] wraps the transport's [`RecordSink`] and counts what goes through it
+//! (every publish, the dead-letter ones included, goes through the app's one sink).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::health::{Health, HealthFuture, HealthIndicator};
+use crate::publisher::{Delivery, PublishError, RecordSink};
+use crate::record::OutgoingRecord;
+
+/// How long a failed delivery keeps the publisher `DOWN` when nothing succeeded since.
+const RECENT: Duration = Duration::from_secs(60);
+
+/// Counters of one app's publishes.
+#[derive(Debug, Default)]
+pub(crate) struct PublisherStats {
+    in_flight: AtomicI64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    last_failed: AtomicBool,
+    last_failure_ms: AtomicI64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PublisherStats {
+    fn finished(&self, result: &Result<Delivery, PublishError>) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.last_failed.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.last_failure_ms.store(now, Ordering::Relaxed);
+                self.last_failed.store(true, Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+    }
+
+    fn health(&self, now_ms: i64) -> Health {
+        let last_failure = self.last_failure_ms.load(Ordering::Relaxed);
+        let failing = self.last_failed.load(Ordering::Relaxed)
+            && now_ms - last_failure <= RECENT.as_millis() as i64;
+        let mut h = if failing {
+            Health::down()
+        } else {
+            Health::up()
+        };
+        h = h
+            .with_detail("inFlight", self.in_flight.load(Ordering::Relaxed).max(0))
+            .with_detail("delivered", self.delivered.load(Ordering::Relaxed))
+            .with_detail("deliveryErrors", self.failed.load(Ordering::Relaxed));
+        if last_failure > 0 {
+            let error = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            h = h
+                .with_detail("lastError", error)
+                .with_detail("lastErrorAgeMs", (now_ms - last_failure).max(0));
+        }
+        h
+    }
+}
+
+/// A sink that counts in-flight records and delivery outcomes in [`PublisherStats`].
+pub(crate) struct TrackedSink<S> {
+    inner: S,
+    stats: Arc<PublisherStats>,
+}
+
+impl<S: RecordSink> TrackedSink<S> {
+    pub(crate) fn new(inner: S, stats: Arc<PublisherStats>) -> Self {
+        TrackedSink { inner, stats }
+    }
+}
+
+impl<S: RecordSink> RecordSink for TrackedSink<S> {
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let sending = self.inner.send(record);
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            // Counted down even if the caller drops the future before it resolves.
+            let mut guard = Pending(Some(stats));
+            let result = sending.await;
+            if let Some(stats) = guard.0.take() {
+                stats.finished(&result);
+            }
+            result
+        })
+    }
+}
+
+/// Decrements `in_flight` of a send whose future was dropped unfinished.
+struct Pending(Option<Arc<PublisherStats>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(stats) = self.0.take() {
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The `publisher` component.
+pub(crate) struct PublisherIndicator(pub(crate) Arc<PublisherStats>);
+
+impl HealthIndicator for PublisherIndicator {
+    fn health(&self) -> HealthFuture<'_> {
+        let h = self.0.health(chrono::Utc::now().timestamp_millis());
+        Box::pin(async move { h })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actuator::health::Status;
+    use crate::testing::TestBroker;
+
+    struct Failing;
+    impl RecordSink for Failing {
+        fn send(&self, r: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
+            Box::pin(async move {
+                Err(PublishError::Broker {
+                    topic: r.topic,
+                    reason: "all brokers down".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_deliveries_and_recent_errors() {
+        let stats = Arc::new(PublisherStats::default());
+        let ok = crate::Publisher::new(
+            Arc::new(TrackedSink::new(TestBroker::new(), stats.clone())),
+            "/t",
+            Default::default(),
+        );
+        let bad = crate::Publisher::new(
+            Arc::new(TrackedSink::new(Failing, stats.clone())),
+            "/t",
+            Default::default(),
+        );
+        ok.send("t", "k", 1u8).await.unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(stats.health(now).status, Status::Up);
+        bad.send("t", "k", 1u8).await.unwrap_err();
+        let h = stats.health(chrono::Utc::now().timestamp_millis());
+        assert_eq!(h.status, Status::Down);
+        assert_eq!(h.details["deliveryErrors"], 1);
+        assert_eq!(h.details["delivered"], 1);
+        assert_eq!(h.details["inFlight"], 0);
+        // A minute later, or after a success, it is up again.
+        assert_eq!(stats.health(now + 61_000).status, Status::Up);
+        ok.send("t", "k", 1u8).await.unwrap();
+        assert_eq!(
+            stats.health(chrono::Utc::now().timestamp_millis()).status,
+            Status::Up
+        );
+    }
+}

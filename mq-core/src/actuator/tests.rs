@@ -1,0 +1,250 @@
+//! Router tests without a broker: exposure, links, health groups, show-details, secrets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+
+struct Fixture {
+    router: Router,
+    broker_up: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+}
+
+fn fixture(yaml: &str) -> Fixture {
+    let config = Config::from_yaml_str(yaml).unwrap();
+    let broker_up = Arc::new(AtomicBool::new(true));
+    let up = broker_up.clone();
+    let broker: Arc<dyn HealthIndicator> = Arc::new(move || {
+        if up.load(Ordering::Relaxed) {
+            Health::up().with_detail("brokers", ["127.0.0.1:9092"])
+        } else {
+            Health::down().with_detail("error", "connection refused")
+        }
+    });
+    let metrics = Arc::new(Metrics::new(vec![("application".into(), "t".into())]));
+    let shutdown = CancellationToken::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let router = router(Parts {
+        config,
+        metrics,
+        listeners: Vec::new(),
+        consumers: Arc::new(move || {
+            vec![ConsumerView {
+                listener: "none",
+                assigned: 1,
+                last_poll_ms: now,
+                rebalances: 1,
+                member: true,
+            }]
+        }),
+        broker: Some(("kafka".into(), broker)),
+        publisher: Arc::new(PublisherStats::default()),
+        user: vec![(
+            "custom".into(),
+            Arc::new(|| Health::up().with_detail("answer", 42)),
+        )],
+        app_shutdown: shutdown.clone(),
+    });
+    Fixture {
+        router,
+        broker_up,
+        shutdown,
+    }
+}
+
+async fn get(router: &Router, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut req = Request::get(path).header("host", "localhost:8081");
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    let resp = router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+const ALL: &str = "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n  endpoint:\n    health:\n      show-details: always\nmq:\n  kafka:\n    consumer:\n      properties:\n        sasl.password: top-secret-value\n";
+
+#[tokio::test]
+async fn default_exposure_is_health_only() {
+    let f = fixture("");
+    let (s, _, body) = get(&f.router, "/actuator/health", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(json(&body), json!({"status": "UP"}), "show-details never");
+    for path in [
+        "/actuator/info",
+        "/actuator/metrics",
+        "/actuator/prometheus",
+        "/actuator/env",
+        "/other",
+    ] {
+        assert_eq!(get(&f.router, path, None).await.0, 404, "{path}");
+    }
+    let (s, _, body) = get(&f.router, "/actuator", None).await;
+    assert_eq!(s, 200);
+    let links = json(&body)["_links"].clone();
+    assert_eq!(
+        links["health"],
+        json!({"href": "http://localhost:8081/actuator/health", "templated": false})
+    );
+    assert_eq!(links["self"]["href"], "http://localhost:8081/actuator");
+    assert!(links.get("info").is_none());
+}
+
+#[tokio::test]
+async fn health_components_groups_and_status_codes() {
+    let f = fixture(ALL);
+    let (s, ct, body) = get(&f.router, "/actuator/health", None).await;
+    assert_eq!((s, ct.as_str()), (200, "application/json"));
+    let h = json(&body);
+    assert_eq!(h["status"], "UP");
+    for c in ["kafka", "listeners", "publisher", "custom"] {
+        assert_eq!(h["components"][c]["status"], "UP", "{c}: {h}");
+    }
+    assert_eq!(h["components"]["custom"]["details"]["answer"], 42);
+
+    f.broker_up.store(false, Ordering::Relaxed);
+    let (s, _, body) = get(&f.router, "/actuator/health", None).await;
+    assert_eq!(s, 503);
+    assert_eq!(json(&body)["components"]["kafka"]["status"], "DOWN");
+    assert_eq!(
+        get(&f.router, "/actuator/health/readiness", None).await.0,
+        503
+    );
+    let (s, _, body) = get(&f.router, "/actuator/health/liveness", None).await;
+    assert_eq!(s, 200, "liveness never depends on the broker: {body}");
+    assert!(json(&body)["components"].get("kafka").is_none());
+    let (s, _, body) = get(&f.router, "/actuator/health/kafka", None).await;
+    assert_eq!((s, json(&body)["status"].clone()), (503, json!("DOWN")));
+    assert_eq!(get(&f.router, "/actuator/health/nope", None).await.0, 404);
+
+    f.broker_up.store(true, Ordering::Relaxed);
+    assert_eq!(
+        get(&f.router, "/actuator/health/readiness", None).await.0,
+        200
+    );
+    f.shutdown.cancel();
+    let (s, _, body) = get(&f.router, "/actuator/health/readiness", None).await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(json(&body)["status"], "OUT_OF_SERVICE");
+    assert_eq!(
+        get(&f.router, "/actuator/health/liveness", None).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn prometheus_negotiates_format() {
+    let f = fixture(ALL);
+    let (s, ct, body) = get(&f.router, "/actuator/prometheus", None).await;
+    assert_eq!((s, ct.as_str()), (200, prometheus::OPENMETRICS));
+    assert!(body.ends_with("# EOF\n"));
+    assert!(
+        body.contains("# UNIT process_resident_memory_bytes bytes"),
+        "{body}"
+    );
+    let (s, ct, body) = get(&f.router, "/actuator/prometheus", Some("text/plain")).await;
+    assert_eq!((s, ct.as_str()), (200, prometheus::TEXT_004));
+    assert!(!body.contains("# EOF") && !body.contains("# UNIT"));
+    assert!(
+        body.contains("# TYPE process_cpu_seconds_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("process_cpu_seconds_total{application=\"t\"} "),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_endpoints() {
+    let f = fixture(ALL);
+    let (s, _, body) = get(&f.router, "/actuator/metrics", None).await;
+    assert_eq!(s, 200);
+    let names = json(&body)["names"].clone();
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .contains(&json!("process_open_fds")),
+        "{names}"
+    );
+    let (s, _, body) = get(&f.router, "/actuator/metrics/process_open_fds", None).await;
+    assert_eq!(s, 200);
+    let m = json(&body);
+    assert_eq!(m["measurements"][0]["statistic"], "VALUE");
+    assert!(m["measurements"][0]["value"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        m["availableTags"],
+        json!([{"tag": "application", "values": ["t"]}])
+    );
+    assert_eq!(
+        get(
+            &f.router,
+            "/actuator/metrics/process_open_fds?tag=application:x",
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        get(
+            &f.router,
+            "/actuator/metrics/process_open_fds?tag=bad",
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(get(&f.router, "/actuator/metrics/nope", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn no_response_carries_a_secret() {
+    let f = fixture(ALL);
+    for path in [
+        "/actuator",
+        "/actuator/health",
+        "/actuator/info",
+        "/actuator/metrics",
+        "/actuator/prometheus",
+    ] {
+        let (s, _, body) = get(&f.router, path, None).await;
+        assert_eq!(s, 200, "{path}");
+        assert!(!body.contains("top-secret-value"), "{path}: {body}");
+    }
+    let (_, _, body) = get(&f.router, "/actuator/info", None).await;
+    assert_eq!(
+        json(&body)["config"]["mq"]["kafka"]["consumer"]["properties"]["sasl.password"],
+        "******"
+    );
+}
+
+#[tokio::test]
+async fn custom_base_path() {
+    let f = fixture("management:\n  endpoints:\n    web:\n      base-path: /manage/\n");
+    assert_eq!(get(&f.router, "/manage/health", None).await.0, 200);
+    assert_eq!(get(&f.router, "/actuator/health", None).await.0, 404);
+    let f = fixture("management:\n  endpoints:\n    web:\n      base-path: /\n");
+    assert_eq!(get(&f.router, "/health", None).await.0, 200);
+}

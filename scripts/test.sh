@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The one test command: sets up what the tests need on a fresh machine, then runs every
+# check and test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+scripts/kafka.sh install
+started_here=0
+if ! scripts/kafka.sh status; then
+  scripts/kafka.sh start
+  started_here=1
+fi
+cleanup() { if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi; }
+trap cleanup EXIT
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test (unit, integration against the real broker, UI, doc)"
+cargo test --workspace
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q

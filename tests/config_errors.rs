@@ -1,0 +1,108 @@
+//! Bad configuration fails at startup, before any connection, naming the file (or the
+//! environment variable) and the key. Profiles and environment overrides layer as in
+//! Spring Boot.
+//!
+//! One test function: the environment is process-wide, so the cases run in sequence.
+
+use std::path::Path;
+
+use mq_core::{App, Config};
+
+fn write(dir: &Path, name: &str, yaml: &str) {
+    std::fs::write(dir.join(name), yaml).unwrap();
+}
+
+fn clear_env() {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MQ_") {
+            std::env::remove_var(k);
+        }
+    }
+}
+
+#[test]
+fn configuration_layers_and_errors() {
+    clear_env();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // Base file alone.
+    write(
+        d,
+        "application.yaml",
+        "mq:\n  application:\n    name: shop\n  kafka:\n    bootstrap-servers: base:9092\n  listener:\n    retry:\n      max-attempts: 4\n",
+    );
+    let c = Config::load_from(d).unwrap();
+    assert_eq!(c.mq.application.name, "shop");
+    assert_eq!(c.mq.kafka.bootstrap_servers, "base:9092");
+    assert_eq!(c.mq.listener.retry.max_attempts, 4);
+
+    // A profile file overrides the base; the environment overrides both.
+    write(d, "application-dev.yaml", "mq:\n  kafka:\n    bootstrap-servers: dev:9092\n");
+    std::env::set_var("MQ_PROFILES_ACTIVE", "dev");
+    let c = Config::load_from(d).unwrap();
+    assert_eq!(c.mq.kafka.bootstrap_servers, "dev:9092");
+    assert_eq!(c.mq.profiles.active, vec!["dev".to_owned()]);
+    assert_eq!(c.sources().len(), 2);
+    std::env::set_var("MQ_KAFKA__BOOTSTRAP_SERVERS", "env:9092");
+    std::env::set_var("MQ_KAFKA__CONSUMER__GROUP_ID", "12345");
+    std::env::set_var("MQ_KAFKA__CONSUMER__PROPERTIES__FETCH_MIN_BYTES", "1000");
+    std::env::set_var("MQ_MANAGEMENT__SERVER__PORT", "9100");
+    let c = Config::load_from(d).unwrap();
+    assert_eq!(c.mq.kafka.bootstrap_servers, "env:9092");
+    assert_eq!(c.mq.kafka.consumer.group_id.as_deref(), Some("12345"), "numeric env value kept as a string");
+    assert_eq!(
+        mq_core::config::flatten_properties(&c.mq.kafka.consumer.properties),
+        vec![("fetch.min.bytes".to_owned(), "1000".to_owned())]
+    );
+    assert_eq!(c.management.server.port, 9100);
+    clear_env();
+
+    // A bad value in the base file: the message names the file and the key.
+    write(
+        d,
+        "application.yaml",
+        "mq:\n  listener:\n    retry:\n      max-attempts: lots\n",
+    );
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("mq.listener.retry.max-attempts"), "{err}");
+    assert!(err.contains(&d.join("application.yaml").display().to_string()), "{err}");
+
+    // A typo'd key is an error too, not silently ignored.
+    write(d, "application.yaml", "mq:\n  kafka:\n    bootstrap-server: x:9092\n");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("bootstrap-server"), "{err}");
+    assert!(err.contains("application.yaml"), "{err}");
+
+    // Broken YAML names the file.
+    write(d, "application.yaml", "mq:\n  kafka: [unclosed\n");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("application.yaml"), "{err}");
+
+    // A bad value in a profile file names that file.
+    write(d, "application.yaml", "mq:\n  application:\n    name: shop\n");
+    write(d, "application-prod.yaml", "mq:\n  listener:\n    dlt:\n      enabled: maybe\n");
+    std::env::set_var("MQ_PROFILES_ACTIVE", "prod");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("mq.listener.dlt.enabled"), "{err}");
+    assert!(err.contains("application-prod.yaml"), "{err}");
+    clear_env();
+
+    // A bad environment value names the variable.
+    std::env::set_var("MQ_LISTENER__RETRY__MAX_ATTEMPTS", "often");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("MQ_LISTENER__RETRY__MAX_ATTEMPTS"), "{err}");
+    clear_env();
+
+    // Semantic checks name the key and file.
+    write(d, "application.yaml", "mq:\n  listener:\n    retry:\n      multiplier: 0.5\n");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("mq.listener.retry.multiplier"), "{err}");
+    assert!(err.contains("application.yaml"), "{err}");
+
+    // And App::from_config fails the same way, before any connection.
+    std::env::set_var("MQ_CONFIG_DIR", d);
+    let err = App::from_config().err().expect("invalid config").to_string();
+    assert!(err.contains("multiplier"), "{err}");
+    clear_env();
+}

@@ -1,0 +1,191 @@
+//! Helpers shared by the end-to-end tests: broker address, unique topics, a raw client,
+//! and a collector that listeners write into.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mq_core::{Config, Context, Event};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Message};
+use tokio::sync::Notify;
+
+/// The real broker the tests run against (`scripts/kafka.sh start`).
+pub fn bootstrap() -> String {
+    std::env::var("MQ_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
+/// An app configuration for tests: the real broker, fast group timings, the actuator on
+/// an ephemeral port, plus `extra` YAML merged on top (later keys win).
+pub fn config(extra: &str) -> Config {
+    let base = format!(
+        r#"
+mq:
+  application:
+    name: mq-tests
+  kafka:
+    bootstrap-servers: "{}"
+    consumer:
+      properties:
+        session.timeout.ms: 6000
+        heartbeat.interval.ms: 500
+  shutdown:
+    timeout: 10s
+management:
+  server:
+    port: 0
+"#,
+        bootstrap()
+    );
+    let figment = figment::Figment::from(serde_saphyr_yaml(&base)).merge(serde_saphyr_yaml(extra));
+    Config::from_figment(figment).expect("valid test config")
+}
+
+fn serde_saphyr_yaml(s: &str) -> figment::providers::Data<serde_saphyr::figment::Yaml> {
+    <serde_saphyr::figment::Yaml as figment::providers::Format>::string(s)
+}
+
+/// A raw rdkafka producer (for records mq itself would not produce).
+pub fn raw_producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer")
+}
+
+/// Reads every record of `topic` until `count` arrived or `timeout` passed.
+pub async fn read_topic(
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .ok();
+    out
+}
+
+/// One handled event as a listener saw it.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub id: String,
+    pub source: String,
+    pub ty: String,
+    pub subject: Option<String>,
+    pub correlationid: Option<String>,
+    pub partition: i32,
+    pub offset: i64,
+    pub data: serde_json::Value,
+}
+
+/// Shared state listeners record into; tests wait on it.
+#[derive(Clone, Default)]
+pub struct Seen {
+    inner: Arc<(Mutex<Vec<Handled>>, Notify)>,
+}
+
+impl Seen {
+    pub fn record<T: serde::Serialize>(&self, event: &Event<T>, ctx: &Context) {
+        let h = Handled {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            ty: event.ty.clone(),
+            subject: event.subject.clone(),
+            correlationid: event.correlationid.clone(),
+            partition: ctx.partition(),
+            offset: ctx.offset(),
+            data: serde_json::to_value(&event.data).expect("json"),
+        };
+        self.inner.0.lock().unwrap().push(h);
+        self.inner.1.notify_waiters();
+    }
+
+    pub fn all(&self) -> Vec<Handled> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.0.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` events were recorded; returns how many there are.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.1.notified();
+            let len = self.len();
+            if len >= n {
+                return len;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.len();
+            }
+        }
+    }
+
+    /// Ids recorded more than once, with their counts.
+    pub fn duplicates(&self) -> HashMap<String, usize> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for h in self.all() {
+            *counts.entry(h.id).or_default() += 1;
+        }
+        counts.retain(|_, c| *c > 1);
+        counts
+    }
+}
+
+/// Header value of a raw message, if present.
+pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .filter(|h| h.key == key)
+        .last()
+        .and_then(|h| h.value)
+}

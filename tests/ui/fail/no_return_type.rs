@@ -1,0 +1,6 @@
+use mq_core::prelude::*;
+
+#[listener(topic = "a")]
+async fn on_a(_e: Event<u32>) {}
+
+fn main() {}

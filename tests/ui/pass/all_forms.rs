@@ -1,0 +1,30 @@
+use mq_core::handler::State;
+use mq_core::record::Headers;
+use mq_core::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+}
+
+struct Stock;
+
+#[listener(topic = "a")]
+async fn event_only(_e: Event<Order>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[listener(topics = ["a", "b"], group = "g", name = "renamed", concurrency = 2)]
+async fn data_and_context(_o: Order, _ctx: Context) -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+#[listener(topic = "a", retry(max_attempts = 5, initial_interval = "100ms", multiplier = 1.5, max_interval = "2s", jitter = true, mode = "blocking"))]
+async fn extractors(_e: mq_core::Event<Order>, State(_s): State<Stock>, _h: Headers) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {
+    // The functions stay callable.
+    let _ = event_only(Event::new("Order", Order { id: 1 }));
+}
