@@ -38,7 +38,11 @@ fn configuration_layers_and_errors() {
     assert_eq!(c.mq.listener.retry.max_attempts, 4);
 
     // A profile file overrides the base; the environment overrides both.
-    write(d, "application-dev.yaml", "mq:\n  kafka:\n    bootstrap-servers: dev:9092\n");
+    write(
+        d,
+        "application-dev.yaml",
+        "mq:\n  kafka:\n    bootstrap-servers: dev:9092\n",
+    );
     std::env::set_var("MQ_PROFILES_ACTIVE", "dev");
     let c = Config::load_from(d).unwrap();
     assert_eq!(c.mq.kafka.bootstrap_servers, "dev:9092");
@@ -50,7 +54,11 @@ fn configuration_layers_and_errors() {
     std::env::set_var("MQ_MANAGEMENT__SERVER__PORT", "9100");
     let c = Config::load_from(d).unwrap();
     assert_eq!(c.mq.kafka.bootstrap_servers, "env:9092");
-    assert_eq!(c.mq.kafka.consumer.group_id.as_deref(), Some("12345"), "numeric env value kept as a string");
+    assert_eq!(
+        c.mq.kafka.consumer.group_id.as_deref(),
+        Some("12345"),
+        "numeric env value kept as a string"
+    );
     assert_eq!(
         mq_core::config::flatten_properties(&c.mq.kafka.consumer.properties),
         vec![("fetch.min.bytes".to_owned(), "1000".to_owned())]
@@ -66,10 +74,17 @@ fn configuration_layers_and_errors() {
     );
     let err = Config::load_from(d).unwrap_err().to_string();
     assert!(err.contains("mq.listener.retry.max-attempts"), "{err}");
-    assert!(err.contains(&d.join("application.yaml").display().to_string()), "{err}");
+    assert!(
+        err.contains(&d.join("application.yaml").display().to_string()),
+        "{err}"
+    );
 
     // A typo'd key is an error too, not silently ignored.
-    write(d, "application.yaml", "mq:\n  kafka:\n    bootstrap-server: x:9092\n");
+    write(
+        d,
+        "application.yaml",
+        "mq:\n  kafka:\n    bootstrap-server: x:9092\n",
+    );
     let err = Config::load_from(d).unwrap_err().to_string();
     assert!(err.contains("bootstrap-server"), "{err}");
     assert!(err.contains("application.yaml"), "{err}");
@@ -80,8 +95,16 @@ fn configuration_layers_and_errors() {
     assert!(err.contains("application.yaml"), "{err}");
 
     // A bad value in a profile file names that file.
-    write(d, "application.yaml", "mq:\n  application:\n    name: shop\n");
-    write(d, "application-prod.yaml", "mq:\n  listener:\n    dlt:\n      enabled: maybe\n");
+    write(
+        d,
+        "application.yaml",
+        "mq:\n  application:\n    name: shop\n",
+    );
+    write(
+        d,
+        "application-prod.yaml",
+        "mq:\n  listener:\n    dlt:\n      enabled: maybe\n",
+    );
     std::env::set_var("MQ_PROFILES_ACTIVE", "prod");
     let err = Config::load_from(d).unwrap_err().to_string();
     assert!(err.contains("mq.listener.dlt.enabled"), "{err}");
@@ -95,14 +118,21 @@ fn configuration_layers_and_errors() {
     clear_env();
 
     // Semantic checks name the key and file.
-    write(d, "application.yaml", "mq:\n  listener:\n    retry:\n      multiplier: 0.5\n");
+    write(
+        d,
+        "application.yaml",
+        "mq:\n  listener:\n    retry:\n      multiplier: 0.5\n",
+    );
     let err = Config::load_from(d).unwrap_err().to_string();
     assert!(err.contains("mq.listener.retry.multiplier"), "{err}");
     assert!(err.contains("application.yaml"), "{err}");
 
     // And App::from_config fails the same way, before any connection.
     std::env::set_var("MQ_CONFIG_DIR", d);
-    let err = App::from_config().err().expect("invalid config").to_string();
+    let err = App::from_config()
+        .err()
+        .expect("invalid config")
+        .to_string();
     assert!(err.contains("multiplier"), "{err}");
     clear_env();
 }

@@ -79,7 +79,10 @@ async fn start(yaml: &str, listener: &str, seen: &Seen) -> mq_core::RunningApp {
         .start()
         .await
         .expect("app starts");
-    assert!(app.wait_assigned(WAIT).await, "{listener} got no partitions");
+    assert!(
+        app.wait_assigned(WAIT).await,
+        "{listener} got no partitions"
+    );
     app
 }
 
@@ -96,27 +99,47 @@ async fn typed_events_arrive_with_their_envelope() {
     let topic = unique("orders");
     create_topic(&topic, 1).await;
     let seen = Seen::default();
-    let app = start(&listener_topic("on_order", &topic, &unique("g")), "on_order", &seen).await;
+    let app = start(
+        &listener_topic("on_order", &topic, &unique("g")),
+        "on_order",
+        &seen,
+    )
+    .await;
     let publisher = app.publisher();
 
     let mut sent = Vec::new();
     for i in 0..20 {
-        let event = Event::new("com.example.OrderCreated", order(i)).with_subject(format!("order-{i}"));
+        let event =
+            Event::new("com.example.OrderCreated", order(i)).with_subject(format!("order-{i}"));
         sent.push(event.clone());
-        publisher.send_event(&topic, i.to_string(), event).await.expect("sent");
+        publisher
+            .send_event(&topic, i.to_string(), event)
+            .await
+            .expect("sent");
     }
     assert_eq!(seen.wait_for(20, WAIT).await, 20);
     let got = seen.all();
     for (s, g) in sent.iter().zip(&got) {
         assert_eq!(g.id, s.id);
-        assert_eq!(g.source, "/mq-tests", "source comes from mq.application.name");
+        assert_eq!(
+            g.source, "/mq-tests",
+            "source comes from mq.application.name"
+        );
         assert_eq!(g.ty, "com.example.OrderCreated");
         assert_eq!(g.subject, s.subject);
-        assert_eq!(g.correlationid.as_deref(), Some(s.id.as_str()), "a new flow is correlated by its first event id");
+        assert_eq!(
+            g.correlationid.as_deref(),
+            Some(s.id.as_str()),
+            "a new flow is correlated by its first event id"
+        );
         assert_eq!(g.data, serde_json::to_value(&s.data).unwrap());
     }
     let offsets: Vec<i64> = got.iter().map(|h| h.offset).collect();
-    assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "one partition is handled in order");
+    assert_eq!(
+        offsets,
+        (0..20).collect::<Vec<_>>(),
+        "one partition is handled in order"
+    );
     app.shutdown().await.unwrap();
 }
 
@@ -163,13 +186,20 @@ async fn two_instances_split_three_partitions_and_handle_each_event_once() {
         ha.len(),
         hb.len()
     );
-    assert_eq!(ha.len() + hb.len(), N, "every event handled exactly once in total");
+    assert_eq!(
+        ha.len() + hb.len(),
+        N,
+        "every event handled exactly once in total"
+    );
     let ids: HashSet<&str> = ha.iter().chain(&hb).map(|h| h.id.as_str()).collect();
     assert_eq!(ids.len(), N, "no event handled twice");
     assert!(!ha.is_empty() && !hb.is_empty(), "both instances did work");
     let parts_a: HashSet<i32> = ha.iter().map(|h| h.partition).collect();
     let parts_b: HashSet<i32> = hb.iter().map(|h| h.partition).collect();
-    assert!(parts_a.is_disjoint(&parts_b), "a partition belongs to one instance");
+    assert!(
+        parts_a.is_disjoint(&parts_b),
+        "a partition belongs to one instance"
+    );
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
@@ -181,7 +211,11 @@ async fn a_restarted_consumer_resumes_from_the_committed_offset() {
     let yaml = listener_topic("on_order", &topic, &unique("g"));
     let publisher = publisher_app("").await;
     for i in 0..50 {
-        publisher.publisher().send(&topic, i.to_string(), order(i)).await.unwrap();
+        publisher
+            .publisher()
+            .send(&topic, i.to_string(), order(i))
+            .await
+            .unwrap();
     }
     let first = Seen::default();
     let app = start(&yaml, "on_order", &first).await;
@@ -189,7 +223,11 @@ async fn a_restarted_consumer_resumes_from_the_committed_offset() {
     app.shutdown().await.unwrap();
 
     for i in 50..100 {
-        publisher.publisher().send(&topic, i.to_string(), order(i)).await.unwrap();
+        publisher
+            .publisher()
+            .send(&topic, i.to_string(), order(i))
+            .await
+            .unwrap();
     }
     let second = Seen::default();
     let app = start(&yaml, "on_order", &second).await;
@@ -197,8 +235,15 @@ async fn a_restarted_consumer_resumes_from_the_committed_offset() {
     // Give a redelivery of old records the chance to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old: HashSet<String> = first.all().into_iter().map(|h| h.id).collect();
-    let again: Vec<_> = second.all().into_iter().filter(|h| old.contains(&h.id)).collect();
-    assert!(again.is_empty(), "committed records were handled again: {again:?}");
+    let again: Vec<_> = second
+        .all()
+        .into_iter()
+        .filter(|h| old.contains(&h.id))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "committed records were handled again: {again:?}"
+    );
     let orders: HashSet<u64> = second
         .all()
         .iter()
@@ -217,8 +262,16 @@ async fn binary_and_structured_modes_interoperate() {
     let structured = publisher_app("").await;
     let e1 = Event::new("OrderCreated", order(1)).with_subject("s1");
     let e2 = Event::new("OrderCreated", order(2)).with_subject("s2");
-    binary.publisher().send_event(&topic, "1", e1.clone()).await.unwrap();
-    structured.publisher().send_event(&topic, "2", e2.clone()).await.unwrap();
+    binary
+        .publisher()
+        .send_event(&topic, "1", e1.clone())
+        .await
+        .unwrap();
+    structured
+        .publisher()
+        .send_event(&topic, "2", e2.clone())
+        .await
+        .unwrap();
 
     // On the wire: binary puts attributes in ce_* headers and the bare data in the value.
     let raw = read_topic(&topic, 2, WAIT).await;
@@ -234,7 +287,12 @@ async fn binary_and_structured_modes_interoperate() {
     );
 
     let seen = Seen::default();
-    let app = start(&listener_topic("on_order", &topic, &unique("g")), "on_order", &seen).await;
+    let app = start(
+        &listener_topic("on_order", &topic, &unique("g")),
+        "on_order",
+        &seen,
+    )
+    .await;
     assert_eq!(seen.wait_for(2, WAIT).await, 2);
     let got = seen.all();
     for (sent, got) in [e1, e2].iter().zip(&got) {
@@ -256,7 +314,10 @@ async fn plain_json_without_envelope_is_understood() {
     let producer = support::raw_producer();
     let body = serde_json::to_vec(&order(7)).unwrap();
     producer
-        .send(FutureRecord::to(&topic).key("7").payload(&body), Duration::from_secs(5))
+        .send(
+            FutureRecord::to(&topic).key("7").payload(&body),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     // What Spring's JsonSerializer sends: a type header and the bare JSON.
@@ -274,7 +335,12 @@ async fn plain_json_without_envelope_is_understood() {
         .await
         .unwrap();
     let seen = Seen::default();
-    let app = start(&listener_topic("on_plain_order", &topic, &unique("g")), "on_plain_order", &seen).await;
+    let app = start(
+        &listener_topic("on_plain_order", &topic, &unique("g")),
+        "on_plain_order",
+        &seen,
+    )
+    .await;
     assert_eq!(seen.wait_for(2, WAIT).await, 2);
     let got = seen.all();
     assert_eq!(got[0].data, serde_json::to_value(order(7)).unwrap());
@@ -293,7 +359,10 @@ async fn failing_and_poison_records_go_to_the_dlt_and_the_partition_moves_on() {
     let producer = support::raw_producer();
     let poison: &[u8] = b"{\"order_id\": oops";
     producer
-        .send(FutureRecord::to(&topic).key("poison").payload(poison), Duration::from_secs(5))
+        .send(
+            FutureRecord::to(&topic).key("poison").payload(poison),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     let publisher = publisher_app("").await;
@@ -301,20 +370,40 @@ async fn failing_and_poison_records_go_to_the_dlt_and_the_partition_moves_on() {
     fails.quantity = 0;
     let mut panics = order(2);
     panics.quantity = 1;
-    publisher.publisher().send(&topic, "fails", fails).await.unwrap();
-    publisher.publisher().send(&topic, "panics", panics).await.unwrap();
+    publisher
+        .publisher()
+        .send(&topic, "fails", fails)
+        .await
+        .unwrap();
+    publisher
+        .publisher()
+        .send(&topic, "panics", panics)
+        .await
+        .unwrap();
     for i in 10..15 {
         let mut good = order(i);
         good.quantity = 3;
-        publisher.publisher().send(&topic, i.to_string(), good).await.unwrap();
+        publisher
+            .publisher()
+            .send(&topic, i.to_string(), good)
+            .await
+            .unwrap();
     }
 
     let seen = Seen::default();
     let app = start(&yaml, "on_failing", &seen).await;
-    assert_eq!(seen.wait_for(5, WAIT).await, 5, "good records after the bad ones are handled");
+    assert_eq!(
+        seen.wait_for(5, WAIT).await,
+        5,
+        "good records after the bad ones are handled"
+    );
 
     let dlt = read_topic(&format!("{topic}-dlt"), 3, WAIT).await;
-    assert_eq!(dlt.len(), 3, "poison, failing and panicking records are dead-lettered");
+    assert_eq!(
+        dlt.len(),
+        3,
+        "poison, failing and panicking records are dead-lettered"
+    );
     let by_key = |k: &str| dlt.iter().find(|m| m.key() == Some(k.as_bytes())).unwrap();
     let p = by_key("poison");
     assert_eq!(p.payload(), Some(poison), "original bytes kept");
@@ -322,20 +411,41 @@ async fn failing_and_poison_records_go_to_the_dlt_and_the_partition_moves_on() {
         header(p, "kafka_dlt-exception-fqcn"),
         Some(&b"mq_core::envelope::DecodeError::Json"[..])
     );
-    assert_eq!(header(p, "kafka_dlt-original-topic"), Some(topic.as_bytes()));
-    assert_eq!(header(p, "kafka_dlt-original-offset"), Some(&0i64.to_be_bytes()[..]));
+    assert_eq!(
+        header(p, "kafka_dlt-original-topic"),
+        Some(topic.as_bytes())
+    );
+    assert_eq!(
+        header(p, "kafka_dlt-original-offset"),
+        Some(&0i64.to_be_bytes()[..])
+    );
     let f = by_key("fails");
-    let msg = String::from_utf8(header(f, "kafka_dlt-exception-message").unwrap().to_vec()).unwrap();
+    let msg =
+        String::from_utf8(header(f, "kafka_dlt-exception-message").unwrap().to_vec()).unwrap();
     assert_eq!(msg, "warehouse offline");
     let x = by_key("panics");
-    let msg = String::from_utf8(header(x, "kafka_dlt-exception-message").unwrap().to_vec()).unwrap();
+    let msg =
+        String::from_utf8(header(x, "kafka_dlt-exception-message").unwrap().to_vec()).unwrap();
     assert!(msg.contains("handler bug for order 2"), "{msg}");
     assert_eq!(header(x, "kafka_dlt-exception-fqcn"), Some(&b"panic"[..]));
 
     let text = app.metrics().encode();
-    assert!(text.contains("mq_listener_retries_total{application=\"mq-tests\",name=\"on_failing\"} 4"), "2 retries each for the failing and panicking records:\n{text}");
-    assert!(text.contains("mq_listener_decode_errors_total{application=\"mq-tests\",name=\"on_failing\"} 1"), "{text}");
-    assert!(text.contains("mq_listener_dead_lettered_total{application=\"mq-tests\",name=\"on_failing\"} 3"), "{text}");
+    assert!(
+        text.contains("mq_listener_retries_total{application=\"mq-tests\",name=\"on_failing\"} 4"),
+        "2 retries each for the failing and panicking records:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "mq_listener_decode_errors_total{application=\"mq-tests\",name=\"on_failing\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "mq_listener_dead_lettered_total{application=\"mq-tests\",name=\"on_failing\"} 3"
+        ),
+        "{text}"
+    );
     app.shutdown().await.unwrap();
     publisher.shutdown().await.unwrap();
 }
@@ -356,17 +466,29 @@ async fn shutdown_finishes_the_record_in_flight_and_commits_it() {
     app.publisher().send(&topic, "1", order(1)).await.unwrap();
     // Wait until the handler is running, then ask for shutdown.
     let deadline = Instant::now() + WAIT;
-    while app.metrics().encode().contains("mq_listener_in_flight{application=\"mq-tests\",name=\"on_slow\"} 0") {
+    while app
+        .metrics()
+        .encode()
+        .contains("mq_listener_in_flight{application=\"mq-tests\",name=\"on_slow\"} 0")
+    {
         assert!(Instant::now() < deadline, "handler never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     app.shutdown().await.unwrap();
-    assert_eq!(seen.len(), 1, "the in-flight record finished before shutdown returned");
+    assert_eq!(
+        seen.len(),
+        1,
+        "the in-flight record finished before shutdown returned"
+    );
 
     // A new instance of the group must not get it again: send a marker after it and see
     // that the marker is the only thing handled.
     let marker = publisher_app("").await;
-    marker.publisher().send(&topic, "2", order(2)).await.unwrap();
+    marker
+        .publisher()
+        .send(&topic, "2", order(2))
+        .await
+        .unwrap();
     let again = Seen::default();
     let app = App::new(config(&yaml))
         .with_state(again.clone())
@@ -376,8 +498,16 @@ async fn shutdown_finishes_the_record_in_flight_and_commits_it() {
         .unwrap();
     assert_eq!(again.wait_for(1, WAIT).await, 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let orders: Vec<u64> = again.all().iter().map(|h| h.data["order_id"].as_u64().unwrap()).collect();
-    assert_eq!(orders, vec![2], "the record finished during shutdown was committed");
+    let orders: Vec<u64> = again
+        .all()
+        .iter()
+        .map(|h| h.data["order_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        orders,
+        vec![2],
+        "the record finished during shutdown was committed"
+    );
     app.shutdown().await.unwrap();
     marker.shutdown().await.unwrap();
 }

@@ -770,7 +770,9 @@ impl Config {
                 &self.mq.listener.retry.merged(&o.retry),
             );
             if o.concurrency == Some(0) {
-                problems.push(format!("mq.listeners.{name}.concurrency must be at least 1"));
+                problems.push(format!(
+                    "mq.listeners.{name}.concurrency must be at least 1"
+                ));
             }
         }
         if self.mq.listener.concurrency == 0 {
@@ -779,7 +781,10 @@ impl Config {
         if self.mq.kafka.bootstrap_servers.trim().is_empty() {
             problems.push("mq.kafka.bootstrap-servers must not be empty".to_owned());
         }
-        if !matches!(self.mq.kafka.producer.acks.as_str(), "all" | "-1" | "0" | "1") {
+        if !matches!(
+            self.mq.kafka.producer.acks.as_str(),
+            "all" | "-1" | "0" | "1"
+        ) {
             problems.push(format!(
                 "mq.kafka.producer.acks must be all, 1 or 0, not {:?}",
                 self.mq.kafka.producer.acks
@@ -933,7 +938,13 @@ fn env_var_name(path: &[&str]) -> String {
         .map_or(path.len(), |i| i + 1);
     let mut out: Vec<String> = path[..split].iter().map(|s| upper(s)).collect();
     if split < path.len() {
-        out.push(path[split..].iter().map(|s| upper(s)).collect::<Vec<_>>().join("_"));
+        out.push(
+            path[split..]
+                .iter()
+                .map(|s| upper(s))
+                .collect::<Vec<_>>()
+                .join("_"),
+        );
     }
     format!("MQ_{}", out.join("__"))
 }
@@ -943,8 +954,12 @@ fn env_key(key: &str) -> String {
     let mut in_properties = false;
     for segment in key.split("__") {
         let segment = segment.to_ascii_lowercase();
+        // Listener names are fn names: their underscores are theirs.
+        let verbatim = out.len() == 1 && out[0] == "listeners";
         out.push(if in_properties {
             segment.replace('_', ".")
+        } else if verbatim {
+            segment.clone()
         } else {
             segment.replace('_', "-")
         });
@@ -1087,6 +1102,10 @@ mod tests {
             "management.server.port"
         );
         assert_eq!(
+            env_key("listeners__on_order__retry__max_attempts"),
+            "mq.listeners.on_order.retry.max-attempts"
+        );
+        assert_eq!(
             env_key("kafka__consumer__properties__fetch_min_bytes"),
             "mq.kafka.consumer.properties.fetch.min.bytes"
         );
@@ -1095,7 +1114,15 @@ mod tests {
     #[test]
     fn env_var_names_invert_env_keys() {
         assert_eq!(
-            env_var_name(&["mq", "kafka", "consumer", "properties", "fetch", "min", "bytes"]),
+            env_var_name(&[
+                "mq",
+                "kafka",
+                "consumer",
+                "properties",
+                "fetch",
+                "min",
+                "bytes"
+            ]),
             "MQ_KAFKA__CONSUMER__PROPERTIES__FETCH_MIN_BYTES"
         );
         assert_eq!(

@@ -34,7 +34,11 @@ const KNOWN: &str = "topic, topics, group, name, concurrency, retry, crate";
 
 impl Args {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
-        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match key.as_str() {
             "topic" => self.topics.push(meta.value()?.parse()?),
             "topics" => {
@@ -80,7 +84,10 @@ impl Args {
 
 fn non_empty(s: LitStr, what: &str) -> syn::Result<LitStr> {
     if s.value().trim().is_empty() {
-        Err(syn::Error::new_spanned(s, format!("{what} must not be empty")))
+        Err(syn::Error::new_spanned(
+            s,
+            format!("{what} must not be empty"),
+        ))
     } else {
         Ok(s)
     }
@@ -88,7 +95,11 @@ fn non_empty(s: LitStr, what: &str) -> syn::Result<LitStr> {
 
 impl Retry {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
-        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match key.as_str() {
             "max_attempts" => {
                 let n: syn::LitInt = meta.value()?.parse()?;
@@ -135,10 +146,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "#[listener] goes on an `async fn`",
-            );
+            let err = syn::Error::new(Span::call_site(), "#[listener] goes on an `async fn`");
             return with_error(item, err);
         }
     };
@@ -337,7 +345,10 @@ mod tests {
 
     #[test]
     fn plain_payload_passes_data() {
-        let out = expand_str(r#"topic = "a""#, "async fn f(x: X) -> Result<(), E> { Ok(()) }");
+        let out = expand_str(
+            r#"topic = "a""#,
+            "async fn f(x: X) -> Result<(), E> { Ok(()) }",
+        );
         assert!(out.contains("__event . data"), "{out}");
     }
 
