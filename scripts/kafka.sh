@@ -80,7 +80,7 @@ case "${1:-}" in
   start-sqlite)
     dir="${2:?usage: kafka.sh start-sqlite DIR}"
     mkdir -p "$dir"
-    start_with "sqlite://$(cd "$dir" && pwd)/nisshi.db"
+    start_with "sqlite:///$(cd "$dir" && pwd)/nisshi.db"
     ;;
   stop) stop ;;
   status) listening ;;

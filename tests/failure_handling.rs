@@ -65,6 +65,40 @@ async fn on_isolation(event: Event<Order>, ctx: Context) -> Result<(), HandlerEr
     Ok(())
 }
 
+/// Retry topics: quantity 0 always fails, quantity 1 succeeds on the third attempt,
+/// everything else at once.
+#[listener(
+    topic = "fh-retry-topics",
+    retry(mode = "topics", max_attempts = 3, initial_interval = "300ms")
+)]
+async fn on_retry_topics(event: Event<Order>, ctx: Context) -> Result<(), HandlerError> {
+    match (event.data.quantity, ctx.attempt()) {
+        (0, _) => Err(HandlerError::msg("never works")),
+        (1, n) if n < 3 => Err(HandlerError::msg(format!("attempt {n} fails"))),
+        _ => {
+            ctx.state::<Seen>().record(&event, &ctx);
+            Ok(())
+        }
+    }
+}
+
+/// Rejects every record until the `Fixed` flag is set (then the DLT is replayed).
+#[listener(topic = "fh-replay", retry(max_attempts = 1))]
+async fn on_replay(event: Event<Order>, ctx: Context) -> Result<(), HandlerError> {
+    if !ctx
+        .state::<Fixed>()
+        .0
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(HandlerError::permanent_msg("bug in the handler"));
+    }
+    ctx.state::<Seen>().record(&event, &ctx);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Fixed(std::sync::atomic::AtomicBool);
+
 fn listener_yaml(listener: &str, topic: &str, extra: &str) -> String {
     format!(
         "mq:\n  listeners:\n    {listener}:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n{extra}",
@@ -76,6 +110,7 @@ async fn start(yaml: &str, listener: &str, seen: &Seen) -> mq_core::RunningApp {
     let app = App::new(config(yaml))
         .with_state(seen.clone())
         .with_state(Tries::default())
+        .with_state(Fixed::default())
         .only_listeners([listener])
         .start()
         .await
@@ -335,5 +370,141 @@ async fn a_failing_partition_does_not_delay_the_others() {
     );
     let dead = read_topic(&format!("{topic}-dlt"), 3, WAIT).await;
     assert_eq!(dead.len(), 3, "the failing records end in the DLT");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_topics_retry_without_blocking_the_source_partition() {
+    let topic = unique("rt");
+    create_topic(&topic, 1).await;
+    let seen = Seen::default();
+    let app = start(
+        &listener_yaml("on_retry_topics", &topic, ""),
+        "on_retry_topics",
+        &seen,
+    )
+    .await;
+    let p = app.publisher();
+    p.send(
+        &topic,
+        "flaky",
+        Order {
+            order_id: 1,
+            quantity: 1,
+        },
+    )
+    .await
+    .unwrap();
+    p.send(
+        &topic,
+        "broken",
+        Order {
+            order_id: 2,
+            quantity: 0,
+        },
+    )
+    .await
+    .unwrap();
+    p.send(
+        &topic,
+        "fine",
+        Order {
+            order_id: 3,
+            quantity: 5,
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(seen.wait_for(2, WAIT).await, 2);
+    let got = seen.all();
+    assert_eq!(
+        got[0].data["order_id"], 3,
+        "the record behind the failing ones is not held up"
+    );
+    assert_eq!(got[0].topic, topic);
+    assert_eq!(got[1].data["order_id"], 1);
+    assert_eq!(
+        got[1].topic,
+        format!("{topic}-retry-1"),
+        "third attempt reads the second retry topic"
+    );
+    assert_eq!(got[1].attempt, 3);
+
+    let dead = read_topic(&format!("{topic}-dlt"), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key(), Some(&b"broken"[..]));
+    assert_eq!(
+        header(&dead[0], "retry_topic-attempts"),
+        Some(&2u32.to_be_bytes()[..]),
+        "attempts so far travel with the record"
+    );
+    let retry0 = read_topic(&format!("{topic}-retry-0"), 2, WAIT).await;
+    assert_eq!(retry0.len(), 2, "both failing records went through retry-0");
+    assert_eq!(
+        metric(&app, "mq_listener_retries_total", "on_retry_topics"),
+        4
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_replay_to_their_topic_once() {
+    let topic = unique("replay");
+    create_topic(&topic, 1).await;
+    let seen = Seen::default();
+    let yaml = listener_yaml("on_replay", &topic, "");
+    let app = App::new(config(&yaml))
+        .with_state(seen.clone())
+        .with_state(Fixed::default())
+        .only_listeners(["on_replay"])
+        .start()
+        .await
+        .unwrap();
+    assert!(app.wait_assigned(WAIT).await);
+    let sent = Event::new(
+        "Order",
+        Order {
+            order_id: 9,
+            quantity: 1,
+        },
+    );
+    app.publisher()
+        .send_event(&topic, "nine", sent.clone())
+        .await
+        .unwrap();
+    let dlt = format!("{topic}-dlt");
+    assert_eq!(read_topic(&dlt, 1, WAIT).await.len(), 1);
+    app.shutdown().await.unwrap();
+
+    // The bug is fixed: a new deployment, then the dead letters are replayed.
+    let fixed = Fixed::default();
+    fixed.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let app = App::new(config(&yaml))
+        .with_state(seen.clone())
+        .with_state(fixed)
+        .only_listeners(["on_replay"])
+        .start()
+        .await
+        .unwrap();
+    assert!(app.wait_assigned(WAIT).await);
+    let report = mq_core::dead_letter::replay(&config(&yaml), &dlt, None)
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 1);
+    assert_eq!(report.replayed.get(&topic), Some(&1));
+    assert_eq!(seen.wait_for(1, WAIT).await, 1);
+    assert_eq!(seen.all()[0].id, sent.id, "the same event, byte for byte");
+    let on_topic = read_topic(&topic, 2, WAIT).await;
+    assert_eq!(on_topic.len(), 2);
+    assert!(
+        header(&on_topic[1], "kafka_dlt-exception-message").is_none(),
+        "dead-letter headers are stripped"
+    );
+    assert_eq!(on_topic[1].payload(), on_topic[0].payload());
+    let again = mq_core::dead_letter::replay(&config(&yaml), &dlt, None)
+        .await
+        .unwrap();
+    assert_eq!(again.total(), 0, "a second replay republishes nothing");
     app.shutdown().await.unwrap();
 }

@@ -36,7 +36,22 @@ pub struct App {
     health_indicators: crate::actuator::Indicators,
 }
 
+/// What an [`App`] is made of, for transports other than Kafka (the test broker).
+pub(crate) struct AppParts {
+    pub(crate) config: Config,
+    pub(crate) state: StateMap,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
 impl App {
+    pub(crate) fn into_parts(self) -> AppParts {
+        AppParts {
+            config: self.config,
+            state: self.state,
+            metrics: self.metrics,
+        }
+    }
+
     /// Loads the configuration ([`Config::load`]) and builds the app. Fails before any
     /// connection when the configuration is invalid.
     ///
@@ -148,7 +163,10 @@ impl App {
         let defs = registry::registered();
         let mut specs = registry::resolve(&defs, &self.config)?;
         if let Some(only) = &self.only {
-            if let Some(missing) = only.iter().find(|n| !specs.iter().any(|s| s.name == n.as_str())) {
+            if let Some(missing) = only
+                .iter()
+                .find(|n| !specs.iter().any(|s| s.name == n.as_str()))
+            {
                 return Err(Error::Kafka(format!(
                     "only_listeners names {missing:?}, which is not a registered listener"
                 )));
@@ -201,6 +219,8 @@ pub struct RunningApp {
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) actuator: Option<crate::actuator::ActuatorHandle>,
+    /// The embedded cluster (`mq.kafka.bootstrap-servers: embedded`), dropped last.
+    pub(crate) embedded: Option<transport::Embedded>,
 }
 
 impl RunningApp {
@@ -273,6 +293,11 @@ impl RunningApp {
         if let Some(actuator) = self.actuator {
             actuator.stop().await;
         }
+        // The embedded cluster goes after every client of this app (else their close hangs).
+        if let Some(embedded) = self.embedded {
+            drop(self.publisher);
+            let _ = tokio::task::spawn_blocking(move || drop(embedded)).await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -315,6 +340,9 @@ mod transport {
 
     pub(crate) use crate::kafka::consumer::ConsumerStatus;
 
+    /// Keeps the process's embedded cluster alive.
+    pub(crate) type Embedded = Arc<crate::kafka::embedded::EmbeddedKafka>;
+
     use super::{decode_limits, App, RunningApp};
     use crate::actuator;
     use crate::dispatch::ListenerRuntime;
@@ -325,12 +353,14 @@ mod transport {
 
     pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
         let App {
-            config,
+            mut config,
             state,
             metrics,
             health_indicators,
             ..
         } = app;
+        // `embedded`: start (or join) the in-process cluster before any client exists.
+        let embedded = kafka::embedded::resolve(&mut config)?;
         let sink = KafkaSink::new(&kafka::producer_config(&config))?;
         let sends = Arc::new(actuator::PublisherStats::default());
         let publisher = Publisher::new(
@@ -341,7 +371,18 @@ mod transport {
         .with_metrics(metrics.clone());
 
         if config.mq.kafka.admin.auto_create_topics && !specs.is_empty() {
-            create_topics(&config, &specs).await?;
+            match &embedded {
+                // The mock cluster has no admin CreateTopics: use its own API.
+                Some(cluster) => {
+                    let (cluster, cfg, topics) = (cluster.clone(), config.clone(), specs.clone());
+                    tokio::task::spawn_blocking(move || {
+                        cluster.create_listener_topics(&cfg, &topics)
+                    })
+                    .await
+                    .map_err(|e| Error::Kafka(e.to_string()))??;
+                }
+                None => create_topics(&config, &specs).await?,
+            }
         }
 
         // Bind the management port first: a taken port fails the start before any consumer.
@@ -400,6 +441,7 @@ mod transport {
             config,
             metrics,
             actuator,
+            embedded,
         })
     }
 
@@ -422,9 +464,14 @@ mod transport {
                 if !existing.contains_key(topic) {
                     wanted.push((topic.clone(), partitions));
                 }
-                let dlt = spec.dlt_topic(topic);
-                if spec.dlt.enabled && !existing.contains_key(&dlt) {
-                    wanted.push((dlt, partitions));
+                let mut derived = spec.retry_topics(topic);
+                if spec.dlt.enabled {
+                    derived.push(spec.dlt_topic(topic));
+                }
+                for t in derived {
+                    if !existing.contains_key(&t) {
+                        wanted.push((t, partitions));
+                    }
                 }
             }
         }
@@ -446,6 +493,9 @@ mod transport {
     pub(crate) struct ConsumerStatus {
         pub(crate) assigned: std::sync::atomic::AtomicUsize,
     }
+
+    /// No transport, no embedded cluster.
+    pub(crate) type Embedded = ();
 
     pub(super) async fn start(_app: App, _specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
         Err(Error::NoTransport)

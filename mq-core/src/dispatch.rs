@@ -14,6 +14,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::RetryMode;
 use crate::dead_letter::{self, FailureInfo};
 use crate::envelope::{short_type_name_of, DecodeLimits};
 use crate::handler::{HandlerError, StateMap};
@@ -22,6 +23,7 @@ use crate::private::{Failure, Invocation};
 use crate::publisher::Publisher;
 use crate::record::Record;
 use crate::registry::ListenerSpec;
+use crate::retry_topic;
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Disposition {
     DeadLettered,
     /// It failed for good and the DLT is disabled: logged and skipped.
     Skipped,
+    /// Retry-topics mode: republished to its next retry topic.
+    Rescheduled,
     /// Shutdown interrupted retrying or dead-lettering: do not commit it.
     Interrupted,
 }
@@ -87,9 +91,22 @@ impl ListenerRuntime {
             .await
     }
 
-    async fn process_in_span(&self, record: Arc<Record>, cancel: &CancellationToken) -> Disposition {
-        let mut delays = self.spec.retry.delays();
-        let mut attempt = 1;
+    async fn process_in_span(
+        &self,
+        record: Arc<Record>,
+        cancel: &CancellationToken,
+    ) -> Disposition {
+        let topics_mode = self.spec.retry.mode == RetryMode::Topics;
+        let prior = if topics_mode {
+            retry_topic::prior_attempts(&record)
+        } else {
+            0
+        };
+        if prior > 0 && !wait_until_due(&record, cancel).await {
+            return Disposition::Interrupted;
+        }
+        let mut delays = self.spec.retry.delays().skip(prior as usize);
+        let mut attempt = prior + 1;
         loop {
             let invocation = Invocation {
                 listener: self.spec.name,
@@ -104,7 +121,9 @@ impl ListenerRuntime {
             let result = AssertUnwindSafe((self.spec.handler)(invocation))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| Err(Failure::Handler(HandlerError::panic(panic_text(&panic)))));
+                .unwrap_or_else(|panic| {
+                    Err(Failure::Handler(HandlerError::panic(panic_text(&panic))))
+                });
             let elapsed = started.elapsed();
             self.metrics.in_flight.dec();
             let error = match result {
@@ -133,6 +152,9 @@ impl ListenerRuntime {
                 if let Some(delay) = delays.next() {
                     self.metrics.retries.inc();
                     tracing::warn!(attempt, error = %error, retry_in = ?delay, "handler failed; will retry");
+                    if topics_mode {
+                        return self.reschedule(&record, attempt, delay, cancel).await;
+                    }
                     if !pause(delay, cancel).await {
                         return Disposition::Interrupted;
                     }
@@ -163,26 +185,73 @@ impl ListenerRuntime {
             tracing::error!("dead-letter topic disabled: record skipped");
             return Disposition::Skipped;
         }
-        let dlt = self.spec.dlt_topic(&record.topic);
+        let source = retry_topic::source_of(&record.topic, &self.spec.topics);
+        let dlt = self.spec.dlt_topic(source);
         let out = dead_letter::build(record, &dlt, &self.spec.group, info);
+        match self.publish_until_acked(out, cancel).await {
+            Some(delivery) => {
+                self.metrics.dead_lettered.inc();
+                tracing::info!(dlt = %dlt, dlt_partition = delivery.partition, dlt_offset = delivery.offset, "dead-lettered");
+                Disposition::DeadLettered
+            }
+            None => Disposition::Interrupted,
+        }
+    }
+
+    /// Retry-topics mode: republishes the record to its next retry topic, due after `delay`.
+    async fn reschedule(
+        &self,
+        record: &Record,
+        attempts: u32,
+        delay: Duration,
+        cancel: &CancellationToken,
+    ) -> Disposition {
+        let source = retry_topic::source_of(&record.topic, &self.spec.topics);
+        let target = retry_topic::name(source, attempts - 1);
+        let due = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
+        let out = retry_topic::reschedule(record, &target, attempts, due);
+        match self.publish_until_acked(out, cancel).await {
+            Some(_) => {
+                tracing::info!(retry_topic = %target, "rescheduled on a retry topic");
+                Disposition::Rescheduled
+            }
+            None => Disposition::Interrupted,
+        }
+    }
+
+    /// Publishes `out`, retrying with backoff until the broker acknowledges it; `None` when
+    /// `cancel` fired first (the source record is then not acknowledged: nothing is lost).
+    async fn publish_until_acked(
+        &self,
+        out: crate::record::OutgoingRecord,
+        cancel: &CancellationToken,
+    ) -> Option<crate::publisher::Delivery> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.publisher.send_record(out.clone()).await {
-                Ok(delivery) => {
-                    self.metrics.dead_lettered.inc();
-                    tracing::info!(dlt = %dlt, dlt_partition = delivery.partition, dlt_offset = delivery.offset, "dead-lettered");
-                    return Disposition::DeadLettered;
-                }
+                Ok(delivery) => return Some(delivery),
                 Err(e) => {
-                    tracing::error!(dlt = %dlt, error = %e, retry_in = ?backoff, "dead-letter publish failed; offset held");
+                    tracing::error!(topic = %out.topic, error = %e, retry_in = ?backoff, "publish failed; offset held");
                     if !pause(backoff, cancel).await {
-                        return Disposition::Interrupted;
+                        return None;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
     }
+}
+
+/// Waits until a retry-topic record is due; false when interrupted.
+async fn wait_until_due(record: &Record, cancel: &CancellationToken) -> bool {
+    let Some(due) = retry_topic::due_millis(record) else {
+        return true;
+    };
+    let wait = due - chrono::Utc::now().timestamp_millis();
+    if wait <= 0 {
+        return true;
+    }
+    pause(Duration::from_millis(wait as u64), cancel).await
 }
 
 /// Sleeps unless `cancel` fires first; false when interrupted.

@@ -677,7 +677,10 @@ mod tests {
         r.headers.insert("ce_specversion", "1.0");
         r.headers.insert("ce_id", "1");
         let err = decode::<u32>(&r, &DecodeLimits::default()).unwrap_err();
-        assert!(matches!(err, DecodeError::MissingAttribute("source")), "{err}");
+        assert!(
+            matches!(err, DecodeError::MissingAttribute("source")),
+            "{err}"
+        );
     }
 
     #[test]

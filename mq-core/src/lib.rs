@@ -44,6 +44,7 @@ pub mod publisher;
 pub mod record;
 pub mod registry;
 pub mod retry;
+pub mod retry_topic;
 pub mod telemetry;
 pub mod testing;
 

@@ -68,11 +68,8 @@ impl Metrics {
     /// assert!(m.encode().contains("spring_kafka_listener_seconds"));
     /// ```
     pub fn new(common_tags: Vec<(String, String)>) -> Self {
-        let mut registry = Registry::with_labels(
-            common_tags
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into())),
-        );
+        let mut registry =
+            Registry::with_labels(common_tags.into_iter().map(|(k, v)| (k.into(), v.into())));
         let listener_seconds = timer_family();
         let template_seconds = timer_family();
         let retries = Family::<ListenerLabels, Counter>::default();
@@ -255,9 +252,12 @@ mod tests {
         l.success(Duration::from_millis(3));
         l.retries.inc();
         let text = m.encode();
-        assert!(text.contains(
-            r#"mq_listener_retries_total{application="order-service",name="on_order"} 1"#
-        ), "{text}");
+        assert!(
+            text.contains(
+                r#"mq_listener_retries_total{application="order-service",name="on_order"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"spring_kafka_listener_seconds_count{application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
     }
 }

@@ -83,6 +83,24 @@ pub struct ListenerSpec {
 }
 
 impl ListenerSpec {
+    /// Every topic the listener's consumers subscribe to: its topics, plus their retry
+    /// topics in retry-topics mode.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut all = self.topics.clone();
+        for t in &self.topics {
+            all.extend(self.retry_topics(t));
+        }
+        all
+    }
+
+    /// The retry topics of `topic` (none unless the retry mode is `topics`).
+    pub fn retry_topics(&self, topic: &str) -> Vec<String> {
+        match self.retry.mode {
+            RetryMode::Topics => crate::retry_topic::all(topic, self.retry.max_attempts),
+            RetryMode::Blocking => Vec::new(),
+        }
+    }
+
     /// The dead-letter topic for records of `topic`: `<topic><suffix>`.
     pub fn dlt_topic(&self, topic: &str) -> String {
         format!("{topic}{}", self.dlt.suffix)
@@ -154,7 +172,12 @@ pub(crate) fn resolve(
     let defaults = &config.mq.listener;
     let mut specs = Vec::new();
     for def in defs {
-        let o = config.mq.listeners.get(def.name).cloned().unwrap_or_default();
+        let o = config
+            .mq
+            .listeners
+            .get(def.name)
+            .cloned()
+            .unwrap_or_default();
         let macro_retry = match macro_retry(def) {
             Ok(r) => r,
             Err(e) => {
@@ -164,11 +187,8 @@ pub(crate) fn resolve(
         };
         let retry: RetryConfig = defaults.retry.merged(&macro_retry).merged(&o.retry);
         if retry.max_attempts == 0 {
-            problems.push(format!("listener {}: max-attempts must be at least 1", def.name));
-        }
-        if retry.mode == RetryMode::Topics {
             problems.push(format!(
-                "listener {}: retry mode `topics` is not available yet; use `blocking`",
+                "listener {}: max-attempts must be at least 1",
                 def.name
             ));
         }

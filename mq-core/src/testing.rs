@@ -1,18 +1,47 @@
-//! An in-memory broker for unit-testing handlers and publishers without Kafka.
+//! An in-memory broker for unit-testing handlers, without Kafka.
 //!
-//! [`TestBroker`] stores what is published, per topic, with offsets, and hands out
-//! [`Publisher`]s that write to it.
+//! [`TestApp`] runs the registered listeners through the same pipeline as the Kafka
+//! transport (decode, handler, retries, dead-lettering, metrics) over a [`TestBroker`]:
+//! publish, [`TestApp::drain`], then look at what was published.
+//!
+//! ```
+//! use mq_core::prelude::*;
+//! use mq_core::testing::TestApp;
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Ping { n: u32 }
+//!
+//! #[listener(topic = "pings")]
+//! async fn on_ping(event: Event<Ping>, ctx: Context) -> Result<(), HandlerError> {
+//!     ctx.publisher().send("pongs", "k", Ping { n: event.data.n + 1 }).await?;
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let app = TestApp::new(mq_core::App::new(Default::default())).unwrap();
+//! app.publisher().send("pings", "k", Ping { n: 1 }).await.unwrap();
+//! app.drain().await;
+//! let pongs = app.events::<Ping>("pongs");
+//! assert_eq!(pongs[0].data.n, 2);
+//! assert_eq!(pongs[0].causationid, app.events::<Ping>("pings").first().map(|e| e.id.clone()));
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
-use crate::envelope::ContentMode;
+use crate::app::decode_limits;
+use crate::dispatch::{Disposition, ListenerRuntime};
+use crate::envelope::{self, ContentMode, Event};
 use crate::publisher::{Delivery, PublishError, Publisher, RecordSink};
 use crate::record::{OutgoingRecord, Record};
+use crate::App;
 
-/// An in-memory, single-partition-per-topic broker.
+/// An in-memory broker: one partition per topic, offsets from 0.
 ///
 /// ```
 /// use mq_core::testing::TestBroker;
@@ -29,16 +58,29 @@ pub struct TestBroker {
 
 impl TestBroker {
     /// An empty broker.
+    ///
+    /// ```
+    /// assert!(mq_core::testing::TestBroker::new().records("t").is_empty());
+    /// ```
     pub fn new() -> Self {
         TestBroker::default()
     }
 
     /// A publisher writing structured CloudEvents to this broker with `source`.
+    ///
+    /// ```
+    /// let p = mq_core::testing::TestBroker::new().publisher("/svc");
+    /// # let _ = p;
+    /// ```
     pub fn publisher(&self, source: &str) -> Publisher {
         Publisher::new(Arc::new(self.clone()), source, ContentMode::Structured)
     }
 
     /// Everything published to `topic`, in order.
+    ///
+    /// ```
+    /// assert!(mq_core::testing::TestBroker::new().records("none").is_empty());
+    /// ```
     pub fn records(&self, topic: &str) -> Vec<Record> {
         self.topics
             .lock()
@@ -46,6 +88,14 @@ impl TestBroker {
             .get(topic)
             .cloned()
             .unwrap_or_default()
+    }
+
+    fn record_at(&self, topic: &str, offset: usize) -> Option<Record> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .and_then(|log| log.get(offset).cloned())
     }
 }
 
@@ -69,5 +119,115 @@ impl RecordSink for TestBroker {
             offset,
         };
         Box::pin(async move { Ok(delivery) })
+    }
+}
+
+/// An [`App`]'s listeners running over a [`TestBroker`] instead of Kafka.
+pub struct TestApp {
+    broker: TestBroker,
+    publisher: Publisher,
+    runtimes: Vec<Arc<ListenerRuntime>>,
+    positions: Mutex<HashMap<(usize, String), usize>>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl TestApp {
+    /// Takes the app's configuration, state and listener selection; no connection is made.
+    ///
+    /// ```
+    /// let app = mq_core::testing::TestApp::new(mq_core::App::new(Default::default())).unwrap();
+    /// # let _ = app;
+    /// ```
+    pub fn new(app: App) -> Result<TestApp, crate::Error> {
+        let specs = app.listeners()?;
+        let parts = app.into_parts();
+        let broker = TestBroker::new();
+        let publisher = Publisher::new(
+            Arc::new(broker.clone()),
+            format!("/{}", parts.config.mq.application.name),
+            parts.config.mq.kafka.producer.content_mode,
+        )
+        .with_metrics(parts.metrics.clone());
+        let runtimes = specs
+            .into_iter()
+            .map(|spec| {
+                Arc::new(ListenerRuntime::new(
+                    spec,
+                    publisher.clone(),
+                    parts.state.clone(),
+                    decode_limits(&parts.config),
+                    &parts.metrics,
+                ))
+            })
+            .collect();
+        Ok(TestApp {
+            broker,
+            publisher,
+            runtimes,
+            positions: Mutex::new(HashMap::new()),
+            metrics: parts.metrics,
+        })
+    }
+
+    /// A publisher into the in-memory broker.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// The in-memory broker.
+    pub fn broker(&self) -> &TestBroker {
+        &self.broker
+    }
+
+    /// The app's metrics.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Delivers every pending record to the listeners subscribed to its topic, in order,
+    /// until no listener has anything left (follow-up events included). Returns what
+    /// became of each delivery. Retry backoffs really wait: keep them short in tests, or
+    /// use `tokio::time::pause()`.
+    pub async fn drain(&self) -> Vec<Disposition> {
+        let cancel = CancellationToken::new();
+        let mut out = Vec::new();
+        loop {
+            let mut progressed = false;
+            for (i, runtime) in self.runtimes.iter().enumerate() {
+                for topic in runtime.spec.subscriptions() {
+                    loop {
+                        let key = (i, topic.clone());
+                        let at = *self
+                            .positions
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&key)
+                            .unwrap_or(&0);
+                        let Some(record) = self.broker.record_at(&topic, at) else {
+                            break;
+                        };
+                        out.push(runtime.process(record, &cancel).await);
+                        self.positions
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key, at + 1);
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return out;
+            }
+        }
+    }
+
+    /// The events published to `topic`, decoded as `T` (records that do not decode are
+    /// left out; see [`TestBroker::records`] for the raw ones).
+    pub fn events<T: DeserializeOwned>(&self, topic: &str) -> Vec<Event<T>> {
+        self.broker
+            .records(topic)
+            .iter()
+            .filter_map(|r| envelope::decode(r, &Default::default()).ok())
+            .collect()
     }
 }

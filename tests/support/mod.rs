@@ -46,13 +46,18 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 /// An app configuration for tests: the real broker, fast group timings, the actuator on
 /// an ephemeral port, plus `extra` YAML merged on top (later keys win).
 pub fn config(extra: &str) -> Config {
+    config_for(&bootstrap(), extra)
+}
+
+/// [`config`] for another broker.
+pub fn config_for(bootstrap: &str, extra: &str) -> Config {
     let base = format!(
         r#"
 mq:
   application:
     name: mq-tests
   kafka:
-    bootstrap-servers: "{}"
+    bootstrap-servers: "{bootstrap}"
     consumer:
       properties:
         session.timeout.ms: 6000
@@ -62,8 +67,7 @@ mq:
 management:
   server:
     port: 0
-"#,
-        bootstrap()
+"#
     );
     let figment = figment::Figment::from(serde_saphyr_yaml(&base)).merge(serde_saphyr_yaml(extra));
     Config::from_figment(figment).expect("valid test config")
@@ -119,8 +123,10 @@ pub struct Handled {
     pub ty: String,
     pub subject: Option<String>,
     pub correlationid: Option<String>,
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    pub attempt: u32,
     pub data: serde_json::Value,
 }
 
@@ -138,8 +144,10 @@ impl Seen {
             ty: event.ty.clone(),
             subject: event.subject.clone(),
             correlationid: event.correlationid.clone(),
+            topic: ctx.topic().to_owned(),
             partition: ctx.partition(),
             offset: ctx.offset(),
+            attempt: ctx.attempt(),
             data: serde_json::to_value(&event.data).expect("json"),
         };
         self.inner.0.lock().unwrap().push(h);

@@ -235,7 +235,13 @@ impl Health {
     }
 }
 
-/// The future a [`HealthIndicator`] returns.
+/// The future a [`HealthIndicator`] returns: `Box::pin(async move { .. })`.
+///
+/// ```
+/// use mq_core::actuator::{Health, HealthFuture};
+/// let f: HealthFuture<'static> = Box::pin(async { Health::up() });
+/// # let _ = f;
+/// ```
 pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Health> + Send + 'a>>;
 
 /// A health check of your own, shown under `components.<name>` of `/actuator/health`
@@ -256,13 +262,13 @@ pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Health> + Send + 'a>>;
 /// ```
 /// use mq_core::actuator::{Health, HealthFuture, HealthIndicator};
 ///
-/// struct Database { url: String }
+/// struct Database { timeout: std::time::Duration }
 ///
 /// impl HealthIndicator for Database {
 ///     fn health(&self) -> HealthFuture<'_> {
 ///         Box::pin(async move {
-///             // e.g. `SELECT 1` with a short timeout
-///             match tokio::time::timeout(std::time::Duration::from_secs(1), async { Ok::<_, String>(()) }).await {
+///             let select_1 = async { Ok::<_, String>(()) }; // e.g. `SELECT 1`
+///             match tokio::time::timeout(self.timeout, select_1).await {
 ///                 Ok(Ok(())) => Health::up(),
 ///                 Ok(Err(e)) => Health::down().with_detail("error", e),
 ///                 Err(_) => Health::down().with_detail("error", "timed out"),
@@ -272,7 +278,7 @@ pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Health> + Send + 'a>>;
 /// }
 ///
 /// let app = mq_core::App::new(Default::default())
-///     .with_health_indicator("db", Database { url: "postgres://localhost/shop".into() });
+///     .with_health_indicator("db", Database { timeout: std::time::Duration::from_secs(1) });
 /// # let _ = app;
 /// ```
 ///

@@ -137,9 +137,7 @@ fn sample_of(family: &str, kind: &str, sample: &str) -> bool {
 /// `name{labels} value` (where an exemplar or timestamp would start).
 fn parse_sample(line: &str) -> Option<(Sample, usize)> {
     let bytes = line.as_bytes();
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
     let name = &line[..name_end];
     if name.is_empty() {
         return None;
@@ -256,23 +254,20 @@ pub(crate) fn to_text_004(openmetrics: &str) -> String {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        match parse_sample(line) {
-            Some((sample, end)) => {
-                if sample.name.ends_with("_created") {
-                    let base = &sample.name[..sample.name.len() - "_created".len()];
-                    if matches!(
-                        kinds.get(base).copied(),
-                        Some("counter" | "histogram" | "summary")
-                    ) {
-                        continue;
-                    }
+        if let Some((sample, end)) = parse_sample(line) {
+            if sample.name.ends_with("_created") {
+                let base = &sample.name[..sample.name.len() - "_created".len()];
+                if matches!(
+                    kinds.get(base).copied(),
+                    Some("counter" | "histogram" | "summary")
+                ) {
+                    continue;
                 }
-                // Keep `name{labels} value`, drop a timestamp (OpenMetrics seconds, 0.0.4
-                // milliseconds) and an exemplar.
-                out.push_str(&line[..end]);
-                out.push('\n');
             }
-            None => {}
+            // Keep `name{labels} value`, drop a timestamp (OpenMetrics seconds, 0.0.4
+            // milliseconds) and an exemplar.
+            out.push_str(&line[..end]);
+            out.push('\n');
         }
     }
     out

@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::{
-    CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -72,8 +70,12 @@ impl ClientContext for MqContext {
         for topic in stats.topics.values() {
             for p in topic.partitions.values() {
                 if p.partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .set_lag(self.runtime.spec.name, &topic.topic, p.partition, p.consumer_lag);
+                    self.metrics.set_lag(
+                        self.runtime.spec.name,
+                        &topic.topic,
+                        p.partition,
+                        p.consumer_lag,
+                    );
                 }
             }
         }
@@ -81,7 +83,11 @@ impl ClientContext for MqContext {
 }
 
 impl ConsumerContext for MqContext {
-    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked: Vec<Worker> = {
                 let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,7 +96,11 @@ impl ConsumerContext for MqContext {
                     .filter_map(|e| workers.remove(&(e.topic().to_owned(), e.partition())))
                     .collect()
             };
-            tracing::info!(listener = self.runtime.spec.name, partitions = tpl.count(), "partitions revoked");
+            tracing::info!(
+                listener = self.runtime.spec.name,
+                partitions = tpl.count(),
+                "partitions revoked"
+            );
             self.drain(revoked);
             commit_stored(consumer);
             self.status.assigned.store(0, Ordering::Relaxed);
@@ -98,7 +108,11 @@ impl ConsumerContext for MqContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         self.status.rebalances.fetch_add(1, Ordering::Relaxed);
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -248,13 +262,20 @@ pub(crate) fn spawn(
         rt: tokio::runtime::Handle::current(),
     };
     let consumer: MqConsumer = config.create_with_context(context).map_err(|e| {
-        crate::Error::Kafka(format!("cannot create consumer of {}: {e}", runtime.spec.name))
+        crate::Error::Kafka(format!(
+            "cannot create consumer of {}: {e}",
+            runtime.spec.name
+        ))
     })?;
     let consumer = Arc::new(consumer);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-    let topics: Vec<&str> = runtime.spec.topics.iter().map(String::as_str).collect();
+    let subscriptions = runtime.spec.subscriptions();
+    let topics: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| {
-        crate::Error::Kafka(format!("cannot subscribe {} to {topics:?}: {e}", runtime.spec.name))
+        crate::Error::Kafka(format!(
+            "cannot subscribe {} to {topics:?}: {e}",
+            runtime.spec.name
+        ))
     })?;
     let task_status = status.clone();
     let join = tokio::spawn(async move {
@@ -285,7 +306,12 @@ async fn poll_until_shutdown(
             // them (never drop one); their offset is not stored, the partition's worker
             // stores later ones.
             Ok(m) => {
-                tracing::debug!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "record on the main queue");
+                tracing::debug!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "record on the main queue"
+                );
                 let _ = runtime.process(to_record(&m), shutdown).await;
             }
             Err(e) => tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error"),

@@ -9,6 +9,7 @@ pub(crate) mod consumer;
 pub(crate) mod embedded;
 pub(crate) mod health;
 pub(crate) mod producer;
+pub(crate) mod replay;
 
 use rdkafka::ClientConfig;
 
