@@ -113,6 +113,34 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Republishes the records of `dlt_topic` to the topics they came from (their
+/// `kafka_dlt-original-topic`, with any `-retry-N` suffix removed), without the
+/// `kafka_dlt-*` and `retry_topic-*` headers; key, value and other headers byte for byte.
+///
+/// Progress is committed under the group `<mq.application.name>-dlt-replay` after each
+/// acknowledged republication, so a second run replays only what arrived since. The replay
+/// stops at the end of the topic as it was when it started, or after `limit` records.
+/// The `mq` command wraps it: `mq dlt-replay <dlt-topic> [--limit N]`.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), mq_core::Error> {
+/// let config = mq_core::Config::load()?;
+/// let report = mq_core::dead_letter::replay(&config, "orders-dlt", None).await?;
+/// println!("replayed {} records", report.total());
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "kafka")]
+pub async fn replay(
+    config: &crate::Config,
+    dlt_topic: &str,
+    limit: Option<usize>,
+) -> Result<ReplayReport, crate::Error> {
+    crate::kafka::replay::replay(config, dlt_topic, limit).await
+}
+
+#[cfg(feature = "kafka")]
+pub use crate::kafka::replay::ReplayReport;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,31 +169,3 @@ mod tests {
         assert_eq!(once.headers.len(), twice.headers.len());
     }
 }
-
-/// Republishes the records of `dlt_topic` to the topics they came from (their
-/// `kafka_dlt-original-topic`, with any `-retry-N` suffix removed), without the
-/// `kafka_dlt-*` and `retry_topic-*` headers; key, value and other headers byte for byte.
-///
-/// Progress is committed under the group `<mq.application.name>-dlt-replay` after each
-/// acknowledged republication, so a second run replays only what arrived since. The replay
-/// stops at the end of the topic as it was when it started, or after `limit` records.
-/// The `mq` command wraps it: `mq dlt-replay <dlt-topic> [--limit N]`.
-///
-/// ```no_run
-/// # async fn f() -> Result<(), mq_core::Error> {
-/// let config = mq_core::Config::load()?;
-/// let report = mq_core::dead_letter::replay(&config, "orders-dlt", None).await?;
-/// println!("replayed {} records", report.total());
-/// # Ok(()) }
-/// ```
-#[cfg(feature = "kafka")]
-pub async fn replay(
-    config: &crate::Config,
-    dlt_topic: &str,
-    limit: Option<usize>,
-) -> Result<ReplayReport, crate::Error> {
-    crate::kafka::replay::replay(config, dlt_topic, limit).await
-}
-
-#[cfg(feature = "kafka")]
-pub use crate::kafka::replay::ReplayReport;
