@@ -41,7 +41,7 @@ start_with() {
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$PORT" \
     --storage-engine "$storage" \
-    --group-initial-rebalance-delay 0s >"$LOG" 2>&1 &
+    --group-initial-rebalance-delay 0s >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 200); do
     if listening; then

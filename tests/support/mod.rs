@@ -35,7 +35,12 @@ pub async fn create_topic(topic: &str, partitions: i32) {
         .expect("admin client");
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let res = admin
-        .create_topics([&t], &AdminOptions::new())
+        .create_topics(
+            [&t],
+            &AdminOptions::new()
+                .request_timeout(Some(Duration::from_secs(30)))
+                .operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .expect("create topics");
     for r in res {

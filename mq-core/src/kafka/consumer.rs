@@ -340,11 +340,15 @@ async fn close(consumer: Arc<MqConsumer>) {
     {
         tracing::warn!("partition workers did not finish in time");
     }
-    // Closing blocks (commit, leave group): keep it off the async threads.
-    let _ = tokio::task::spawn_blocking(move || {
+    // Closing blocks (commit, leave group): keep it off the async threads, and do not wait
+    // for ever when the broker is gone (the stored offsets are then simply not committed,
+    // and the records are read again).
+    let closing = tokio::task::spawn_blocking(move || {
         commit_stored(&*consumer);
         consumer.unsubscribe();
         drop(consumer);
-    })
-    .await;
+    });
+    if tokio::time::timeout(ctx_timeout, closing).await.is_err() {
+        tracing::warn!(timeout = ?ctx_timeout, "consumer did not close in time (broker unreachable?); left behind");
+    }
 }

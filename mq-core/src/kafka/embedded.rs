@@ -209,8 +209,9 @@ impl EmbeddedKafka {
         Ok(())
     }
 
-    /// Creates the listeners' topics and their dead-letter topics (what the admin client
-    /// does against a real broker), with `mq.kafka.admin.partitions` partitions.
+    /// Creates the listeners' topics, their retry topics and their dead-letter topics (what
+    /// the admin client does against a real broker), with `mq.kafka.admin.partitions`
+    /// partitions.
     pub(crate) fn create_listener_topics(
         &self,
         config: &Config,
@@ -220,6 +221,9 @@ impl EmbeddedKafka {
         for spec in specs {
             for topic in &spec.topics {
                 self.create_topic(topic, partitions)?;
+                for retry in spec.retry_topics(topic) {
+                    self.create_topic(&retry, partitions)?;
+                }
                 if spec.dlt.enabled {
                     self.create_topic(&spec.dlt_topic(topic), partitions)?;
                 }

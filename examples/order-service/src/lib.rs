@@ -1,0 +1,745 @@
+//! # order-service: the front door of the `mq` example
+//!
+//! An HTTP API takes orders and follows each one through the event flow:
+//!
+//! ```text
+//! POST /orders ──► order-create-event ──► product-service reserves stock
+//!                                            ├─► stock-reserved ──► take_payment ──► payment-completed ──► on_payment_completed: CONFIRMED
+//!                                            ├─► stock-rejected ──► on_stock_rejected: REJECTED (out of stock)
+//!                                            └─► order-create-event-dlt (unknown product) ──► on_order_dead_lettered: REJECTED
+//! ```
+//!
+//! - `POST /orders` with `{"product_id": 1, "quantity": 2, "customer": "ada"}` answers
+//!   `202 Accepted` with `{"order_id": "ord-…", "status": "PENDING"}` once the
+//!   `order-create-event` is on the broker; a bad body answers `400` with a JSON error.
+//! - `GET /orders/{id}` answers `{"order_id", "status": PENDING|CONFIRMED|REJECTED, "reason"?, …}`;
+//!   `GET /orders` lists every order.
+//!
+//! The listeners live in this library, next to the state they update; the binary
+//! (`src/main.rs`) only calls [`run`]. A binary that links the library without naming any of
+//! its items would lose the listeners (they register through `inventory`, and an unused
+//! library is not linked): reference it with `use order_service as _;`, as the demo does.
+//! [`app`] refuses to start when none of this crate's listeners are registered.
+//!
+//! State is in memory ([`OrderBook`]): a restart forgets the orders.
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path as UrlPath, State as Shared};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use figment::providers::Env;
+use mq_core::config::ConfigError;
+use mq_core::prelude::*;
+use mq_core::Config;
+use serde_json::json;
+
+use events::{OrderCreated, PaymentCompleted, StockRejected, StockReserved};
+
+/// Errors of starting or running the service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// This crate's directory, where its `application.yaml` lives (the fallback of
+/// [`load_config`]).
+pub const CONFIG_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The events this service publishes and reads: its side of the JSON contract with
+/// product-service (each service owns its copy; only the JSON shape is shared).
+pub mod events {
+    use serde::{Deserialize, Serialize};
+
+    /// Published on `order-create-event` when an order was accepted (key: the order id).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct OrderCreated {
+        /// The new order.
+        pub order_id: String,
+        /// What is ordered.
+        pub product_id: u64,
+        /// How many.
+        pub quantity: u32,
+        /// Who ordered, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer: Option<String>,
+    }
+
+    /// Read from `stock-reserved` (product-service): the stock is set aside.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct StockReserved {
+        /// The order.
+        pub order_id: String,
+        /// The product.
+        pub product_id: u64,
+        /// Units reserved.
+        pub quantity: u32,
+        /// Price of one unit, in cents.
+        #[serde(default)]
+        pub unit_price_cents: u64,
+    }
+
+    /// Read from `stock-rejected` (product-service): not enough stock.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct StockRejected {
+        /// The order.
+        pub order_id: String,
+        /// The product.
+        pub product_id: u64,
+        /// Why, for people.
+        pub reason: String,
+    }
+
+    /// Published on `payment-completed` once the customer was charged (key: the order id).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PaymentCompleted {
+        /// The order.
+        pub order_id: String,
+        /// The payment (stable across redeliveries).
+        pub payment_id: String,
+        /// Amount charged, in cents.
+        pub amount_cents: u64,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------
+
+/// Loads the configuration (`application.yaml`, profiles, `MQ_*` variables).
+///
+/// The directory is `MQ_CONFIG_DIR` when set, else the current directory when it has an
+/// `application.yaml`, else this crate's own directory ([`CONFIG_DIR`], fixed at compile
+/// time): so `cargo run -p order-service` from the workspace root finds
+/// `examples/order-service/application.yaml`.
+pub fn load_config() -> Result<Config, ConfigError> {
+    let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
+    if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
+        Config::load()
+    } else {
+        Config::load_from(CONFIG_DIR)
+    }
+}
+
+/// Where the HTTP API listens: Spring Boot's `server.address` / `server.port`, overridden
+/// by the `SERVER_ADDRESS` / `SERVER_PORT` environment variables (port 0 picks a free one).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServerSettings {
+    /// Bind address. Default `0.0.0.0`.
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Port. Default 8080.
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_address() -> String {
+    "0.0.0.0".to_owned()
+}
+fn default_port() -> u16 {
+    8080
+}
+
+/// Topics this service publishes to (`order-service.topics.*`). The topics it reads are in
+/// its `#[listener]`s, and can be changed with `mq.listeners.<name>.topics`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Topics {
+    /// Default `order-create-event`.
+    #[serde(default = "default_order_created")]
+    pub order_created: String,
+    /// Default `payment-completed`.
+    #[serde(default = "default_payment_completed")]
+    pub payment_completed: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            order_created: default_order_created(),
+            payment_completed: default_payment_completed(),
+        }
+    }
+}
+
+fn default_order_created() -> String {
+    "order-create-event".to_owned()
+}
+fn default_payment_completed() -> String {
+    "payment-completed".to_owned()
+}
+
+/// The service's own settings, read from the same files as the framework's.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `server.*`
+    pub server: ServerSettings,
+    /// `order-service.topics.*`
+    pub topics: Topics,
+}
+
+impl Settings {
+    /// Extracts `server.*` (plus `SERVER_*` variables) and `order-service.*` from the
+    /// merged configuration.
+    pub fn from_config(config: &Config) -> Result<Settings, BoxError> {
+        let server = config
+            .figment()
+            .merge(
+                Env::prefixed("SERVER_")
+                    .only(&["address", "port"])
+                    .map(|k| format!("server.{k}").into()),
+            )
+            .focus("server")
+            .extract::<ServerSettings>()
+            .map_err(|e| format!("invalid `server` settings: {e}"))?;
+        let topics = config
+            .figment()
+            .focus("order-service.topics")
+            .extract::<Topics>()
+            .map_err(|e| format!("invalid `order-service.topics` settings: {e}"))?;
+        Ok(Settings { server, topics })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Accepted, waiting for stock and payment.
+    Pending,
+    /// Stock reserved and paid.
+    Confirmed,
+    /// Out of stock or unknown product.
+    Rejected,
+}
+
+/// One order, as `GET /orders/{id}` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Order {
+    /// Id (`ord-…`).
+    pub order_id: String,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What was ordered.
+    pub product_id: u64,
+    /// How many.
+    pub quantity: u32,
+    /// Who ordered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// The payment, once taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// The steps seen so far: `CREATED`, `STOCK_RESERVED`, `PAID`, `CONFIRMED`, `REJECTED`.
+    pub history: Vec<&'static str>,
+}
+
+impl Order {
+    fn step(&mut self, step: &'static str) {
+        if !self.history.contains(&step) {
+            self.history.push(step);
+        }
+    }
+
+    /// Moves a pending order to a final status; false when it already had one.
+    fn finish(&mut self, status: OrderStatus, reason: Option<String>) -> bool {
+        if self.status != OrderStatus::Pending {
+            return false;
+        }
+        self.status = status;
+        self.reason = reason;
+        self.step(match status {
+            OrderStatus::Confirmed => "CONFIRMED",
+            _ => "REJECTED",
+        });
+        true
+    }
+}
+
+/// The orders, in memory; cheap to clone (shared). Registered with
+/// [`App::with_state`](mq_core::App::with_state) for the listeners and handed to the HTTP
+/// routes.
+#[derive(Debug, Clone, Default)]
+pub struct OrderBook {
+    orders: Arc<Mutex<HashMap<String, Order>>>,
+}
+
+impl OrderBook {
+    /// The order with this id.
+    pub fn get(&self, order_id: &str) -> Option<Order> {
+        self.lock().get(order_id).cloned()
+    }
+
+    /// Every order.
+    pub fn all(&self) -> Vec<Order> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn insert(&self, order: Order) {
+        self.lock().insert(order.order_id.clone(), order);
+    }
+
+    fn remove(&self, order_id: &str) {
+        self.lock().remove(order_id);
+    }
+
+    /// Runs `f` on the order; `None` when there is no such order.
+    fn update<R>(&self, order_id: &str, f: impl FnOnce(&mut Order) -> R) -> Option<R> {
+        self.lock().get_mut(order_id).map(f)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Order>> {
+        self.orders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Listeners
+// ---------------------------------------------------------------------------------------
+
+/// The payment step: stock is reserved, so charge the customer (simulated) and publish
+/// `payment-completed`. A redelivered event publishes the same payment again (same
+/// payment id) instead of charging twice.
+#[listener(topic = "stock-reserved")]
+async fn take_payment(event: Event<StockReserved>, ctx: Context) -> Result<(), HandlerError> {
+    let orders = ctx.state::<OrderBook>();
+    let reserved = event.data;
+    let payment = orders.update(&reserved.order_id, |order| {
+        if order.status != OrderStatus::Pending {
+            return None;
+        }
+        order.step("STOCK_RESERVED");
+        let payment_id = order
+            .payment_id
+            .get_or_insert_with(|| new_id("pay"))
+            .clone();
+        order.step("PAID");
+        Some(PaymentCompleted {
+            order_id: reserved.order_id.clone(),
+            payment_id,
+            amount_cents: reserved.unit_price_cents * u64::from(reserved.quantity),
+        })
+    });
+    let payment = match payment {
+        None => {
+            tracing::warn!(order_id = %reserved.order_id, "stock reserved for an order this instance does not know; ignored");
+            return Ok(());
+        }
+        Some(None) => {
+            tracing::debug!(order_id = %reserved.order_id, "order already final; payment skipped");
+            return Ok(());
+        }
+        Some(Some(p)) => p,
+    };
+    tracing::info!(
+        order_id = %payment.order_id,
+        payment_id = %payment.payment_id,
+        amount_cents = payment.amount_cents,
+        "stock reserved: payment taken"
+    );
+    let topic = &ctx.state::<Topics>().payment_completed;
+    let key = payment.order_id.clone();
+    ctx.publisher()
+        .send_event(
+            topic,
+            key.as_bytes(),
+            Event::new("PaymentCompleted", payment).with_subject(key.clone()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Payment done: the order is confirmed.
+#[listener(topic = "payment-completed")]
+async fn on_payment_completed(
+    event: Event<PaymentCompleted>,
+    orders: State<OrderBook>,
+) -> Result<(), HandlerError> {
+    let paid = event.data;
+    match orders.update(&paid.order_id, |o| o.finish(OrderStatus::Confirmed, None)) {
+        Some(true) => {
+            tracing::info!(order_id = %paid.order_id, payment_id = %paid.payment_id, "order CONFIRMED")
+        }
+        Some(false) => tracing::debug!(order_id = %paid.order_id, "order already final"),
+        None => tracing::warn!(order_id = %paid.order_id, "payment for an unknown order; ignored"),
+    }
+    Ok(())
+}
+
+/// Not enough stock: the order is rejected (a business outcome, not an error).
+#[listener(topic = "stock-rejected")]
+async fn on_stock_rejected(
+    event: Event<StockRejected>,
+    orders: State<OrderBook>,
+) -> Result<(), HandlerError> {
+    let rejected = event.data;
+    let reason = rejected.reason.clone();
+    match orders.update(&rejected.order_id, |o| {
+        o.finish(OrderStatus::Rejected, Some(reason))
+    }) {
+        Some(true) => {
+            tracing::info!(order_id = %rejected.order_id, reason = %rejected.reason, "order REJECTED")
+        }
+        Some(false) => tracing::debug!(order_id = %rejected.order_id, "order already final"),
+        None => {
+            tracing::warn!(order_id = %rejected.order_id, "rejection of an unknown order; ignored")
+        }
+    }
+    Ok(())
+}
+
+/// product-service gave up on an order event (e.g. unknown product) and the framework
+/// dead-lettered it: read the dead-letter topic and reject the order with the error from
+/// the `kafka_dlt-exception-message` header.
+#[listener(topic = "order-create-event-dlt")]
+async fn on_order_dead_lettered(
+    event: Event<OrderCreated>,
+    ctx: Context,
+) -> Result<(), HandlerError> {
+    let order_id = event.data.order_id;
+    let error = ctx
+        .headers()
+        .get_str(mq_core::dead_letter::headers::EXCEPTION_MESSAGE)
+        .unwrap_or("the order could not be processed")
+        .to_owned();
+    let orders = ctx.state::<OrderBook>();
+    match orders.update(&order_id, |o| {
+        o.finish(OrderStatus::Rejected, Some(error.clone()))
+    }) {
+        Some(true) => {
+            tracing::info!(%order_id, reason = %error, "order REJECTED (dead-lettered by product-service)")
+        }
+        Some(false) => tracing::debug!(%order_id, "order already final"),
+        None => tracing::warn!(%order_id, "dead letter of an unknown order; ignored"),
+    }
+    Ok(())
+}
+
+/// The names of this crate's listeners that are registered in the running binary (all four
+/// when the crate is linked). The demo uses it to start only this service's listeners in
+/// an app.
+pub fn listener_names() -> Vec<&'static str> {
+    let krate = module_path!().split("::").next().unwrap_or_default();
+    mq_core::registry::registered()
+        .into_iter()
+        .filter(|l| l.module_path.split("::").next() == Some(krate))
+        .map(|l| l.name)
+        .collect()
+}
+
+/// The messaging side of the service: this crate's listeners, the order book and the topic
+/// settings as state. Fails when the listeners are not linked in (see the crate docs).
+pub fn app(config: Config, orders: OrderBook) -> Result<App, BoxError> {
+    let settings = Settings::from_config(&config)?;
+    let names = listener_names();
+    if names.is_empty() {
+        return Err("no order-service listener is registered in this binary: \
+                    reference the crate (`use order_service as _;`) so that it is linked"
+            .into());
+    }
+    Ok(App::new(config)
+        .with_state(orders)
+        .with_state(settings.topics)
+        .only_listeners(names))
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP API
+// ---------------------------------------------------------------------------------------
+
+/// Body of `POST /orders`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CreateOrder {
+    /// Product to order (> 0).
+    pub product_id: u64,
+    /// Units (1 to 1000).
+    pub quantity: i64,
+    /// Optional customer name (at most 100 characters).
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+impl CreateOrder {
+    /// Checks the request; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.product_id == 0 {
+            return Err("product_id must be greater than 0".to_owned());
+        }
+        if self.quantity <= 0 {
+            return Err("quantity must be greater than 0".to_owned());
+        }
+        if self.quantity > 1000 {
+            return Err("quantity must be at most 1000".to_owned());
+        }
+        if let Some(c) = &self.customer {
+            if c.trim().is_empty() || c.chars().count() > 100 {
+                return Err("customer must be 1 to 100 characters".to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Api {
+    orders: OrderBook,
+    publisher: Publisher,
+    topics: Topics,
+}
+
+/// The HTTP routes: `POST /orders`, `GET /orders`, `GET /orders/{id}`. Orders are
+/// published with `publisher` (take it from the running app) to `topics.order_created`.
+pub fn router(orders: OrderBook, publisher: Publisher, topics: Topics) -> Router {
+    Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/{id}", get(get_order))
+        .with_state(Arc::new(Api {
+            orders,
+            publisher,
+            topics,
+        }))
+}
+
+/// A Spring Boot–style error body: `{"status":400,"error":"Bad Request","message":..,"path":..}`.
+fn error(status: StatusCode, message: impl Into<String>, path: &str) -> Response {
+    let body = json!({
+        "status": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or(""),
+        "message": message.into(),
+        "path": path,
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn create_order(
+    Shared(api): Shared<Arc<Api>>,
+    body: Result<Json<CreateOrder>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text(), "/orders"),
+    };
+    if let Err(message) = request.validate() {
+        return error(StatusCode::BAD_REQUEST, message, "/orders");
+    }
+    let order_id = new_id("ord");
+    let quantity = request.quantity as u32;
+    let customer = request.customer.map(|c| c.trim().to_owned());
+    // Recorded before publishing: the outcome may arrive before this handler returns.
+    api.orders.insert(Order {
+        order_id: order_id.clone(),
+        status: OrderStatus::Pending,
+        reason: None,
+        product_id: request.product_id,
+        quantity,
+        customer: customer.clone(),
+        payment_id: None,
+        history: vec!["CREATED"],
+    });
+    let created = OrderCreated {
+        order_id: order_id.clone(),
+        product_id: request.product_id,
+        quantity,
+        customer,
+    };
+    let event = Event::new("OrderCreated", created).with_subject(order_id.clone());
+    match api
+        .publisher
+        .send_event(&api.topics.order_created, order_id.as_bytes(), event)
+        .await
+    {
+        Ok(delivery) => {
+            tracing::info!(%order_id, product_id = request.product_id, quantity, partition = delivery.partition, offset = delivery.offset, "order accepted");
+            (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, format!("/orders/{order_id}"))],
+                Json(json!({"order_id": order_id, "status": OrderStatus::Pending})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            api.orders.remove(&order_id);
+            tracing::error!(%order_id, error = %e, "could not publish the order");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the order could not be published: {e}"),
+                "/orders",
+            )
+        }
+    }
+}
+
+async fn get_order(Shared(api): Shared<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
+    match api.orders.get(&id) {
+        Some(order) => Json(order).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no order {id}"),
+            &format!("/orders/{id}"),
+        ),
+    }
+}
+
+async fn list_orders(Shared(api): Shared<Arc<Api>>) -> Json<Vec<Order>> {
+    let mut all = api.orders.all();
+    all.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    Json(all)
+}
+
+// ---------------------------------------------------------------------------------------
+// Running
+// ---------------------------------------------------------------------------------------
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the service until ctrl-c or SIGTERM: listeners, publisher and actuator (through
+/// [`mq_core::App`]), and the HTTP API. On a signal, the HTTP server stops taking requests,
+/// then the app shuts down gracefully.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let settings = Settings::from_config(&config)?;
+    let orders = OrderBook::default();
+    let running = app(config, orders.clone())?.start().await?;
+    let listener = match tokio::net::TcpListener::bind((
+        settings.server.address.as_str(),
+        settings.server.port,
+    ))
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            running.shutdown().await?;
+            return Err(format!(
+                "cannot bind the HTTP port {}:{}: {e}",
+                settings.server.address, settings.server.port
+            )
+            .into());
+        }
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, actuator = ?running.actuator_addr(), "order-service HTTP API listening");
+    let api = router(orders, running.publisher(), settings.topics);
+    let served = axum::serve(listener, api)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("shutdown requested");
+    running.shutdown().await?;
+    served?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = CreateOrder {
+            product_id: 1,
+            quantity: 2,
+            customer: Some("ada".into()),
+        };
+        assert!(ok.validate().is_ok());
+        let zero = CreateOrder {
+            quantity: 0,
+            ..ok.clone()
+        };
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            "quantity must be greater than 0"
+        );
+        let blank = CreateOrder {
+            customer: Some("  ".into()),
+            ..ok
+        };
+        assert!(blank.validate().unwrap_err().starts_with("customer"));
+    }
+
+    #[test]
+    fn every_listener_of_this_crate_is_registered() {
+        let mut names = listener_names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "on_order_dead_lettered",
+                "on_payment_completed",
+                "on_stock_rejected",
+                "take_payment"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_final_order_stays_final() {
+        let book = OrderBook::default();
+        book.insert(Order {
+            order_id: "o".into(),
+            status: OrderStatus::Pending,
+            reason: None,
+            product_id: 1,
+            quantity: 1,
+            customer: None,
+            payment_id: None,
+            history: vec!["CREATED"],
+        });
+        assert_eq!(
+            book.update("o", |o| o.finish(OrderStatus::Confirmed, None)),
+            Some(true)
+        );
+        assert_eq!(
+            book.update("o", |o| o
+                .finish(OrderStatus::Rejected, Some("late".into()))),
+            Some(false)
+        );
+        assert_eq!(book.get("o").unwrap().status, OrderStatus::Confirmed);
+        assert_eq!(book.get("o").unwrap().history, ["CREATED", "CONFIRMED"]);
+    }
+
+    #[test]
+    fn settings_come_from_the_files_with_defaults() {
+        let config = Config::load_from(CONFIG_DIR).unwrap();
+        let s = Settings::from_config(&config).unwrap();
+        assert_eq!(s.topics.order_created, "order-create-event");
+        assert_eq!(config.mq.application.name, "order-service");
+        let bare = Settings::from_config(&Config::default()).unwrap();
+        assert_eq!(bare.topics.payment_completed, "payment-completed");
+    }
+}
