@@ -51,6 +51,9 @@ pub struct HandlerError {
     source: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
+/// The type name reported for errors made from a message alone.
+const MESSAGE_TYPE: &str = "mq_core::HandlerError";
+
 #[derive(Debug)]
 struct Message(String);
 
@@ -98,7 +101,7 @@ impl HandlerError {
     /// assert_eq!(e.to_string(), "try later");
     /// ```
     pub fn msg(message: impl Into<String>) -> Self {
-        Self::transient(Message(message.into()))
+        Self::transient(Message(message.into())).named(MESSAGE_TYPE)
     }
 
     /// A permanent error from a message.
@@ -108,7 +111,12 @@ impl HandlerError {
     /// assert!(!e.is_transient());
     /// ```
     pub fn permanent_msg(message: impl Into<String>) -> Self {
-        Self::permanent(Message(message.into()))
+        Self::permanent(Message(message.into())).named(MESSAGE_TYPE)
+    }
+
+    fn named(mut self, type_name: &'static str) -> Self {
+        self.type_name = type_name;
+        self
     }
 
     /// Turns any error into a permanent one, keeping its type name.
