@@ -96,6 +96,16 @@ async fn on_replay(event: Event<Order>, ctx: Context) -> Result<(), HandlerError
     Ok(())
 }
 
+/// Partition 0 fails for 10 s of blocking retries; the others succeed.
+#[listener(topic = "fh-long-retry")]
+async fn on_long_retry(event: Event<Order>, ctx: Context) -> Result<(), HandlerError> {
+    if ctx.partition() == 0 {
+        return Err(HandlerError::msg("still broken"));
+    }
+    ctx.state::<Seen>().record(&event, &ctx);
+    Ok(())
+}
+
 #[derive(Default)]
 struct Fixed(std::sync::atomic::AtomicBool);
 
@@ -506,5 +516,62 @@ async fn dead_letters_replay_to_their_topic_once() {
         .await
         .unwrap();
     assert_eq!(again.total(), 0, "a second replay republishes nothing");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_retries_longer_than_max_poll_interval_keep_the_consumer_in_its_group() {
+    let topic = unique("longretry");
+    create_topic(&topic, 2).await;
+    let seen = Seen::default();
+    // max.poll.interval.ms 7 s; one record keeps partition 0 in retries for 5 x 2 s = 10 s.
+    let app = start(
+        &listener_yaml(
+            "on_long_retry",
+            &topic,
+            "  kafka:\n    consumer:\n      properties:\n        max.poll.interval.ms: 7000\n  listener:\n    retry:\n      max-attempts: 6\n      initial-interval: 2s\n      multiplier: 1\n",
+        ),
+        "on_long_retry",
+        &seen,
+    )
+    .await;
+    let rebalances_before = app.rebalances();
+    let publisher = app.publisher();
+    let send_to = |partition: i32, i: u64| {
+        let event = Event::new(
+            "Order",
+            Order {
+                order_id: i,
+                quantity: 1,
+            },
+        );
+        let mut rec = encode(
+            &topic,
+            Some(i.to_string().into_bytes()),
+            &event,
+            ContentMode::Structured,
+        )
+        .unwrap();
+        rec.partition = Some(partition);
+        publisher.send_record(rec)
+    };
+    send_to(0, 1).await.unwrap();
+    let dead = read_topic(&format!("{topic}-dlt"), 1, WAIT).await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the record is dead-lettered after its retries"
+    );
+    send_to(1, 2).await.unwrap();
+    assert_eq!(seen.wait_for(1, WAIT).await, 1);
+    assert_eq!(
+        app.rebalances(),
+        rebalances_before,
+        "10 s of retries with max.poll.interval.ms = 7 s caused a rebalance"
+    );
+    assert_eq!(
+        metric(&app, "mq_listener_retries_total", "on_long_retry"),
+        5
+    );
     app.shutdown().await.unwrap();
 }

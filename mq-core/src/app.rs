@@ -266,6 +266,14 @@ impl RunningApp {
             .collect()
     }
 
+    /// Rebalances (assignments and revocations) seen by all consumers since start.
+    pub fn rebalances(&self) -> usize {
+        self.statuses
+            .iter()
+            .map(|(_, s)| s.rebalances.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Waits until [`RunningApp::all_assigned`] or `timeout`; true if assigned.
     pub async fn wait_assigned(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
