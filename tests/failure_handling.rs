@@ -109,6 +109,31 @@ async fn on_long_retry(event: Event<Order>, ctx: Context) -> Result<(), HandlerE
 #[derive(Default)]
 struct Fixed(std::sync::atomic::AtomicBool);
 
+/// Publishes order `i` to one partition of `topic`.
+async fn send_to(
+    publisher: &mq_core::Publisher,
+    topic: &str,
+    partition: i32,
+    i: u64,
+) -> Result<mq_core::Delivery, mq_core::PublishError> {
+    let event = Event::new(
+        "Order",
+        Order {
+            order_id: i,
+            quantity: 1,
+        },
+    );
+    let mut rec = encode(
+        topic,
+        Some(i.to_string().into_bytes()),
+        &event,
+        ContentMode::Structured,
+    )
+    .expect("encodes");
+    rec.partition = Some(partition);
+    publisher.send_record(rec).await
+}
+
 fn listener_yaml(listener: &str, topic: &str, extra: &str) -> String {
     format!(
         "mq:\n  listeners:\n    {listener}:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n{extra}",
@@ -340,35 +365,15 @@ async fn a_failing_partition_does_not_delay_the_others() {
     )
     .await;
     let publisher = app.publisher();
-    let send_to = |partition: i32, i: u64| {
-        let event = Event::new(
-            "Order",
-            Order {
-                order_id: i,
-                quantity: 1,
-            },
-        )
-        .with_source("/test");
-        let mut rec = encode(
-            &topic,
-            Some(i.to_string().into_bytes()),
-            &event,
-            ContentMode::Structured,
-        )
-        .unwrap();
-        rec.partition = Some(partition);
-        (event.id, publisher.send_record(rec))
-    };
     for i in 0..3 {
-        send_to(0, i).1.await.unwrap();
+        send_to(&publisher, &topic, 0, i).await.unwrap();
     }
     // While partition 0 is stuck for ~6 s, records on partition 1 keep flowing.
     let mut worst = Duration::ZERO;
     for i in 100..120 {
-        let sent_at = Instant::now();
-        let (_id, send) = send_to(1, i);
-        send.await.unwrap();
         let before = seen.len();
+        let sent_at = Instant::now();
+        send_to(&publisher, &topic, 1, i).await.unwrap();
         assert_eq!(seen.wait_for(before + 1, WAIT).await, before + 1);
         worst = worst.max(sent_at.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -537,32 +542,14 @@ async fn blocking_retries_longer_than_max_poll_interval_keep_the_consumer_in_its
     .await;
     let rebalances_before = app.rebalances();
     let publisher = app.publisher();
-    let send_to = |partition: i32, i: u64| {
-        let event = Event::new(
-            "Order",
-            Order {
-                order_id: i,
-                quantity: 1,
-            },
-        );
-        let mut rec = encode(
-            &topic,
-            Some(i.to_string().into_bytes()),
-            &event,
-            ContentMode::Structured,
-        )
-        .unwrap();
-        rec.partition = Some(partition);
-        publisher.send_record(rec)
-    };
-    send_to(0, 1).await.unwrap();
+    send_to(&publisher, &topic, 0, 1).await.unwrap();
     let dead = read_topic(&format!("{topic}-dlt"), 1, WAIT).await;
     assert_eq!(
         dead.len(),
         1,
         "the record is dead-lettered after its retries"
     );
-    send_to(1, 2).await.unwrap();
+    send_to(&publisher, &topic, 1, 2).await.unwrap();
     assert_eq!(seen.wait_for(1, WAIT).await, 1);
     assert_eq!(
         app.rebalances(),

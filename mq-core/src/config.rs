@@ -666,6 +666,23 @@ impl Config {
         Self::load_from(dir)
     }
 
+    /// Like [`Config::load`], but when `MQ_CONFIG_DIR` is unset and the current directory
+    /// has no `application.yaml`/`.yml`, reads the files from `fallback` instead (e.g.
+    /// `env!("CARGO_MANIFEST_DIR")`, so `cargo run -p my-service` works from a workspace
+    /// root).
+    ///
+    /// ```no_run
+    /// let config = mq_core::Config::load_or_from(env!("CARGO_MANIFEST_DIR")).unwrap();
+    /// ```
+    pub fn load_or_from(fallback: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
+        if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
+            Self::load()
+        } else {
+            Self::load_from(fallback)
+        }
+    }
+
     /// Loads from `dir` (files), active profiles and `MQ_*` (environment).
     ///
     /// ```

@@ -25,7 +25,6 @@
 #![warn(missing_docs)]
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
@@ -116,12 +115,7 @@ pub mod events {
 /// time): so `cargo run -p order-service` from the workspace root finds
 /// `examples/order-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
-    if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
-        Config::load()
-    } else {
-        Config::load_from(CONFIG_DIR)
-    }
+    Config::load_or_from(CONFIG_DIR)
 }
 
 /// Where the HTTP API listens: Spring Boot's `server.address` / `server.port`, overridden

@@ -23,7 +23,6 @@
 #![warn(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use mq_core::actuator::Health;
@@ -97,12 +96,7 @@ pub mod events {
 /// time): so `cargo run -p product-service` from the workspace root finds
 /// `examples/product-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
-    if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
-        Config::load()
-    } else {
-        Config::load_from(CONFIG_DIR)
-    }
+    Config::load_or_from(CONFIG_DIR)
 }
 
 /// Topics this service publishes to (`product-service.topics.*`). The topic it reads is in
