@@ -146,8 +146,12 @@ impl App {
     /// The metrics registry; register application metrics here.
     ///
     /// ```
+    /// use prometheus_client::metrics::counter::Counter;
     /// let app = mq_core::App::new(Default::default());
-    /// assert!(app.metrics().encode().contains("application=\"mq-app\""));
+    /// let orders: Counter = Counter::default();
+    /// app.metrics().register(|r| r.register("orders", "Orders placed", orders.clone()));
+    /// orders.inc();
+    /// assert!(app.metrics().encode().contains(r#"orders_total{application="mq-app"} 1"#));
     /// ```
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

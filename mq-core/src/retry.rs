@@ -21,8 +21,8 @@ use crate::config::{RetryConfig, RetryMode};
 ///     max_interval: Duration::from_millis(300),
 ///     ..Default::default()
 /// });
-/// let delays: Vec<_> = p.delays().collect();
-/// assert_eq!(delays, [100, 200, 300].map(Duration::from_millis));
+/// let delays: Vec<u128> = p.delays().map(|d| d.as_millis()).collect();
+/// assert_eq!(delays, [100, 200, 300]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
