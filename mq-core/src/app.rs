@@ -246,16 +246,34 @@ impl RunningApp {
     }
 
     /// The app's publisher (events sent from here start a new correlation).
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// app.publisher().send("orders", "1", 1u32).await.unwrap();
+    /// # }
+    /// ```
     pub fn publisher(&self) -> Publisher {
         self.publisher.clone()
     }
 
     /// The metrics registry.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// println!("{}", app.metrics().encode());
+    /// # }
+    /// ```
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
     }
 
     /// True when every consumer of every listener has partitions assigned.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// if !app.all_assigned() { println!("still joining"); }
+    /// # }
+    /// ```
     pub fn all_assigned(&self) -> bool {
         self.statuses
             .iter()
@@ -263,6 +281,12 @@ impl RunningApp {
     }
 
     /// Partitions assigned to this process, per listener.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// for (listener, n) in app.assigned_partitions() { println!("{listener}: {n}"); }
+    /// # }
+    /// ```
     pub fn assigned_partitions(&self) -> Vec<(&'static str, usize)> {
         self.statuses
             .iter()
@@ -271,6 +295,12 @@ impl RunningApp {
     }
 
     /// Rebalances (assignments and revocations) seen by all consumers since start.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// let seen: usize = app.rebalances();
+    /// # }
+    /// ```
     pub fn rebalances(&self) -> usize {
         self.statuses
             .iter()
@@ -279,6 +309,12 @@ impl RunningApp {
     }
 
     /// Waits until [`RunningApp::all_assigned`] or `timeout`; true if assigned.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// assert!(app.wait_assigned(std::time::Duration::from_secs(30)).await);
+    /// # }
+    /// ```
     pub async fn wait_assigned(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.all_assigned() {
@@ -293,6 +329,12 @@ impl RunningApp {
     /// Stops gracefully: no new records, in-flight handlers finish (up to
     /// `mq.shutdown.timeout`), offsets are committed, consumers leave their groups, the
     /// producer is flushed.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// app.shutdown().await.unwrap();
+    /// # }
+    /// ```
     pub async fn shutdown(self) -> Result<(), Error> {
         self.shutdown.cancel();
         for task in self.tasks {

@@ -306,52 +306,112 @@ impl Context {
     }
 
     /// Name of the listener handling the message.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let name: &str = ctx.listener();
+    /// # }
+    /// ```
     pub fn listener(&self) -> &'static str {
         self.inner.listener
     }
 
     /// Topic of the message.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let topic: &str = ctx.topic();
+    /// # }
+    /// ```
     pub fn topic(&self) -> &str {
         &self.inner.record.topic
     }
 
     /// Partition of the message.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let partition: i32 = ctx.partition();
+    /// # }
+    /// ```
     pub fn partition(&self) -> i32 {
         self.inner.record.partition
     }
 
     /// Offset of the message.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let offset: i64 = ctx.offset();
+    /// # }
+    /// ```
     pub fn offset(&self) -> i64 {
         self.inner.record.offset
     }
 
     /// Record key, raw.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let key: Option<&[u8]> = ctx.key();
+    /// # }
+    /// ```
     pub fn key(&self) -> Option<&[u8]> {
         self.inner.record.key.as_deref()
     }
 
     /// Record key as UTF-8, if it is.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let order_id = ctx.key_str().unwrap_or("no key");
+    /// # }
+    /// ```
     pub fn key_str(&self) -> Option<&str> {
         self.key().and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// Record headers.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let tenant = ctx.headers().get_str("tenant");
+    /// # }
+    /// ```
     pub fn headers(&self) -> &Headers {
         &self.inner.record.headers
     }
 
     /// Record timestamp in milliseconds since the epoch.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// let millis: Option<i64> = ctx.timestamp();
+    /// # }
+    /// ```
     pub fn timestamp(&self) -> Option<i64> {
         self.inner.record.timestamp
     }
 
     /// Delivery attempt, starting at 1.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// if ctx.attempt() > 1 { tracing::warn!("redelivered"); }
+    /// # }
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.inner.attempt
     }
 
     /// The publisher; events sent through it carry this event's correlation id, its id as
     /// causation id, and its trace context.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// ctx.publisher().send("audit", "k", 1u32).await.unwrap();
+    /// # }
+    /// ```
     pub fn publisher(&self) -> &Publisher {
         &self.inner.publisher
     }
@@ -361,6 +421,12 @@ impl Context {
     /// # Panics
     /// When no state of type `T` was registered: that is a wiring mistake, and the panic is
     /// caught and handled like any failure of the handler.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// struct Catalogue; let catalogue: std::sync::Arc<Catalogue> = ctx.state::<Catalogue>();
+    /// # }
+    /// ```
     pub fn state<T: Send + Sync + 'static>(&self) -> Arc<T> {
         self.inner.state.get::<T>().unwrap_or_else(|| {
             panic!(
@@ -371,6 +437,12 @@ impl Context {
     }
 
     /// Like [`Context::state`], without the panic.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// struct Catalogue; let maybe = ctx.try_state::<Catalogue>();
+    /// # }
+    /// ```
     pub fn try_state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.inner.state.get::<T>()
     }
