@@ -546,6 +546,7 @@ mod transport {
     #[derive(Debug, Default)]
     pub(crate) struct ConsumerStatus {
         pub(crate) assigned: std::sync::atomic::AtomicUsize,
+        pub(crate) rebalances: std::sync::atomic::AtomicUsize,
     }
 
     /// No transport, no embedded cluster.
