@@ -493,6 +493,35 @@ fn decode_plain<T: DeserializeOwned>(
     })
 }
 
+/// The `id` and `correlationid` of a record without decoding its data (for log lines on
+/// failure paths); `None` where they cannot be read.
+pub(crate) fn peek_ids(record: &Record) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Ids {
+        id: Option<String>,
+        correlationid: Option<String>,
+    }
+    let h = &record.headers;
+    match detect(record) {
+        WireFormat::Binary => (
+            h.get_str("ce_id").map(str::to_owned),
+            h.get_str("ce_correlationid").map(str::to_owned),
+        ),
+        WireFormat::Structured => record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<Ids>(v).ok())
+            .map_or((None, None), |ids| (ids.id, ids.correlationid)),
+        WireFormat::Plain => (
+            Some(format!(
+                "{}-{}-{}",
+                record.topic, record.partition, record.offset
+            )),
+            h.get_str(attr::CORRELATIONID).map(str::to_owned),
+        ),
+    }
+}
+
 /// The last path segment of a type's name, without generics: `OrderCreated` for
 /// `my_crate::events::OrderCreated`. Used as the default CloudEvents `type`.
 ///

@@ -194,6 +194,8 @@ async fn run_worker(
     runtime: Arc<ListenerRuntime>,
     stop: CancellationToken,
 ) {
+    // One topic name per worker, shared by every record it reads.
+    let mut topic: Option<Arc<str>> = None;
     loop {
         let message = tokio::select! {
             biased;
@@ -207,7 +209,10 @@ async fn run_worker(
                 continue;
             }
         };
-        let disposition = runtime.process(to_record(&message), &stop).await;
+        let topic = topic
+            .get_or_insert_with(|| Arc::from(message.topic()))
+            .clone();
+        let disposition = runtime.process(to_record(&message, topic), &stop).await;
         if !disposition.is_done() {
             break;
         }
@@ -218,7 +223,7 @@ async fn run_worker(
     }
 }
 
-fn to_record(m: &BorrowedMessage<'_>) -> Record {
+fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
     let headers = m
         .headers()
         .map(|hs| {
@@ -231,7 +236,7 @@ fn to_record(m: &BorrowedMessage<'_>) -> Record {
         })
         .unwrap_or_default();
     Record {
-        topic: Arc::from(m.topic()),
+        topic,
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
@@ -312,7 +317,9 @@ async fn poll_until_shutdown(
                     offset = m.offset(),
                     "record on the main queue"
                 );
-                let _ = runtime.process(to_record(&m), shutdown).await;
+                let _ = runtime
+                    .process(to_record(&m, Arc::from(m.topic())), shutdown)
+                    .await;
             }
             Err(e) => tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error"),
         }
