@@ -23,3 +23,5 @@ echo "== cargo test (unit, integration against the real broker, UI, doc)"
 cargo test --workspace
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+echo "== benchmark smoke run (debug build, small; checks it works, does not judge figures)"
+cargo run -q -p mq-bench -- --quick --messages 20000 --runs 1 >/dev/null
