@@ -129,7 +129,7 @@ pub struct Sink {
 
 impl Sink {
     /// A sink for a topic of `partitions` partitions holding messages `0..total`, message
-    /// `i` in partition `i % partitions` (see [`produce`]).
+    /// `i` in partition `i % partitions` (see [`send`]).
     pub fn new(partitions: usize, total: u64, record_latency: bool) -> Arc<Sink> {
         let shards = (0..partitions)
             .map(|p| {

@@ -51,6 +51,8 @@ struct Opts {
     contenders: Vec<System>,
     /// A 6-partition topic kept by an earlier run (`--keep-topics`) holding `messages`.
     throughput_topic: Option<String>,
+    /// Tokio worker threads of the benchmark's runtime (default: one per core).
+    worker_threads: Option<usize>,
 }
 
 impl Opts {
@@ -77,6 +79,7 @@ impl Opts {
             consumer_props: Vec::new(),
             contenders: vec![System::Baseline, System::Mq],
             throughput_topic: None,
+            worker_threads: None,
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -120,6 +123,9 @@ impl Opts {
                 "--log" => o.log = PathBuf::from(val("--log")?),
                 "--keep-topics" => o.keep_topics = true,
                 "--throughput-topic" => o.throughput_topic = Some(val("--throughput-topic")?),
+                "--worker-threads" => {
+                    o.worker_threads = Some(num::<usize>(&val("--worker-threads")?)?.max(1))
+                }
                 "--contenders" => {
                     o.contenders = val("--contenders")?
                         .split(',')
@@ -182,6 +188,7 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --consumer-prop K=V     a librdkafka consumer property for both contenders (repeatable)
   --contenders a,b        throughput section only: baseline,mq (default both; for profiling)
   --throughput-topic T    reuse a 6-partition topic kept with --keep-topics (same --messages)
+  --worker-threads N      tokio worker threads of the run (default: one per core)
 
 Exit status: non-zero when something fails (a lost message, a scrape error, no broker);
 never because of a number.
@@ -1114,10 +1121,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     common::set_consumer_props(o.consumer_props.clone());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = o.worker_threads {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mq-bench: {e}");
