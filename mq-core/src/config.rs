@@ -122,6 +122,11 @@ pub struct KafkaConfig {
     /// Comma-separated `host:port` list. Default `127.0.0.1:9092`.
     #[serde(default = "default_bootstrap", deserialize_with = "lenient::string")]
     pub bootstrap_servers: String,
+    /// librdkafka properties for every client (consumers, producer, admin), like Spring's
+    /// `spring.kafka.properties.*`: the place for `security.protocol`, `sasl.*`, `ssl.*`.
+    /// `consumer.properties` and `producer.properties` win over these.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
     /// Consumer settings.
     #[serde(default)]
     pub consumer: ConsumerConfig,
@@ -137,6 +142,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap_servers: default_bootstrap(),
+            properties: BTreeMap::new(),
             consumer: ConsumerConfig::default(),
             producer: ProducerConfig::default(),
             admin: AdminConfig::default(),

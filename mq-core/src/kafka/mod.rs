@@ -41,7 +41,10 @@ pub(crate) fn consumer_config(config: &Config, group: &str, client_id: &str) -> 
         // read-ahead queue fills; 10 ms keeps a busy partition flowing (4x throughput here).
         .set("fetch.queue.backoff.ms", "10")
         .set("statistics.interval.ms", "5000");
-    for (k, v) in flatten_properties(&kafka.consumer.properties) {
+    for (k, v) in flatten_properties(&kafka.properties)
+        .into_iter()
+        .chain(flatten_properties(&kafka.consumer.properties))
+    {
         c.set(k, v);
     }
     c
@@ -66,15 +69,44 @@ pub(crate) fn producer_config(config: &Config) -> ClientConfig {
                 "false"
             },
         );
-    for (k, v) in flatten_properties(&kafka.producer.properties) {
+    for (k, v) in flatten_properties(&kafka.properties)
+        .into_iter()
+        .chain(flatten_properties(&kafka.producer.properties))
+    {
         c.set(k, v);
     }
     c
 }
 
-/// Settings of the admin client.
+/// Settings of the admin client (topic creation, health probe): the broker list and
+/// `mq.kafka.properties` (where security settings belong).
 pub(crate) fn admin_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.mq.kafka.bootstrap_servers);
+    for (k, v) in flatten_properties(&config.mq.kafka.properties) {
+        c.set(k, v);
+    }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_properties_reach_every_client_and_specific_ones_win() {
+        let config = Config::from_yaml_str(
+            "mq:\n  kafka:\n    properties:\n      security.protocol: SASL_SSL\n      client.rack: a\n    consumer:\n      properties:\n        client.rack: b\n",
+        )
+        .unwrap();
+        let consumer = consumer_config(&config, "g", "c");
+        let producer = producer_config(&config);
+        let admin = admin_config(&config);
+        for c in [&consumer, &producer, &admin] {
+            assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        }
+        assert_eq!(consumer.get("client.rack"), Some("b"));
+        assert_eq!(producer.get("client.rack"), Some("a"));
+        assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
+    }
 }
