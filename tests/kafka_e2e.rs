@@ -456,13 +456,7 @@ async fn shutdown_finishes_the_record_in_flight_and_commits_it() {
     create_topic(&topic, 1).await;
     let yaml = listener_topic("on_slow", &topic, &unique("g"));
     let seen = Seen::default();
-    let app = App::new(config(&yaml))
-        .with_state(seen.clone())
-        .only_listeners(["on_slow"])
-        .start()
-        .await
-        .unwrap();
-    assert!(app.wait_assigned(WAIT).await);
+    let app = start(&yaml, "on_slow", &seen).await;
     app.publisher().send(&topic, "1", order(1)).await.unwrap();
     // Wait until the handler is running, then ask for shutdown.
     let deadline = Instant::now() + WAIT;
@@ -490,12 +484,7 @@ async fn shutdown_finishes_the_record_in_flight_and_commits_it() {
         .await
         .unwrap();
     let again = Seen::default();
-    let app = App::new(config(&yaml))
-        .with_state(again.clone())
-        .only_listeners(["on_slow"])
-        .start()
-        .await
-        .unwrap();
+    let app = start(&yaml, "on_slow", &again).await;
     assert_eq!(again.wait_for(1, WAIT).await, 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let orders: Vec<u64> = again

@@ -115,7 +115,8 @@ impl ListenerRuntime {
         if prior > 0 && !wait_until_due(&record, cancel).await {
             return Disposition::Interrupted;
         }
-        let mut delays = self.spec.retry.delays().skip(prior as usize);
+        // The backoff schedule is built on the first failure only, not for every record.
+        let mut delays = None;
         let mut attempt = prior + 1;
         let mut failure_span = None;
         loop {
@@ -149,8 +150,10 @@ impl ListenerRuntime {
             let span = failure_span
                 .get_or_insert_with(|| self.failure_span(&record))
                 .clone();
+            let delays =
+                delays.get_or_insert_with(|| self.spec.retry.delays().skip(prior as usize));
             let next = self
-                .after_failure(&record, failure, elapsed, attempt, &mut delays, cancel)
+                .after_failure(&record, failure, elapsed, attempt, delays, cancel)
                 .instrument(span)
                 .await;
             match next {

@@ -41,6 +41,20 @@ pub fn all(topic: &str, max_attempts: u32) -> Vec<String> {
         .collect()
 }
 
+/// `topic` without a `-retry-<n>` suffix: `orders-retry-2` → `orders`; other names as they are.
+///
+/// ```
+/// assert_eq!(mq_core::retry_topic::base_name("orders-retry-2"), "orders");
+/// assert_eq!(mq_core::retry_topic::base_name("orders-retry-x"), "orders-retry-x");
+/// assert_eq!(mq_core::retry_topic::base_name("orders"), "orders");
+/// ```
+pub fn base_name(topic: &str) -> &str {
+    match topic.rsplit_once("-retry-") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => topic,
+    }
+}
+
 /// The source topic of `topic` among `sources`: itself, or the topic it is a retry topic of.
 ///
 /// ```
@@ -48,16 +62,13 @@ pub fn all(topic: &str, max_attempts: u32) -> Vec<String> {
 /// assert_eq!(mq_core::retry_topic::source_of("orders-retry-1", &sources), "orders");
 /// assert_eq!(mq_core::retry_topic::source_of("orders", &sources), "orders");
 /// ```
-pub fn source_of<'a>(topic: &'a str, sources: &'a [String]) -> &'a str {
-    sources
-        .iter()
-        .find(|s| {
-            topic
-                .strip_prefix(s.as_str())
-                .and_then(|rest| rest.strip_prefix("-retry-"))
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map_or(topic, String::as_str)
+pub fn source_of<'a>(topic: &'a str, sources: &[String]) -> &'a str {
+    let base = base_name(topic);
+    if sources.iter().any(|s| s == base) {
+        base
+    } else {
+        topic
+    }
 }
 
 /// Attempts already made on a record read from a retry topic (0 on a source topic).

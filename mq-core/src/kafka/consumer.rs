@@ -129,6 +129,7 @@ impl ConsumerContext for MqContext {
                     let stop = self.shutdown.child_token();
                     let join = self.rt.spawn(run_worker(
                         queue,
+                        Arc::from(topic.as_str()),
                         consumer.clone(),
                         self.runtime.clone(),
                         stop.clone(),
@@ -155,18 +156,7 @@ impl MqContext {
         if workers.is_empty() {
             return;
         }
-        for w in &workers {
-            w.stop.cancel();
-        }
-        let joins = workers.into_iter().map(|w| w.join);
-        let wait = async {
-            if tokio::time::timeout(self.drain_timeout, futures::future::join_all(joins))
-                .await
-                .is_err()
-            {
-                tracing::warn!(timeout = ?self.drain_timeout, "partition workers did not finish in time; their records will be delivered again");
-            }
-        };
+        let wait = stop_workers(workers, self.drain_timeout);
         // Rebalance callbacks run inside a poll on a runtime thread: step out of the
         // async context to wait. On a current-thread runtime we cannot block, so we do not
         // wait (the revoked records are simply delivered again).
@@ -176,6 +166,23 @@ impl MqContext {
             }
             Ok(_) => tracing::debug!("current-thread runtime: not waiting for revoked workers"),
             Err(_) => self.rt.block_on(wait),
+        }
+    }
+}
+
+/// Stops `workers` from taking records at once; the returned future waits (up to
+/// `timeout`) for the record each has in flight.
+fn stop_workers(workers: Vec<Worker>, timeout: Duration) -> impl std::future::Future<Output = ()> {
+    for w in &workers {
+        w.stop.cancel();
+    }
+    let joins = futures::future::join_all(workers.into_iter().map(|w| w.join));
+    async move {
+        if tokio::time::timeout(timeout, joins).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "partition workers did not finish in time; their records will be delivered again"
+            );
         }
     }
 }
@@ -190,12 +197,11 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) {
 
 async fn run_worker(
     queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<MqContext>,
+    topic: Arc<str>,
     consumer: Arc<MqConsumer>,
     runtime: Arc<ListenerRuntime>,
     stop: CancellationToken,
 ) {
-    // One topic name per worker, shared by every record it reads.
-    let mut topic: Option<Arc<str>> = None;
     loop {
         let message = tokio::select! {
             biased;
@@ -209,10 +215,9 @@ async fn run_worker(
                 continue;
             }
         };
-        let topic = topic
-            .get_or_insert_with(|| Arc::from(message.topic()))
-            .clone();
-        let disposition = runtime.process(to_record(&message, topic), &stop).await;
+        let disposition = runtime
+            .process(to_record(&message, topic.clone()), &stop)
+            .await;
         if !disposition.is_done() {
             break;
         }
@@ -337,16 +342,7 @@ async fn close(consumer: Arc<MqConsumer>) {
         w.drain().map(|(_, w)| w).collect()
     };
     let ctx_timeout = consumer.context().drain_timeout;
-    for w in &workers {
-        w.stop.cancel();
-    }
-    let joins = workers.into_iter().map(|w| w.join);
-    if tokio::time::timeout(ctx_timeout, futures::future::join_all(joins))
-        .await
-        .is_err()
-    {
-        tracing::warn!("partition workers did not finish in time");
-    }
+    stop_workers(workers, ctx_timeout).await;
     // Closing blocks (commit, leave group): keep it off the async threads, and do not wait
     // for ever when the broker is gone (the stored offsets are then simply not committed,
     // and the records are read again).

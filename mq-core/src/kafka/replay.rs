@@ -142,7 +142,7 @@ pub(crate) async fn replay(
                 dlt::ORIGINAL_TOPIC
             ))
         })?;
-        let target = strip_retry_suffix(&original).to_owned();
+        let target = retry_topic::base_name(&original).to_owned();
         let out = OutgoingRecord {
             topic: target.clone(),
             partition: None,
@@ -166,25 +166,4 @@ pub(crate) async fn replay(
         .await
         .ok();
     Ok(report)
-}
-
-/// `orders-retry-2` → `orders`; other names unchanged.
-fn strip_retry_suffix(topic: &str) -> &str {
-    match topic.rsplit_once("-retry-") {
-        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => topic,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn retry_suffix_is_stripped() {
-        assert_eq!(super::strip_retry_suffix("orders-retry-2"), "orders");
-        assert_eq!(
-            super::strip_retry_suffix("orders-retry-x"),
-            "orders-retry-x"
-        );
-        assert_eq!(super::strip_retry_suffix("orders"), "orders");
-    }
 }
