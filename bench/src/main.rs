@@ -307,6 +307,7 @@ struct ScalingRow {
 #[derive(Debug, Clone, Default, Serialize)]
 struct Report {
     date: String,
+    allocator: &'static str,
     nproc: usize,
     cpu: String,
     mem_mb: u64,
@@ -925,6 +926,7 @@ fn summary(r: &Report) -> String {
         "machine: {} cores, {}, {} MB RAM; {}; load {} → {}",
         r.nproc, r.cpu, r.mem_mb, r.date, r.load_start, r.load_end
     ));
+    line(format!("allocator: {ALLOCATOR_NAME}"));
     line(format!(
         "messages: {} per throughput topic, value {} B (CloudEvents structured JSON)",
         r.messages, r.value_bytes
@@ -1054,6 +1056,7 @@ fn summary(r: &Report) -> String {
 }
 
 fn machine(report: &mut Report) {
+    report.allocator = ALLOCATOR_NAME;
     report.nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -1096,6 +1099,19 @@ fn init_logging(path: &PathBuf) -> BenchResult<()> {
         .try_init()
         .map_err(|e| e.to_string())
 }
+
+/// The process allocator, for both contenders and for librdkafka's C allocations too
+/// (`override_allocator_on_supported_platforms` replaces `malloc` itself).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The allocator this binary was built with, printed with every report.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "jemalloc") {
+    "jemalloc (malloc overridden: Rust and librdkafka)"
+} else {
+    "glibc malloc (built with --no-default-features)"
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -1148,6 +1164,7 @@ fn main() -> ExitCode {
         "machine: {} cores, {}, {} MB; {}; load {}",
         report.nproc, report.cpu, report.mem_mb, report.date, report.load_start
     );
+    println!("allocator: {ALLOCATOR_NAME}");
     let started = Instant::now();
     let json = o.json.clone();
     let result = rt.block_on(bench(o, &mut report));

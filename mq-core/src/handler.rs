@@ -2,11 +2,10 @@
 //! extractor trait [`FromContext`].
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::publisher::Publisher;
+use crate::publisher::{Cause, Publisher};
 use crate::record::{Headers, Record};
 
 /// Whether a failed message is worth retrying.
@@ -240,18 +239,27 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
 }
 
 /// Shared application state registered with [`App::with_state`](crate::App::with_state).
+///
+/// A list, not a map: an app registers a handful of states, and comparing a few `TypeId`s
+/// costs less than hashing one (it is looked up for every `State<T>` argument of every
+/// record).
 #[derive(Default, Clone)]
-pub(crate) struct StateMap(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+pub(crate) struct StateMap(Arc<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
 
 impl StateMap {
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        Arc::make_mut(&mut self.0).insert(TypeId::of::<T>(), Arc::new(value));
+        let states = Arc::make_mut(&mut self.0);
+        let id = TypeId::of::<T>();
+        states.retain(|(t, _)| *t != id);
+        states.push((id, Arc::new(value)));
     }
 
     pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let id = TypeId::of::<T>();
         self.0
-            .get(&TypeId::of::<T>())
-            .and_then(|v| v.clone().downcast::<T>().ok())
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.clone().downcast::<T>().ok())
     }
 }
 
@@ -278,29 +286,38 @@ pub struct Context {
     inner: Arc<ContextInner>,
 }
 
+/// What every call of one listener shares; each worker has its own copy.
+#[derive(Clone)]
+pub(crate) struct ListenerEnv {
+    pub(crate) listener: &'static str,
+    pub(crate) publisher: Publisher,
+    pub(crate) state: StateMap,
+}
+
 struct ContextInner {
-    listener: &'static str,
+    env: Arc<ListenerEnv>,
     record: Arc<Record>,
     attempt: u32,
-    publisher: Publisher,
-    state: StateMap,
+    cause: Cause,
+    /// The publisher caused by this event, made on the first [`Context::publisher`] call:
+    /// most records are handled without publishing anything.
+    caused: OnceLock<Publisher>,
 }
 
 impl Context {
     pub(crate) fn new(
-        listener: &'static str,
+        env: Arc<ListenerEnv>,
         record: Arc<Record>,
         attempt: u32,
-        publisher: Publisher,
-        state: StateMap,
+        cause: Cause,
     ) -> Self {
         Context {
             inner: Arc::new(ContextInner {
-                listener,
+                env,
                 record,
                 attempt,
-                publisher,
-                state,
+                cause,
+                caused: OnceLock::new(),
             }),
         }
     }
@@ -313,7 +330,7 @@ impl Context {
     /// # }
     /// ```
     pub fn listener(&self) -> &'static str {
-        self.inner.listener
+        self.inner.env.listener
     }
 
     /// Topic of the message.
@@ -413,7 +430,10 @@ impl Context {
     /// # }
     /// ```
     pub fn publisher(&self) -> &Publisher {
-        &self.inner.publisher
+        let inner = &*self.inner;
+        inner
+            .caused
+            .get_or_init(|| inner.env.publisher.caused_by(Arc::new(inner.cause.clone())))
     }
 
     /// Shared state registered with [`App::with_state`](crate::App::with_state).
@@ -428,7 +448,7 @@ impl Context {
     /// # }
     /// ```
     pub fn state<T: Send + Sync + 'static>(&self) -> Arc<T> {
-        self.inner.state.get::<T>().unwrap_or_else(|| {
+        self.inner.env.state.get::<T>().unwrap_or_else(|| {
             panic!(
                 "no state of type {} registered: call App::with_state",
                 std::any::type_name::<T>()
@@ -444,7 +464,7 @@ impl Context {
     /// # }
     /// ```
     pub fn try_state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.inner.state.get::<T>()
+        self.inner.env.state.get::<T>()
     }
 }
 

@@ -10,8 +10,8 @@ pub use inventory;
 pub use crate::registry::{HandlerFn, ListenerDef, MacroRetry};
 
 use crate::envelope::{self, DecodeError, DecodeLimits, Event};
-use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, StateMap};
-use crate::publisher::{Cause, Publisher};
+use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, ListenerEnv};
+use crate::publisher::Cause;
 use crate::record::Record;
 
 /// How one handler call ended badly.
@@ -25,11 +25,9 @@ pub enum Failure {
 
 /// One call of a listener: the record and what the handler may reach.
 pub struct Invocation {
-    pub(crate) listener: &'static str,
+    pub(crate) env: Arc<ListenerEnv>,
     pub(crate) record: Arc<Record>,
     pub(crate) attempt: u32,
-    pub(crate) publisher: Publisher,
-    pub(crate) state: StateMap,
     pub(crate) limits: DecodeLimits,
 }
 
@@ -40,7 +38,7 @@ impl Invocation {
     }
 
     /// The handler's context for `event`: its publisher is caused by the event.
-    pub fn context<T>(&self, event: &Event<T>) -> Context {
+    pub fn context<T>(self, event: &Event<T>) -> Context {
         if self.attempt == 1 {
             let span = tracing::Span::current();
             span.record("event_id", event.id.as_str());
@@ -48,13 +46,7 @@ impl Invocation {
                 span.record("correlation_id", c.as_str());
             }
         }
-        Context::new(
-            self.listener,
-            self.record.clone(),
-            self.attempt,
-            self.publisher.caused_by(Cause::of(event)),
-            self.state.clone(),
-        )
+        Context::new(self.env, self.record, self.attempt, Cause::of(event))
     }
 }
 

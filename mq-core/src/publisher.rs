@@ -100,10 +100,16 @@ impl Cause {
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
+    shared: Arc<Shared>,
+    cause: Option<Arc<Cause>>,
+}
+
+/// What every clone of a publisher shares: cloning one is a reference count, not four.
+#[derive(Clone)]
+struct Shared {
     sink: Arc<dyn RecordSink>,
     source: Arc<str>,
     mode: ContentMode,
-    cause: Option<Arc<Cause>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -118,23 +124,25 @@ impl Publisher {
     /// ```
     pub fn new(sink: Arc<dyn RecordSink>, source: impl Into<Arc<str>>, mode: ContentMode) -> Self {
         Publisher {
-            sink,
-            source: source.into(),
-            mode,
+            shared: Arc::new(Shared {
+                sink,
+                source: source.into(),
+                mode,
+                metrics: None,
+            }),
             cause: None,
-            metrics: None,
         }
     }
 
     pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        Arc::make_mut(&mut self.shared).metrics = Some(metrics);
         self
     }
 
-    pub(crate) fn caused_by(&self, cause: Cause) -> Self {
+    pub(crate) fn caused_by(&self, cause: Arc<Cause>) -> Self {
         Publisher {
-            cause: Some(Arc::new(cause)),
-            ..self.clone()
+            shared: self.shared.clone(),
+            cause: Some(cause),
         }
     }
 
@@ -179,7 +187,7 @@ impl Publisher {
         mut event: Event<T>,
     ) -> Result<Delivery, PublishError> {
         self.fill(&mut event);
-        let record = envelope::encode(topic, Some(key.as_ref().to_vec()), &event, self.mode)
+        let record = envelope::encode(topic, Some(key.as_ref().to_vec()), &event, self.shared.mode)
             .map_err(|source| PublishError::Serialize {
                 topic: topic.to_owned(),
                 source,
@@ -199,8 +207,8 @@ impl Publisher {
     /// ```
     pub async fn send_record(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
         let started = Instant::now();
-        let result = self.sink.send(record).await;
-        if let Some(metrics) = &self.metrics {
+        let result = self.shared.sink.send(record).await;
+        if let Some(metrics) = &self.shared.metrics {
             metrics.observe_send(started.elapsed(), &result);
         }
         result
@@ -208,7 +216,7 @@ impl Publisher {
 
     fn fill<T>(&self, event: &mut Event<T>) {
         if event.source.is_empty() {
-            event.source = self.source.to_string();
+            event.source = self.shared.source.to_string();
         }
         match &self.cause {
             Some(cause) => {
@@ -239,8 +247,8 @@ impl Publisher {
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("source", &self.source)
-            .field("mode", &self.mode)
+            .field("source", &self.shared.source)
+            .field("mode", &self.shared.mode)
             .finish_non_exhaustive()
     }
 }

@@ -206,7 +206,11 @@ impl TestApp {
                         let Some(record) = self.broker.record_at(&topic, at) else {
                             break;
                         };
-                        out.push(runtime.process(record, &cancel).await);
+                        out.push(
+                            runtime
+                                .process(&runtime.worker_local(), record, &cancel)
+                                .await,
+                        );
                         self.positions
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -130,6 +131,7 @@ impl ConsumerContext for MqContext {
                     let join = self.rt.spawn(run_worker(
                         queue,
                         Arc::from(topic.as_str()),
+                        partition,
                         consumer.clone(),
                         self.runtime.clone(),
                         stop.clone(),
@@ -195,37 +197,105 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) {
     }
 }
 
+/// Records a worker handles before it stores their offset. Storing takes librdkafka's
+/// topic and partition locks, which every worker of the topic shares; the offset is also
+/// stored whenever the partition runs dry and when the worker stops, so this bounds only
+/// how many records a crash re-delivers, not how long a done record stays unstored.
+const STORE_EVERY: u32 = 64;
+
+/// The offset of the last done record of one partition, until it is stored.
+struct OffsetStore<'a> {
+    consumer: &'a MqConsumer,
+    topic: &'a str,
+    partition: i32,
+    done: Option<i64>,
+    unstored: u32,
+}
+
+impl OffsetStore<'_> {
+    /// `offset` was handled, dead-lettered or skipped: it may be committed.
+    fn done(&mut self, offset: i64) {
+        self.done = Some(offset);
+        self.unstored += 1;
+        if self.unstored >= STORE_EVERY {
+            self.store();
+        }
+    }
+
+    /// Stores the last done offset (librdkafka commits `offset + 1` with the next commit).
+    fn store(&mut self) {
+        self.unstored = 0;
+        if let Some(offset) = self.done.take() {
+            if let Err(e) = self
+                .consumer
+                .store_offset(self.topic, self.partition, offset)
+            {
+                // The partition was revoked meanwhile: the new owner reads the record again.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+    }
+}
+
 async fn run_worker(
     queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<MqContext>,
     topic: Arc<str>,
+    partition: i32,
     consumer: Arc<MqConsumer>,
     runtime: Arc<ListenerRuntime>,
     stop: CancellationToken,
 ) {
+    let local = runtime.worker_local();
+    let mut offsets = OffsetStore {
+        consumer: &consumer,
+        topic: &topic,
+        partition,
+        done: None,
+        unstored: 0,
+    };
+    // One stream and one cancellation future for the worker's life: `queue.recv()` and
+    // `stop.cancelled()` per record each registered and removed a waker under a lock.
+    let mut messages = queue.stream();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
-        let message = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            m = queue.recv() => m,
+        // Give other tasks on this thread their turn now and then: a partition that never
+        // runs dry would otherwise keep the thread for itself.
+        tokio::task::consume_budget().await;
+        if stop.is_cancelled() {
+            break;
+        }
+        let message = match messages.next().now_or_never() {
+            Some(m) => m,
+            None => {
+                // Nothing ready: store what is done before waiting.
+                offsets.store();
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    m = messages.next() => m,
+                }
+            }
         };
         let message = match message {
-            Ok(m) => m,
-            Err(e) => {
+            Some(Ok(m)) => m,
+            // Kafka streams never end; should one, the worker stops.
+            None => break,
+            Some(Err(e)) => {
                 tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error");
                 continue;
             }
         };
         let disposition = runtime
-            .process(to_record(&message, topic.clone()), &stop)
+            .process(&local, to_record(&message, topic.clone()), &stop)
             .await;
         if !disposition.is_done() {
             break;
         }
-        if let Err(e) = consumer.store_offset_from_message(&message) {
-            // The partition was revoked meanwhile: the new owner reads the record again.
-            tracing::debug!(error = %e, "offset not stored");
-        }
+        offsets.done(message.offset());
     }
+    // Stopped (shutdown or revocation): what is done gets committed before the partition goes.
+    offsets.store();
 }
 
 fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
@@ -301,6 +371,7 @@ async fn poll_until_shutdown(
     shutdown: &CancellationToken,
     status: &ConsumerStatus,
 ) {
+    let local = runtime.worker_local();
     loop {
         status
             .last_poll_ms
@@ -323,7 +394,7 @@ async fn poll_until_shutdown(
                     "record on the main queue"
                 );
                 let _ = runtime
-                    .process(to_record(&m, Arc::from(m.topic())), shutdown)
+                    .process(&local, to_record(&m, Arc::from(m.topic())), shutdown)
                     .await;
             }
             Err(e) => tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error"),

@@ -13,10 +13,16 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::publisher::{Delivery, PublishError};
+
+mod in_flight;
+mod sharded;
+mod timer;
+
+use in_flight::{InFlight, InFlightShard};
+use timer::{Timer, TimerShard};
 
 /// Labels of a timer: which listener or publisher, and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,10 +44,6 @@ struct LagLabels {
     partition: String,
 }
 
-fn timer_family() -> Family<TimerLabels, Histogram> {
-    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_25, 2.0, 18)))
-}
-
 /// All metrics of one app, registered in one [`Registry`].
 ///
 /// ```
@@ -51,12 +53,12 @@ fn timer_family() -> Family<TimerLabels, Histogram> {
 /// ```
 pub struct Metrics {
     registry: std::sync::RwLock<Registry>,
-    listener_seconds: Family<TimerLabels, Histogram>,
-    template_seconds: Family<TimerLabels, Histogram>,
+    listener_seconds: Family<TimerLabels, Timer>,
+    template_seconds: Family<TimerLabels, Timer>,
     retries: Family<ListenerLabels, Counter>,
     dead_lettered: Family<ListenerLabels, Counter>,
     decode_errors: Family<ListenerLabels, Counter>,
-    in_flight: Family<ListenerLabels, Gauge>,
+    in_flight: Family<ListenerLabels, InFlight>,
     lag: Family<LagLabels, Gauge>,
 }
 
@@ -74,12 +76,12 @@ impl Metrics {
     pub fn new(common_tags: Vec<(String, String)>) -> Self {
         let mut registry =
             Registry::with_labels(common_tags.into_iter().map(|(k, v)| (k.into(), v.into())));
-        let listener_seconds = timer_family();
-        let template_seconds = timer_family();
+        let listener_seconds = Family::<TimerLabels, Timer>::default();
+        let template_seconds = Family::<TimerLabels, Timer>::default();
         let retries = Family::<ListenerLabels, Counter>::default();
         let dead_lettered = Family::<ListenerLabels, Counter>::default();
         let decode_errors = Family::<ListenerLabels, Counter>::default();
-        let in_flight = Family::<ListenerLabels, Gauge>::default();
+        let in_flight = Family::<ListenerLabels, InFlight>::default();
         let lag = Family::<LagLabels, Gauge>::default();
         registry.register(
             "spring_kafka_listener_seconds",
@@ -203,7 +205,7 @@ impl Metrics {
                 result,
                 exception,
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed);
     }
 }
 
@@ -218,17 +220,21 @@ fn publish_error_kind(e: &PublishError) -> &'static str {
 /// The metric handles of one listener.
 pub(crate) struct ListenerMetrics {
     name: String,
-    success: Histogram,
+    success: Timer,
     pub(crate) retries: Counter,
     pub(crate) dead_lettered: Counter,
     pub(crate) decode_errors: Counter,
-    pub(crate) in_flight: Gauge,
+    in_flight: InFlight,
     metrics: Arc<Metrics>,
 }
 
 impl ListenerMetrics {
-    pub(crate) fn success(&self, elapsed: Duration) {
-        self.success.observe(elapsed.as_secs_f64());
+    /// The per-record metrics of one worker (its own shards: see [`sharded`]).
+    pub(crate) fn worker(&self) -> WorkerMetrics {
+        WorkerMetrics {
+            success: self.success.shard(),
+            in_flight: self.in_flight.shard(),
+        }
     }
 
     pub(crate) fn failure(&self, elapsed: Duration, exception: &str) {
@@ -239,7 +245,19 @@ impl ListenerMetrics {
                 result: "failure",
                 exception: exception.to_owned(),
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed);
+    }
+}
+
+/// What a partition worker updates for every record, in shards of its own.
+pub(crate) struct WorkerMetrics {
+    success: TimerShard,
+    pub(crate) in_flight: InFlightShard,
+}
+
+impl WorkerMetrics {
+    pub(crate) fn success(&self, elapsed: Duration) {
+        self.success.observe(elapsed);
     }
 }
 
@@ -254,7 +272,7 @@ mod tests {
             "order-service".into(),
         )]));
         let l = m.listener("on_order");
-        l.success(Duration::from_millis(3));
+        l.worker().success(Duration::from_millis(3));
         l.retries.inc();
         let text = m.encode();
         assert!(
