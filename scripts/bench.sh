@@ -4,6 +4,8 @@
 #   scripts/bench.sh                 full run: 1,000,000 messages, 5 runs each (a few minutes)
 #   scripts/bench.sh --quick         smoke run: 100,000 messages (under a minute)
 #   scripts/bench.sh --only throughput --runs 7    any mq-bench option (--help lists them)
+#   scripts/bench.sh --glibc ...     the same with glibc's malloc instead of jemalloc
+#                                    (mq-bench built with --no-default-features)
 #
 # Starts the broker (scripts/kafka.sh) when none listens on 127.0.0.1:9092 and stops it
 # again afterwards, builds mq-bench in release mode, runs it, and keeps the output in
@@ -22,12 +24,18 @@ fi
 cleanup() { if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi; }
 trap cleanup EXIT
 
-cargo build -q -p mq-bench --release
+features=()
+if [[ "${1:-}" == "--glibc" ]]; then
+  features=(--no-default-features)
+  shift
+fi
+
+cargo build -q -p mq-bench --release "${features[@]}"
 out="${CARGO_TARGET_DIR:-target}/bench"
 mkdir -p "$out"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 echo "load before: $(cat /proc/loadavg)"
-cargo run -q -p mq-bench --release -- --json "$out/results-$stamp.json" "$@" \
+cargo run -q -p mq-bench --release "${features[@]}" -- --json "$out/results-$stamp.json" "$@" \
   | tee "$out/results-$stamp.txt"
 echo "load after: $(cat /proc/loadavg)"
 echo "results: $out/results-$stamp.txt, $out/results-$stamp.json"

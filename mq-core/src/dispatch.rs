@@ -105,7 +105,7 @@ impl ListenerRuntime {
     pub(crate) async fn process(
         &self,
         local: &WorkerLocal,
-        record: Record,
+        record: Arc<Record>,
         cancel: &CancellationToken,
     ) -> Disposition {
         // The per-record span is DEBUG: at INFO, creating and formatting a span for every
@@ -120,7 +120,7 @@ impl ListenerRuntime {
             event_id = tracing::field::Empty,
             correlation_id = tracing::field::Empty,
         );
-        self.process_in_span(local, Arc::new(record), cancel)
+        self.process_in_span(local, record, cancel)
             .instrument(span)
             .await
     }

@@ -39,7 +39,9 @@ impl Invocation {
 
     /// The handler's context for `event`: its publisher is caused by the event.
     pub fn context<T>(self, event: &Event<T>) -> Context {
-        if self.attempt == 1 {
+        // The per-record span is DEBUG: below that level there is none to fill in, and
+        // looking up the current span costs more than the check.
+        if self.attempt == 1 && tracing::level_enabled!(tracing::Level::DEBUG) {
             let span = tracing::Span::current();
             span.record("event_id", event.id.as_str());
             if let Some(c) = &event.correlationid {

@@ -176,6 +176,43 @@ impl Headers {
     }
 }
 
+impl Headers {
+    /// Replaces the headers with `headers`, reusing this list's buffers (a partition worker
+    /// refills one record per message instead of allocating a new one).
+    pub(crate) fn refill<'a>(
+        &mut self,
+        headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) {
+        let mut len = 0;
+        for (key, value) in headers {
+            match self.0.get_mut(len) {
+                Some(h) => {
+                    h.key.clear();
+                    h.key.push_str(key);
+                    copy_into(&mut h.value, value);
+                }
+                None => self.0.push(Header {
+                    key: key.to_owned(),
+                    value: value.map(<[u8]>::to_vec),
+                }),
+            }
+            len += 1;
+        }
+        self.0.truncate(len);
+    }
+}
+
+/// Sets `slot` to a copy of `bytes`, reusing the buffer it has.
+pub(crate) fn copy_into(slot: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
+    match (slot.as_mut(), bytes) {
+        (Some(buf), Some(b)) => {
+            buf.clear();
+            buf.extend_from_slice(b);
+        }
+        (_, b) => *slot = b.map(<[u8]>::to_vec),
+    }
+}
+
 impl IntoIterator for Headers {
     type Item = Header;
     type IntoIter = std::vec::IntoIter<Header>;
@@ -271,5 +308,49 @@ impl OutgoingRecord {
             value,
             headers: Headers::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refill_replaces_every_header_and_keeps_nulls() {
+        let mut h = Headers::default();
+        h.append("a", "1");
+        h.append("b", "2");
+        h.append("c", "3");
+        h.refill([("x", Some(&b"9"[..])), ("y", None)].into_iter());
+        let got: Vec<_> = h
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref()))
+            .collect();
+        assert_eq!(got, [("x", Some(&b"9"[..])), ("y", None)]);
+        h.refill(
+            [
+                ("a", None),
+                ("b", Some(&b""[..])),
+                ("c", Some(&b"long value"[..])),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.get("c"), Some(&b"long value"[..]));
+        assert_eq!(h.get("b"), Some(&b""[..]));
+        assert_eq!(h.iter().next().unwrap().value, None);
+        h.refill(std::iter::empty());
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn copy_into_reuses_or_clears() {
+        let mut slot = None;
+        copy_into(&mut slot, Some(b"abc"));
+        assert_eq!(slot.as_deref(), Some(&b"abc"[..]));
+        copy_into(&mut slot, Some(b"de"));
+        assert_eq!(slot.as_deref(), Some(&b"de"[..]));
+        copy_into(&mut slot, None);
+        assert_eq!(slot, None);
     }
 }

@@ -208,7 +208,7 @@ impl TestApp {
                         };
                         out.push(
                             runtime
-                                .process(&runtime.worker_local(), record, &cancel)
+                                .process(&runtime.worker_local(), Arc::new(record), &cancel)
                                 .await,
                         );
                         self.positions

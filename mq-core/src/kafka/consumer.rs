@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::ListenerRuntime;
 use crate::metrics::Metrics;
-use crate::record::{Header, Headers, Record};
+use crate::record::{copy_into, Headers, Record};
 
 type MqConsumer = StreamConsumer<MqContext>;
 
@@ -255,6 +255,7 @@ async fn run_worker(
     };
     // One stream and one cancellation future for the worker's life: `queue.recv()` and
     // `stop.cancelled()` per record each registered and removed a waker under a lock.
+    let mut spare = None;
     let mut messages = queue.stream();
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
@@ -286,9 +287,9 @@ async fn run_worker(
                 continue;
             }
         };
-        let disposition = runtime
-            .process(&local, to_record(&message, topic.clone()), &stop)
-            .await;
+        let record = next_record(spare.take(), &message, &topic);
+        let disposition = runtime.process(&local, record.clone(), &stop).await;
+        spare = Some(record);
         if !disposition.is_done() {
             break;
         }
@@ -298,26 +299,48 @@ async fn run_worker(
     offsets.store();
 }
 
+/// A new record holding a copy of `m`.
 fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
-    let headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| Header {
-                    key: h.key.to_owned(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
+    let mut record = Record {
         topic,
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers: Headers::from_vec(headers),
-        timestamp: m.timestamp().to_millis(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        value: None,
+        headers: Headers::default(),
+        timestamp: None,
+    };
+    refill(&mut record, m);
+    record
+}
+
+/// The record for `m`: the worker's previous one refilled in place when nothing else holds
+/// it any more (the handler kept no `Context`), which saves its six allocations; a new
+/// one otherwise. `topic` is the worker's partition's, so it never changes.
+fn next_record(
+    spare: Option<Arc<Record>>,
+    m: &BorrowedMessage<'_>,
+    topic: &Arc<str>,
+) -> Arc<Record> {
+    if let Some(mut record) = spare {
+        if let Some(r) = Arc::get_mut(&mut record) {
+            refill(r, m);
+            return record;
+        }
+    }
+    Arc::new(to_record(m, topic.clone()))
+}
+
+/// Copies `m` (all but its topic) into `record`, reusing its buffers.
+fn refill(record: &mut Record, m: &BorrowedMessage<'_>) {
+    record.partition = m.partition();
+    record.offset = m.offset();
+    record.timestamp = m.timestamp().to_millis();
+    copy_into(&mut record.key, m.key());
+    copy_into(&mut record.value, m.payload());
+    match m.headers() {
+        Some(hs) => record.headers.refill(hs.iter().map(|h| (h.key, h.value))),
+        None => record.headers.refill(std::iter::empty()),
     }
 }
 
@@ -394,7 +417,11 @@ async fn poll_until_shutdown(
                     "record on the main queue"
                 );
                 let _ = runtime
-                    .process(&local, to_record(&m, Arc::from(m.topic())), shutdown)
+                    .process(
+                        &local,
+                        Arc::new(to_record(&m, Arc::from(m.topic()))),
+                        shutdown,
+                    )
                     .await;
             }
             Err(e) => tracing::warn!(listener = runtime.spec.name, error = %e, "consumer error"),
