@@ -58,6 +58,25 @@ async fn on_slow(event: Event<OrderCreated>, ctx: Context) -> Result<(), Handler
     Ok(())
 }
 
+/// Contexts a handler kept after it returned (a partition worker reuses a record's buffers
+/// only when nothing holds it any more).
+#[derive(Clone, Default)]
+struct KeptContexts(std::sync::Arc<std::sync::Mutex<Vec<(u64, Context)>>>);
+
+/// Keeps every other `Context` (even order ids): the rest let the worker reuse the record.
+#[listener(topic = "e2e-keep")]
+async fn on_keep(event: Event<OrderCreated>, ctx: Context) -> Result<(), HandlerError> {
+    if event.data.order_id % 2 == 0 {
+        let kept = ctx.state::<KeptContexts>();
+        kept.0
+            .lock()
+            .unwrap()
+            .push((event.data.order_id, ctx.clone()));
+    }
+    ctx.state::<Seen>().record(&event, &ctx);
+    Ok(())
+}
+
 fn order(i: u64) -> OrderCreated {
     OrderCreated {
         order_id: i,
@@ -499,4 +518,46 @@ async fn shutdown_finishes_the_record_in_flight_and_commits_it() {
     );
     app.shutdown().await.unwrap();
     marker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_context_still_describes_its_own_record() {
+    let topic = unique("keep");
+    create_topic(&topic, 1).await;
+    let publisher = publisher_app("").await;
+    for i in 0..200u64 {
+        let event = Event::new("OrderCreated", order(i)).with_subject(format!("order-{i}"));
+        publisher
+            .publisher()
+            .send_event(&topic, format!("key-{i}"), event)
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    let kept = KeptContexts::default();
+    let app = App::new(config(&listener_topic("on_keep", &topic, &unique("g"))))
+        .with_state(seen.clone())
+        .with_state(kept.clone())
+        .only_listeners(["on_keep"])
+        .start()
+        .await
+        .expect("app starts");
+    assert_eq!(seen.wait_for(200, WAIT).await, 200);
+    app.shutdown().await.unwrap();
+    publisher.shutdown().await.unwrap();
+
+    // One partition, published in order: order i is at offset i. Records the worker
+    // refilled in place after the odd orders must not have overwritten the kept ones.
+    let kept = kept.0.lock().unwrap();
+    assert_eq!(kept.len(), 100);
+    for (order_id, ctx) in kept.iter() {
+        assert_eq!(ctx.offset(), *order_id as i64);
+        assert_eq!(ctx.key_str(), Some(format!("key-{order_id}").as_str()));
+        assert_eq!(
+            ctx.headers().get_str("content-type"),
+            Some("application/cloudevents+json; charset=UTF-8")
+        );
+    }
+    let offsets: Vec<i64> = seen.all().iter().map(|h| h.offset).collect();
+    assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
 }
