@@ -67,7 +67,6 @@ pub(crate) struct WorkerLocal {
 pub(crate) struct ListenerRuntime {
     pub(crate) spec: ListenerSpec,
     env: Arc<ListenerEnv>,
-    limits: DecodeLimits,
     metrics: ListenerMetrics,
 }
 
@@ -85,9 +84,9 @@ impl ListenerRuntime {
                 listener: spec.name,
                 publisher,
                 state,
+                limits,
             }),
             spec,
-            limits,
             metrics: listener_metrics,
         }
     }
@@ -148,7 +147,6 @@ impl ListenerRuntime {
                 env: local.env.clone(),
                 record: record.clone(),
                 attempt,
-                limits: self.limits,
             };
             local.metrics.in_flight.inc();
             let started = Instant::now();

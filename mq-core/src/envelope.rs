@@ -328,7 +328,7 @@ pub enum WireFormat {
 /// assert_eq!(detect(&r), WireFormat::Binary);
 /// ```
 pub fn detect(record: &Record) -> WireFormat {
-    if record.headers.get("ce_specversion").is_some() {
+    if ce_header(&record.headers, attr::SPECVERSION).is_some() {
         return WireFormat::Binary;
     }
     if let Some(ct) = record.headers.get(attr::CONTENT_TYPE_HEADER) {
@@ -407,9 +407,18 @@ fn parse_data<T: DeserializeOwned>(value: &[u8]) -> Result<T, DecodeError> {
     serde_json::from_slice(value).map_err(|e| json_error::<T>(value, e))
 }
 
+/// The value of the binary-mode header of attribute `name` (`ce_<name>`, last wins), found
+/// without building the header name: decoding a binary record reads up to ten of them.
+fn ce_header<'a>(headers: &'a Headers, name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .rev()
+        .find(|h| h.key.strip_prefix(attr::HEADER_PREFIX) == Some(name))
+        .and_then(|h| h.value.as_deref())
+}
+
 fn header_string(headers: &Headers, name: &'static str) -> Result<Option<String>, DecodeError> {
-    let key = format!("{}{name}", attr::HEADER_PREFIX);
-    match headers.get(&key) {
+    match ce_header(headers, name) {
         None => Ok(None),
         Some(v) => std::str::from_utf8(v)
             .map(|s| Some(s.to_owned()))
@@ -470,7 +479,7 @@ fn decode_plain<T: DeserializeOwned>(
     let data = parse_data(value)?;
     let h = &record.headers;
     Ok(Event {
-        id: format!("{}-{}-{}", record.topic, record.partition, record.offset),
+        id: plain_id(record),
         source: format!("/topics/{}", record.topic),
         specversion: attr::SPEC_VERSION.to_owned(),
         ty: h
@@ -493,6 +502,11 @@ fn decode_plain<T: DeserializeOwned>(
     })
 }
 
+/// The id of an event read from plain JSON, which has none of its own: where the record is.
+fn plain_id(record: &Record) -> String {
+    format!("{}-{}-{}", record.topic, record.partition, record.offset)
+}
+
 /// The `id` and `correlationid` of a record without decoding its data (for log lines on
 /// failure paths); `None` where they cannot be read.
 pub(crate) fn peek_ids(record: &Record) -> (Option<String>, Option<String>) {
@@ -503,20 +517,21 @@ pub(crate) fn peek_ids(record: &Record) -> (Option<String>, Option<String>) {
     }
     let h = &record.headers;
     match detect(record) {
-        WireFormat::Binary => (
-            h.get_str("ce_id").map(str::to_owned),
-            h.get_str("ce_correlationid").map(str::to_owned),
-        ),
+        WireFormat::Binary => {
+            let text = |name| {
+                ce_header(h, name)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned)
+            };
+            (text(attr::ID), text(attr::CORRELATIONID))
+        }
         WireFormat::Structured => record
             .value
             .as_deref()
             .and_then(|v| serde_json::from_slice::<Ids>(v).ok())
             .map_or((None, None), |ids| (ids.id, ids.correlationid)),
         WireFormat::Plain => (
-            Some(format!(
-                "{}-{}-{}",
-                record.topic, record.partition, record.offset
-            )),
+            Some(plain_id(record)),
             h.get_str(attr::CORRELATIONID).map(str::to_owned),
         ),
     }

@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use crate::envelope::DecodeLimits;
 use crate::publisher::{Cause, Publisher};
 use crate::record::{Headers, Record};
 
@@ -292,6 +293,7 @@ pub(crate) struct ListenerEnv {
     pub(crate) listener: &'static str,
     pub(crate) publisher: Publisher,
     pub(crate) state: StateMap,
+    pub(crate) limits: DecodeLimits,
 }
 
 struct ContextInner {

@@ -9,7 +9,7 @@ pub use inventory;
 
 pub use crate::registry::{HandlerFn, ListenerDef, MacroRetry};
 
-use crate::envelope::{self, DecodeError, DecodeLimits, Event};
+use crate::envelope::{self, DecodeError, Event};
 use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, ListenerEnv};
 use crate::publisher::Cause;
 use crate::record::Record;
@@ -28,13 +28,12 @@ pub struct Invocation {
     pub(crate) env: Arc<ListenerEnv>,
     pub(crate) record: Arc<Record>,
     pub(crate) attempt: u32,
-    pub(crate) limits: DecodeLimits,
 }
 
 impl Invocation {
     /// Decodes the record as `Event<T>`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<Event<T>, Failure> {
-        envelope::decode(&self.record, &self.limits).map_err(Failure::Decode)
+        envelope::decode(&self.record, &self.env.limits).map_err(Failure::Decode)
     }
 
     /// The handler's context for `event`: its publisher is caused by the event.

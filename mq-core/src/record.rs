@@ -153,7 +153,7 @@ impl Headers {
     /// h.append("k", "v");
     /// assert_eq!(h.iter().count(), 1);
     /// ```
-    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Header> + ExactSizeIterator {
         self.0.iter()
     }
 

@@ -190,10 +190,11 @@ impl TestApp {
     /// use `tokio::time::pause()`.
     pub async fn drain(&self) -> Vec<Disposition> {
         let cancel = CancellationToken::new();
+        let locals: Vec<_> = self.runtimes.iter().map(|r| r.worker_local()).collect();
         let mut out = Vec::new();
         loop {
             let mut progressed = false;
-            for (i, runtime) in self.runtimes.iter().enumerate() {
+            for (i, (runtime, local)) in self.runtimes.iter().zip(&locals).enumerate() {
                 for topic in runtime.spec.subscriptions() {
                     loop {
                         let key = (i, topic.clone());
@@ -206,11 +207,7 @@ impl TestApp {
                         let Some(record) = self.broker.record_at(&topic, at) else {
                             break;
                         };
-                        out.push(
-                            runtime
-                                .process(&runtime.worker_local(), Arc::new(record), &cancel)
-                                .await,
-                        );
+                        out.push(runtime.process(local, Arc::new(record), &cancel).await);
                         self.positions
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

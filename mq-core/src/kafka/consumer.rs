@@ -253,9 +253,10 @@ async fn run_worker(
         done: None,
         unstored: 0,
     };
+    // The record the previous message was copied into, refilled when no one kept it.
+    let mut spare = None;
     // One stream and one cancellation future for the worker's life: `queue.recv()` and
     // `stop.cancelled()` per record each registered and removed a waker under a lock.
-    let mut spare = None;
     let mut messages = queue.stream();
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
