@@ -9,14 +9,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use mq_core::actuator::Health;
 use mq_core::prelude::*;
 use mq_core::{App, RunningApp};
 use serde_json::{json, Value};
-use support::{config, read_topic, unique};
+use support::{config, http, read_topic, unique, HttpResponse};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// A secret put into the consumer properties: no response may contain it.
@@ -42,53 +39,14 @@ async fn act_jobs(job: Job) -> Result<(), HandlerError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// A minimal HTTP client (hyper, one connection per request).
+// GET helpers over `support::http`.
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Resp {
+async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     get_with(addr, path, None).await
 }
 
-async fn get_with(addr: SocketAddr, path: &str, accept: Option<&str>) -> Resp {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("http handshake");
-    tokio::spawn(conn);
-    let mut req = hyper::Request::get(path).header(hyper::header::HOST, addr.to_string());
-    if let Some(a) = accept {
-        req = req.header(hyper::header::ACCEPT, a);
-    }
-    let resp = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Resp {
-        status,
-        content_type,
-        body: String::from_utf8(body.to_vec()).expect("utf-8 body"),
-    }
+async fn get_with(addr: SocketAddr, path: &str, accept: Option<&str>) -> HttpResponse {
+    http(addr, "GET", path, None, accept).await
 }
 
 /// The actuator's address, with an unspecified bind address replaced by loopback.
@@ -638,7 +596,7 @@ async fn health_follows_the_broker_and_liveness_stays_up() {
     );
 
     // Polls until `/actuator/health` answers `want`, checking liveness all along.
-    async fn until_health(addr: SocketAddr, want: u16) -> (Resp, usize) {
+    async fn until_health(addr: SocketAddr, want: u16) -> (HttpResponse, usize) {
         let deadline = Instant::now() + WAIT;
         let mut liveness_checks = 0;
         loop {

@@ -22,9 +22,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
@@ -222,33 +219,14 @@ fn config_dir(root: &Path, service: &str, profile: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------
-// A minimal HTTP client
+// HTTP, over `support::http`
 // ---------------------------------------------------------------------------------------
 
+/// `support::http`, its body as JSON (or as a JSON string when it is not JSON).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("http handshake");
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-        .expect("request");
-    let resp = sender
-        .send_request(req)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
+    let resp = support::http(addr, method, path, body, None).await;
+    let value = serde_json::from_str(&resp.body).unwrap_or(Value::String(resp.body));
+    (resp.status, value)
 }
 
 /// Waits until `addr` answers `GET path` with 200 (the service is up and ready).
