@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+use mq_core::envelope::attributes as attr;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -73,9 +74,6 @@ pub struct CloudEvent<T> {
     pub traceparent: Option<String>,
     pub data: T,
 }
-
-/// Structured-mode CloudEvents content type (what mq's publisher sets).
-pub const CE_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
 
 /// Wall clock in microseconds since the Unix epoch (comparable across processes).
 pub fn unix_us() -> u64 {
@@ -315,8 +313,8 @@ pub fn send(
 ) -> BenchResult<()> {
     let key = i.to_string();
     let headers = OwnedHeaders::new().insert(Header {
-        key: "content-type",
-        value: Some(CE_CONTENT_TYPE),
+        key: attr::CONTENT_TYPE_HEADER,
+        value: Some(attr::STRUCTURED_CONTENT_TYPE),
     });
     let mut record = BaseRecord::with_opaque_to(topic, Box::new((i, sent_us)))
         .partition((i % partitions as u64) as i32)

@@ -73,8 +73,8 @@ pub struct FailureInfo {
 /// assert_eq!(out.headers.iter().filter(|h| h.key == headers::EXCEPTION_MESSAGE).count(), 1);
 /// ```
 pub fn build(record: &Record, dlt_topic: &str, group: &str, info: &FailureInfo) -> OutgoingRecord {
-    let mut h = record.headers.clone();
-    h.retain(|k| !k.starts_with(headers::PREFIX));
+    let mut out = OutgoingRecord::forward(record, dlt_topic, headers::PREFIX);
+    let h = &mut out.headers;
     h.append(headers::EXCEPTION_FQCN, info.exception_type.as_bytes());
     if let Some(cause) = &info.cause_type {
         h.append(headers::EXCEPTION_CAUSE_FQCN, cause.as_bytes());
@@ -92,13 +92,7 @@ pub fn build(record: &Record, dlt_topic: &str, group: &str, info: &FailureInfo) 
         h.append(headers::ORIGINAL_TIMESTAMP_TYPE, "CreateTime");
     }
     h.append(headers::ORIGINAL_CONSUMER_GROUP, group.as_bytes());
-    OutgoingRecord {
-        topic: dlt_topic.to_owned(),
-        partition: None,
-        key: record.key.clone(),
-        value: record.value.clone().unwrap_or_default(),
-        headers: h,
-    }
+    out
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.

@@ -294,6 +294,31 @@ pub struct OutgoingRecord {
 }
 
 impl OutgoingRecord {
+    /// `record` sent on to `topic` as it came (key, value, headers), minus the headers
+    /// whose names start with `drop_prefix`: the retry and dead-letter headers an earlier
+    /// hop wrote, which the caller writes anew. A null value is sent as an empty one.
+    ///
+    /// ```
+    /// use mq_core::record::{OutgoingRecord, Record};
+    /// let mut r = Record::new("orders", 0, 7, Some(b"k".to_vec()), Some(b"v".to_vec()));
+    /// r.headers.append("kafka_dlt-exception-message", "old");
+    /// r.headers.append("app", "1");
+    /// let out = OutgoingRecord::forward(&r, "orders-dlt", "kafka_dlt-");
+    /// assert_eq!((out.topic.as_str(), out.value.as_slice()), ("orders-dlt", &b"v"[..]));
+    /// assert_eq!(out.headers.len(), 1);
+    /// ```
+    pub fn forward(record: &Record, topic: &str, drop_prefix: &str) -> Self {
+        let mut headers = record.headers.clone();
+        headers.retain(|name| !name.starts_with(drop_prefix));
+        OutgoingRecord {
+            topic: topic.to_owned(),
+            partition: None,
+            key: record.key.clone(),
+            value: record.value.clone().unwrap_or_default(),
+            headers,
+        }
+    }
+
     /// A record with no headers, partitioned by key.
     ///
     /// ```

@@ -8,7 +8,6 @@ use futures::future::BoxFuture;
 
 use crate::config::{Config, DltConfig, RetryConfig, RetryMode, RetryOverride};
 use crate::private::{Failure, Invocation};
-use crate::retry::RetryPolicy;
 
 /// The function the macro generates for a listener: decode, extract, call, convert.
 pub type HandlerFn = fn(Invocation) -> BoxFuture<'static, Result<(), Failure>>;
@@ -74,7 +73,7 @@ pub struct ListenerSpec {
     /// Consumers in this process.
     pub concurrency: u32,
     /// Retry policy.
-    pub retry: RetryPolicy,
+    pub retry: RetryConfig,
     /// Dead-letter settings.
     pub dlt: DltConfig,
     /// Whether the app starts it.
@@ -218,7 +217,7 @@ pub(crate) fn resolve(
                 .or(def.concurrency)
                 .unwrap_or(defaults.concurrency)
                 .max(1),
-            retry: RetryPolicy::from(&retry),
+            retry,
             dlt,
             auto_startup: o.auto_startup.unwrap_or(true),
             handler: def.handler,

@@ -1,64 +1,30 @@
-//! The retry policy of a listener: how many attempts, and how long to wait between them.
+//! The retry policy of a listener: how long to wait between its attempts.
 //!
 //! Backoff delays come from `backon`'s exponential builder (initial interval, multiplier,
-//! ceiling, optional jitter), the same shape as Spring's `ExponentialBackOff`.
+//! ceiling, optional jitter), the same shape as Spring's `ExponentialBackOff`. The policy
+//! itself is the listener's resolved [`RetryConfig`] (defaults, macro, per-listener
+//! configuration).
 
 use std::time::Duration;
 
 use backon::BackoffBuilder;
 
-use crate::config::{RetryConfig, RetryMode};
+use crate::config::RetryConfig;
 
-/// A resolved retry policy.
-///
-/// ```
-/// use std::time::Duration;
-/// use mq_core::retry::RetryPolicy;
-/// let p = RetryPolicy::from(&mq_core::config::RetryConfig {
-///     max_attempts: 4,
-///     initial_interval: Duration::from_millis(100),
-///     multiplier: 2.0,
-///     max_interval: Duration::from_millis(300),
-///     ..Default::default()
-/// });
-/// let delays: Vec<u128> = p.delays().map(|d| d.as_millis()).collect();
-/// assert_eq!(delays, [100, 200, 300]);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts including the first.
-    pub max_attempts: u32,
-    /// First delay.
-    pub initial_interval: Duration,
-    /// Growth factor.
-    pub multiplier: f64,
-    /// Ceiling of one delay.
-    pub max_interval: Duration,
-    /// Randomised delays.
-    pub jitter: bool,
-    /// Blocking or retry topics.
-    pub mode: RetryMode,
-}
-
-impl From<&RetryConfig> for RetryPolicy {
-    fn from(c: &RetryConfig) -> Self {
-        RetryPolicy {
-            max_attempts: c.max_attempts.max(1),
-            initial_interval: c.initial_interval,
-            multiplier: c.multiplier,
-            max_interval: c.max_interval,
-            jitter: c.jitter,
-            mode: c.mode,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delays before attempts 2..=max_attempts.
+impl RetryConfig {
+    /// The waits before the 2nd, 3rd, … attempt: `max_attempts - 1` of them.
     ///
     /// ```
-    /// let p = mq_core::retry::RetryPolicy::from(&Default::default());
-    /// assert_eq!(p.delays().count(), 2);
+    /// use std::time::Duration;
+    /// let policy = mq_core::config::RetryConfig {
+    ///     max_attempts: 4,
+    ///     initial_interval: Duration::from_millis(100),
+    ///     multiplier: 2.0,
+    ///     max_interval: Duration::from_millis(300),
+    ///     ..Default::default()
+    /// };
+    /// let delays: Vec<u128> = policy.delays().map(|d| d.as_millis()).collect();
+    /// assert_eq!(delays, [100, 200, 300]);
     /// ```
     pub fn delays(&self) -> impl Iterator<Item = Duration> {
         let mut builder = backon::ExponentialBuilder::new()
@@ -70,25 +36,5 @@ impl RetryPolicy {
             builder = builder.with_jitter();
         }
         builder.build()
-    }
-
-    /// The longest time one message can keep its partition waiting in blocking mode
-    /// (jitter can add up to one more interval per delay).
-    ///
-    /// ```
-    /// let p = mq_core::retry::RetryPolicy::from(&Default::default());
-    /// assert_eq!(p.worst_case_blocking(), std::time::Duration::from_secs(3));
-    /// ```
-    pub fn worst_case_blocking(&self) -> Duration {
-        let plain = RetryPolicy {
-            jitter: false,
-            ..self.clone()
-        };
-        let sum: Duration = plain.delays().sum();
-        if self.jitter {
-            sum * 2
-        } else {
-            sum
-        }
     }
 }

@@ -12,7 +12,7 @@
 //! Header values are big-endian binary like Spring's dead-letter headers: attempts as 4
 //! bytes, the due time as 8 bytes of epoch milliseconds.
 
-use crate::record::{Headers, OutgoingRecord, Record};
+use crate::record::{OutgoingRecord, Record};
 
 /// Attempts made so far (4-byte big-endian).
 pub const ATTEMPTS: &str = "retry_topic-attempts";
@@ -116,15 +116,9 @@ pub fn reschedule(
     attempts: u32,
     due_millis: i64,
 ) -> OutgoingRecord {
-    let mut headers: Headers = record.headers.clone();
-    headers.retain(|k| !k.starts_with(PREFIX));
-    headers.append(ATTEMPTS, attempts.to_be_bytes());
-    headers.append(BACKOFF_TIMESTAMP, due_millis.to_be_bytes());
-    OutgoingRecord {
-        topic: retry_topic.to_owned(),
-        partition: None,
-        key: record.key.clone(),
-        value: record.value.clone().unwrap_or_default(),
-        headers,
-    }
+    let mut out = OutgoingRecord::forward(record, retry_topic, PREFIX);
+    out.headers.append(ATTEMPTS, attempts.to_be_bytes());
+    out.headers
+        .append(BACKOFF_TIMESTAMP, due_millis.to_be_bytes());
+    out
 }

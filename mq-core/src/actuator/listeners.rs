@@ -137,7 +137,7 @@ mod tests {
             topics: vec![format!("{name}-topic")],
             group: "g".into(),
             concurrency: 1,
-            retry: crate::retry::RetryPolicy::from(&crate::config::RetryConfig::default()),
+            retry: crate::config::RetryConfig::default(),
             dlt: Default::default(),
             auto_startup: true,
             handler: |_| Box::pin(async { Ok(()) }),
