@@ -50,43 +50,35 @@ pub struct Config {
 
 /// `mq.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct MqConfig {
     /// `mq.application.*`
-    #[serde(default)]
     pub application: ApplicationConfig,
     /// `mq.profiles.*`
-    #[serde(default)]
     pub profiles: ProfilesConfig,
     /// `mq.kafka.*`
-    #[serde(default)]
     pub kafka: KafkaConfig,
     /// `mq.listener.*`: defaults for every listener.
-    #[serde(default)]
     pub listener: ListenerConfig,
     /// `mq.listeners.<name>.*`: per-listener overrides.
-    #[serde(default)]
     pub listeners: BTreeMap<String, ListenerOverride>,
     /// `mq.shutdown.*`
-    #[serde(default)]
     pub shutdown: ShutdownConfig,
     /// `mq.logging.*`
-    #[serde(default)]
     pub logging: LoggingConfig,
 }
 
 /// `mq.application.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ApplicationConfig {
     /// Service name: the CloudEvents `source` (`/<name>`), the default consumer group, the
     /// `application` tag of metrics. Default `mq-app`.
-    #[serde(default = "default_app_name", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub name: String,
     /// The application's version, shown by `/actuator/info` (e.g. set
     /// `MQ_APPLICATION__VERSION` from your build). Default none.
     #[serde(
-        default,
         deserialize_with = "lenient::opt_string",
         skip_serializing_if = "Option::is_none"
     )]
@@ -96,52 +88,44 @@ pub struct ApplicationConfig {
 impl Default for ApplicationConfig {
     fn default() -> Self {
         ApplicationConfig {
-            name: default_app_name(),
+            name: "mq-app".to_owned(),
             version: None,
         }
     }
 }
 
-fn default_app_name() -> String {
-    "mq-app".to_owned()
-}
-
 /// `mq.profiles.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ProfilesConfig {
     /// Active profiles (`MQ_PROFILES_ACTIVE` wins over this key).
-    #[serde(default, deserialize_with = "lenient::string_list")]
+    #[serde(deserialize_with = "lenient::string_list")]
     pub active: Vec<String>,
 }
 
 /// `mq.kafka.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list. Default `127.0.0.1:9092`.
-    #[serde(default = "default_bootstrap", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub bootstrap_servers: String,
     /// librdkafka properties for every client (consumers, producer, admin), like Spring's
     /// `spring.kafka.properties.*`: the place for `security.protocol`, `sasl.*`, `ssl.*`.
     /// `consumer.properties` and `producer.properties` win over these.
-    #[serde(default)]
     pub properties: BTreeMap<String, Value>,
     /// Consumer settings.
-    #[serde(default)]
     pub consumer: ConsumerConfig,
     /// Producer settings.
-    #[serde(default)]
     pub producer: ProducerConfig,
     /// Topic administration at startup.
-    #[serde(default)]
     pub admin: AdminConfig,
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
-            bootstrap_servers: default_bootstrap(),
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
             properties: BTreeMap::new(),
             consumer: ConsumerConfig::default(),
             producer: ProducerConfig::default(),
@@ -153,16 +137,13 @@ impl Default for KafkaConfig {
 /// `mq.kafka.admin.*`: topics created at startup (like Spring's `NewTopic` beans and
 /// `@RetryableTopic(autoCreateTopics)`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AdminConfig {
     /// Create missing listener topics and their dead-letter topics. Default true.
-    #[serde(default = "yes")]
     pub auto_create_topics: bool,
     /// Partitions of a created listener topic (a DLT gets its source's count). Default 1.
-    #[serde(default = "one_i32")]
     pub partitions: i32,
     /// Replication factor of created topics; -1 takes the broker's default. Default -1.
-    #[serde(default = "minus_one")]
     pub replication_factor: i32,
 }
 
@@ -174,17 +155,6 @@ impl Default for AdminConfig {
             replication_factor: -1,
         }
     }
-}
-
-fn one_i32() -> i32 {
-    1
-}
-fn minus_one() -> i32 {
-    -1
-}
-
-fn default_bootstrap() -> String {
-    "127.0.0.1:9092".to_owned()
 }
 
 /// Where a new consumer group starts reading.
@@ -200,46 +170,38 @@ pub enum AutoOffsetReset {
 
 /// `mq.kafka.consumer.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Default group of every listener (else the application name).
-    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub group_id: Option<String>,
     /// `earliest` (default) or `latest`.
-    #[serde(default)]
     pub auto_offset_reset: AutoOffsetReset,
     /// librdkafka consumer properties, passed as they are (they win over mq's defaults).
-    #[serde(default)]
     pub properties: BTreeMap<String, Value>,
 }
 
 /// `mq.kafka.producer.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ProducerConfig {
     /// `all` (default), `1` or `0`.
-    #[serde(default = "default_acks", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub acks: String,
     /// `structured` (default) or `binary` CloudEvents mode.
-    #[serde(default)]
     pub content_mode: ContentMode,
     /// librdkafka producer properties, passed as they are.
-    #[serde(default)]
     pub properties: BTreeMap<String, Value>,
 }
 
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            acks: default_acks(),
+            acks: "all".to_owned(),
             content_mode: ContentMode::default(),
             properties: BTreeMap::new(),
         }
     }
-}
-
-fn default_acks() -> String {
-    "all".to_owned()
 }
 
 /// Blocking retries in the partition's worker, or Spring-style retry topics.
@@ -260,67 +222,50 @@ pub enum RetryMode {
 /// assert_eq!(r.max_attempts, 3);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RetryConfig {
     /// Total attempts including the first (>= 1). Default 3.
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// First backoff. Default `1s`.
-    #[serde(default = "default_initial_interval", with = "duration")]
+    #[serde(with = "duration")]
     pub initial_interval: Duration,
     /// Backoff growth factor (>= 1). Default 2.
-    #[serde(default = "default_multiplier")]
     pub multiplier: f64,
     /// Backoff ceiling. Default `10s`.
-    #[serde(default = "default_max_interval", with = "duration")]
+    #[serde(with = "duration")]
     pub max_interval: Duration,
     /// Randomise each backoff (full jitter on top of the delay). Default false.
-    #[serde(default)]
     pub jitter: bool,
     /// `blocking` (default) or `topics`.
-    #[serde(default)]
     pub mode: RetryMode,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            max_attempts: default_max_attempts(),
-            initial_interval: default_initial_interval(),
-            multiplier: default_multiplier(),
-            max_interval: default_max_interval(),
+            max_attempts: 3,
+            initial_interval: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(10),
             jitter: false,
             mode: RetryMode::Blocking,
         }
     }
 }
 
-fn default_max_attempts() -> u32 {
-    3
-}
-fn default_initial_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_multiplier() -> f64 {
-    2.0
-}
-fn default_max_interval() -> Duration {
-    Duration::from_secs(10)
-}
-
 /// Partial retry settings (per listener in config, or in the macro).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RetryOverride {
     /// See [`RetryConfig::max_attempts`].
     pub max_attempts: Option<u32>,
     /// See [`RetryConfig::initial_interval`].
-    #[serde(default, with = "opt_duration")]
+    #[serde(with = "opt_duration")]
     pub initial_interval: Option<Duration>,
     /// See [`RetryConfig::multiplier`].
     pub multiplier: Option<f64>,
     /// See [`RetryConfig::max_interval`].
-    #[serde(default, with = "opt_duration")]
+    #[serde(with = "opt_duration")]
     pub max_interval: Option<Duration>,
     /// See [`RetryConfig::jitter`].
     pub jitter: Option<bool>,
@@ -350,15 +295,14 @@ impl RetryConfig {
 
 /// `mq.listener.dlt.*`: the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DltConfig {
     /// Publish failed messages to `<topic><suffix>`. Default true. When false, a message
     /// that exhausted its retries is logged at ERROR and skipped (Spring's behaviour without
     /// a recoverer).
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Default `-dlt`; `.DLT` for Spring interop.
-    #[serde(default = "default_dlt_suffix", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub suffix: String,
 }
 
@@ -366,45 +310,34 @@ impl Default for DltConfig {
     fn default() -> Self {
         DltConfig {
             enabled: true,
-            suffix: default_dlt_suffix(),
+            suffix: "-dlt".to_owned(),
         }
     }
 }
 
-fn yes() -> bool {
-    true
-}
-fn default_dlt_suffix() -> String {
-    "-dlt".to_owned()
-}
-
 /// Partial dead-letter settings for one listener.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DltOverride {
     /// See [`DltConfig::enabled`].
     pub enabled: Option<bool>,
     /// See [`DltConfig::suffix`].
-    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub suffix: Option<String>,
 }
 
 /// `mq.listener.*`: defaults for every listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Retry policy.
-    #[serde(default)]
     pub retry: RetryConfig,
     /// Dead-letter topic.
-    #[serde(default)]
     pub dlt: DltConfig,
     /// Consumers per listener in this process (Spring's `concurrency`). Default 1; each
     /// consumer already runs one worker per assigned partition.
-    #[serde(default = "one")]
     pub concurrency: u32,
     /// Larger record values are poison (straight to the DLT). Default 1 MiB.
-    #[serde(default = "default_max_payload")]
     pub max_payload_bytes: usize,
 }
 
@@ -414,59 +347,46 @@ impl Default for ListenerConfig {
             retry: RetryConfig::default(),
             dlt: DltConfig::default(),
             concurrency: 1,
-            max_payload_bytes: default_max_payload(),
+            max_payload_bytes: 1024 * 1024,
         }
     }
 }
 
-fn one() -> u32 {
-    1
-}
-fn default_max_payload() -> usize {
-    1024 * 1024
-}
-
 /// `mq.listeners.<name>.*`: overrides for one listener (they win over the macro's values).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ListenerOverride {
     /// Topics to read instead of the macro's.
-    #[serde(default, deserialize_with = "lenient::opt_string_list")]
+    #[serde(deserialize_with = "lenient::opt_string_list")]
     pub topics: Option<Vec<String>>,
     /// Consumer group.
-    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub group: Option<String>,
     /// Consumers in this process.
     pub concurrency: Option<u32>,
     /// Start with the app (default true).
     pub auto_startup: Option<bool>,
     /// Retry settings.
-    #[serde(default)]
     pub retry: RetryOverride,
     /// Dead-letter settings.
-    #[serde(default)]
     pub dlt: DltOverride,
 }
 
 /// `mq.shutdown.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// How long in-flight handlers get to finish on shutdown. Default `30s`.
-    #[serde(default = "default_shutdown_timeout", with = "duration")]
+    #[serde(with = "duration")]
     pub timeout: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
-            timeout: default_shutdown_timeout(),
+            timeout: Duration::from_secs(30),
         }
     }
-}
-
-fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// Log line format.
@@ -482,13 +402,12 @@ pub enum LogFormat {
 
 /// `mq.logging.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LoggingConfig {
     /// `text` or `json`.
-    #[serde(default)]
     pub format: LogFormat,
     /// `tracing` filter directive (`RUST_LOG` wins). Default `info`.
-    #[serde(default = "default_level", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub level: String,
 }
 
@@ -496,45 +415,35 @@ impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             format: LogFormat::Text,
-            level: default_level(),
+            level: "info".to_owned(),
         }
     }
 }
 
-fn default_level() -> String {
-    "info".to_owned()
-}
-
 /// `management.*` (actuator).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ManagementConfig {
     /// `management.server.*`
-    #[serde(default)]
     pub server: ManagementServer,
     /// `management.endpoints.*`
-    #[serde(default)]
     pub endpoints: Endpoints,
     /// `management.endpoint.*`
-    #[serde(default)]
     pub endpoint: EndpointSettings,
     /// `management.metrics.*`
-    #[serde(default)]
     pub metrics: MetricsSettings,
 }
 
 /// `management.server.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ManagementServer {
     /// Serve the actuator at all. Default true.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Bind address. Default `0.0.0.0`.
-    #[serde(default = "default_address", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub address: String,
     /// Port; 0 picks a free one. Default 8081.
-    #[serde(default = "default_port")]
     pub port: u16,
 }
 
@@ -542,80 +451,62 @@ impl Default for ManagementServer {
     fn default() -> Self {
         ManagementServer {
             enabled: true,
-            address: default_address(),
-            port: default_port(),
+            address: "0.0.0.0".to_owned(),
+            port: 8081,
         }
     }
 }
 
-fn default_address() -> String {
-    "0.0.0.0".to_owned()
-}
-fn default_port() -> u16 {
-    8081
-}
-
 /// `management.endpoints.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Endpoints {
     /// `management.endpoints.web.*`
-    #[serde(default)]
     pub web: WebEndpoints,
 }
 
 /// `management.endpoints.web.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct WebEndpoints {
     /// Default `/actuator`.
-    #[serde(default = "default_base_path", deserialize_with = "lenient::string")]
+    #[serde(deserialize_with = "lenient::string")]
     pub base_path: String,
     /// Which endpoints answer.
-    #[serde(default)]
     pub exposure: Exposure,
 }
 
 impl Default for WebEndpoints {
     fn default() -> Self {
         WebEndpoints {
-            base_path: default_base_path(),
+            base_path: "/actuator".to_owned(),
             exposure: Exposure::default(),
         }
     }
 }
 
-fn default_base_path() -> String {
-    "/actuator".to_owned()
-}
-
 /// `management.endpoints.web.exposure.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Exposure {
     /// Endpoint ids, or `*`. Default `health` (as Spring Boot).
-    #[serde(default = "default_include", deserialize_with = "lenient::string_list")]
+    #[serde(deserialize_with = "lenient::string_list")]
     pub include: Vec<String>,
 }
 
 impl Default for Exposure {
     fn default() -> Self {
         Exposure {
-            include: default_include(),
+            include: vec!["health".to_owned()],
         }
     }
 }
 
-fn default_include() -> Vec<String> {
-    vec!["health".to_owned()]
-}
-
 /// `management.endpoint.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct EndpointSettings {
     /// `management.endpoint.health.*`
-    #[serde(default)]
     pub health: HealthSettings,
 }
 
@@ -632,19 +523,17 @@ pub enum ShowDetails {
 
 /// `management.endpoint.health.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HealthSettings {
     /// `never` or `always`.
-    #[serde(default)]
     pub show_details: ShowDetails,
 }
 
 /// `management.metrics.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct MetricsSettings {
     /// Labels put on every series, e.g. `application: order-service`.
-    #[serde(default)]
     pub tags: BTreeMap<String, Value>,
 }
 
@@ -1181,6 +1070,29 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!(c.mq.listener.retry.max_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_partly_given_section_keeps_the_defaults_of_the_rest() {
+        let c = Config::from_yaml_str(
+            "mq:\n  listener:\n    retry:\n      max-attempts: 5\n    dlt:\n      enabled: false\nmanagement:\n  server:\n    port: 9000\n",
+        )
+        .unwrap();
+        let l = &c.mq.listener;
+        assert_eq!(l.retry.max_attempts, 5);
+        assert_eq!(l.retry.initial_interval, Duration::from_secs(1));
+        assert_eq!(l.retry.max_interval, Duration::from_secs(10));
+        assert_eq!(l.retry.multiplier, 2.0);
+        assert!(!l.dlt.enabled);
+        assert_eq!(l.dlt.suffix, "-dlt");
+        assert_eq!((l.concurrency, l.max_payload_bytes), (1, 1024 * 1024));
+        let server = &c.management.server;
+        assert_eq!((server.port, server.address.as_str()), (9000, "0.0.0.0"));
+        assert!(server.enabled);
+        assert_eq!(c.management.endpoints.web.exposure.include, ["health"]);
+        assert_eq!(c.mq.kafka.producer.acks, "all");
+        assert_eq!(c.mq.shutdown.timeout, Duration::from_secs(30));
+        assert_eq!(c.mq.logging.level, "info");
     }
 
     #[test]
