@@ -59,13 +59,7 @@ impl Args {
             }
             "group" => self.group = Some(non_empty(meta.value()?.parse()?, "group")?),
             "name" => self.name = Some(non_empty(meta.value()?.parse()?, "name")?),
-            "concurrency" => {
-                let n: syn::LitInt = meta.value()?.parse()?;
-                if n.base10_parse::<u32>()? == 0 {
-                    return Err(syn::Error::new_spanned(n, "concurrency must be at least 1"));
-                }
-                self.concurrency = Some(n);
-            }
+            "concurrency" => self.concurrency = Some(at_least_one(&meta, "concurrency")?),
             "retry" => meta.parse_nested_meta(|m| self.retry.parse_meta(m))?,
             "crate" => {
                 let s: LitStr = meta.value()?.parse()?;
@@ -80,6 +74,18 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// The attribute's value: an integer literal of at least 1.
+fn at_least_one(meta: &ParseNestedMeta<'_>, what: &str) -> syn::Result<syn::LitInt> {
+    let n: syn::LitInt = meta.value()?.parse()?;
+    if n.base10_parse::<u32>()? == 0 {
+        return Err(syn::Error::new_spanned(
+            n,
+            format!("{what} must be at least 1"),
+        ));
+    }
+    Ok(n)
 }
 
 fn non_empty(s: LitStr, what: &str) -> syn::Result<LitStr> {
@@ -101,13 +107,7 @@ impl Retry {
             .map(ToString::to_string)
             .unwrap_or_default();
         match key.as_str() {
-            "max_attempts" => {
-                let n: syn::LitInt = meta.value()?.parse()?;
-                if n.base10_parse::<u32>()? == 0 {
-                    return Err(syn::Error::new_spanned(n, "max_attempts must be at least 1"));
-                }
-                self.max_attempts = Some(n);
-            }
+            "max_attempts" => self.max_attempts = Some(at_least_one(&meta, "max_attempts")?),
             "initial_interval" => self.initial_interval = Some(meta.value()?.parse()?),
             "max_interval" => self.max_interval = Some(meta.value()?.parse()?),
             "multiplier" => self.multiplier = Some(meta.value()?.parse()?),
