@@ -35,15 +35,13 @@ pub(crate) enum MetricError {
 /// Parses `tag=key:value` parameters of a raw query string.
 pub(crate) fn tags_of(query: Option<&str>) -> Result<Vec<(String, String)>, MetricError> {
     let mut tags = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if percent_decode(k) != "tag" {
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "tag" {
             continue;
         }
-        let v = percent_decode(v);
         match v.split_once(':') {
             Some((tk, tv)) if !tk.is_empty() => tags.push((tk.to_owned(), tv.to_owned())),
-            _ => return Err(MetricError::BadTag(v)),
+            _ => return Err(MetricError::BadTag(v.into_owned())),
         }
     }
     Ok(tags)
@@ -138,28 +136,6 @@ fn lookup<'a>(families: &'a [Family], name: &str) -> Option<&'a Family> {
 /// JSON numbers cannot be infinite or NaN: those become `null`.
 fn number(v: f64) -> Value {
     serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
