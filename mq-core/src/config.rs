@@ -339,6 +339,18 @@ pub struct ListenerConfig {
     pub concurrency: u32,
     /// Larger record values are poison (straight to the DLT). Default 1 MiB.
     pub max_payload_bytes: usize,
+    /// Which records of one partition may run at once: `partition` (one at a time, the
+    /// default) or `key` (records of one key in order, different keys concurrently).
+    pub ordering: crate::consume::Ordering,
+    /// In `key` ordering, records of one partition taken and not yet done. Default 64.
+    pub max_in_flight: u32,
+    /// A record in the handler for longer than this is logged at WARN and shown in the
+    /// `listeners` health component. Default `60s`.
+    #[serde(with = "duration")]
+    pub handler_warn_after: Duration,
+    /// Bytes of records a consumer buffers for its partitions' lanes, split across them; a
+    /// lane over its share has its partition paused. Default 32 MiB.
+    pub buffer_bytes: usize,
 }
 
 impl Default for ListenerConfig {
@@ -348,6 +360,10 @@ impl Default for ListenerConfig {
             dlt: DltConfig::default(),
             concurrency: 1,
             max_payload_bytes: 1024 * 1024,
+            ordering: crate::consume::Ordering::Partition,
+            max_in_flight: 64,
+            handler_warn_after: Duration::from_secs(60),
+            buffer_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -370,6 +386,16 @@ pub struct ListenerOverride {
     pub retry: RetryOverride,
     /// Dead-letter settings.
     pub dlt: DltOverride,
+    /// Record ordering (`partition` or `key`).
+    pub ordering: Option<crate::consume::Ordering>,
+    /// In `key` ordering, records in flight per partition.
+    pub max_in_flight: Option<u32>,
+    /// When a record in the handler is logged as hung.
+    #[serde(with = "opt_duration")]
+    pub handler_warn_after: Option<Duration>,
+    /// Allow this listener to share its group with another listener of this app on an
+    /// overlapping topic (the two then split the records between them). Default false.
+    pub share_group: Option<bool>,
 }
 
 /// `mq.shutdown.*`
