@@ -178,6 +178,7 @@ impl App {
             specs.retain(|s| only.iter().any(|n| n == s.name));
         }
         specs.retain(|s| s.auto_startup);
+        registry::check_started(&specs)?;
         Ok(specs)
     }
 

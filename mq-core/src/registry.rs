@@ -244,7 +244,6 @@ pub(crate) fn resolve(
             handler: def.handler,
         });
     }
-    problems.extend(shared_groups(&specs));
     if problems.is_empty() {
         Ok(specs)
     } else {
@@ -252,8 +251,18 @@ pub(crate) fn resolve(
     }
 }
 
-/// Two listeners in one group on an overlapping topic split its records between them,
-/// silently: each sees only some. That is a startup error unless one of them allows it.
+/// Checks the listeners an app starts together: two listeners in one group on an
+/// overlapping topic split its records between them, silently (each sees only some), so
+/// that is an error unless one of them allows it (`mq.listeners.<name>.share-group`).
+pub(crate) fn check_started(specs: &[ListenerSpec]) -> Result<(), RegistryError> {
+    let problems = shared_groups(specs);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError(problems.join("; ")))
+    }
+}
+
 fn shared_groups(specs: &[ListenerSpec]) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, a) in specs.iter().enumerate() {

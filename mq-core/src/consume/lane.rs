@@ -33,6 +33,12 @@ pub(crate) trait LaneSource: Valve {
     /// Every record of the lane through `offset` is done: the transport may commit past it
     /// (Kafka: store `offset`, committed as `offset + 1`).
     fn commit_through(&self, offset: i64);
+
+    /// A record of the lane came out of the listener's pipeline as `disposition` (the
+    /// in-memory broker reports these; transports have nothing to do).
+    fn finished(&self, disposition: Disposition) {
+        let _ = disposition;
+    }
 }
 
 /// Commits a lane does before it stores them, while it keeps receiving records.
@@ -257,7 +263,11 @@ async fn ordered(
         shared.activity.since_ms.store(now_ms(), Ordering::Relaxed);
         let disposition = process_supervised(runtime, local, shared, record).await;
         shared.activity.since_ms.store(0, Ordering::Relaxed);
-        if !disposition.is_some_and(Disposition::is_done) {
+        let Some(disposition) = disposition else {
+            return;
+        };
+        shared.source.finished(disposition);
+        if !disposition.is_done() {
             return;
         }
         offsets.done(offset);
@@ -300,6 +310,9 @@ async fn keyed(
                     shared.activity.since_ms.store(*since, Ordering::Relaxed);
                 } else {
                     shared.activity.since_ms.store(0, Ordering::Relaxed);
+                }
+                if let Some(d) = d {
+                    shared.source.finished(d);
                 }
                 if !Option::is_some_and(d, Disposition::is_done) {
                     // Interrupted or failed for good: let the others finish, take no more.
