@@ -139,8 +139,11 @@ async fn permanent_errors_and_poison_go_to_the_in_memory_dlt() {
     assert_eq!(app.events::<StockReserved>("mem-reserved").len(), 1);
 }
 
+/// (listener, partition, number) of each handled record.
+type Handled = Vec<(&'static str, i32, u64)>;
+
 #[derive(Debug, Clone, Default)]
-struct Tally(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, i32, u64)>>>);
+struct Tally(std::sync::Arc<std::sync::Mutex<Handled>>);
 
 #[listener(topic = "mem-shared")]
 async fn tally_a(n: u64, ctx: Context, State(t): State<Tally>) -> Result<(), HandlerError> {

@@ -432,7 +432,9 @@ async fn cooperative_rebalancing_keeps_the_staying_partitions_flowing() {
         tokio::spawn(async move {
             while checking.load(Ordering::SeqCst) == 1 {
                 for addr in [addr_a, addr_b] {
-                    let s = support::http(addr, "GET", "/actuator/health/readiness", None, None).await.status;
+                    let s = support::http(addr, "GET", "/actuator/health/readiness", None, None)
+                        .await
+                        .status;
                     checks.lock().unwrap().push(s);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -456,14 +458,33 @@ async fn cooperative_rebalancing_keeps_the_staying_partitions_flowing() {
         (&before_a, &during_a, &after_a, "a"),
         (&before_b, &during_b, &after_b, "b"),
     ] {
-        assert!(during.len() < before.len(), "{who} gave a partition to the newcomer");
+        assert!(
+            during.len() < before.len(),
+            "{who} gave a partition to the newcomer"
+        );
         for (p, epoch) in during {
-            assert_eq!(before.get(p), Some(epoch), "{who} kept partition {p} without reopening it");
-            assert_eq!(after.get(p), Some(epoch), "{who} still has partition {p}'s lane after the leave");
+            assert_eq!(
+                before.get(p),
+                Some(epoch),
+                "{who} kept partition {p} without reopening it"
+            );
+            assert_eq!(
+                after.get(p),
+                Some(epoch),
+                "{who} still has partition {p}'s lane after the leave"
+            );
         }
     }
-    let seqs: std::collections::HashSet<u64> = probe.finished().into_iter().map(|(_, s)| s).collect();
-    assert_eq!(seqs.len(), 600, "every record handled ({handled} handlings)");
+    let seqs: std::collections::HashSet<u64> =
+        probe.finished().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        seqs.len(),
+        600,
+        "every record handled ({handled} handlings)"
+    );
     let checks = ready_checks.lock().unwrap().clone();
-    assert!(!checks.is_empty() && checks.iter().all(|s| *s == 200), "readiness stayed UP: {checks:?}");
+    assert!(
+        !checks.is_empty() && checks.iter().all(|s| *s == 200),
+        "readiness stayed UP: {checks:?}"
+    );
 }

@@ -74,10 +74,17 @@ pub async fn run(bootstrap: &str, topic: &str, n: u64) -> BenchResult<KeyedResul
     let sends = (0..n).map(|i| {
         let producer = &producer;
         async move {
-            let value = serde_json::to_vec(&Keyed { key: i % KEYS, seq: i / KEYS }).unwrap();
+            let value = serde_json::to_vec(&Keyed {
+                key: i % KEYS,
+                seq: i / KEYS,
+            })
+            .unwrap();
             let key = (i % KEYS).to_string();
             producer
-                .send(FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(30))
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&value),
+                    Duration::from_secs(30),
+                )
                 .await
                 .map(|_| ())
                 .map_err(|(e, _)| e.to_string())
@@ -96,7 +103,12 @@ pub async fn run(bootstrap: &str, topic: &str, n: u64) -> BenchResult<KeyedResul
     })
 }
 
-async fn consume(bootstrap: &str, topic: &str, n: u64, ordering: &'static str) -> BenchResult<KeyedRun> {
+async fn consume(
+    bootstrap: &str,
+    topic: &str,
+    n: u64,
+    ordering: &'static str,
+) -> BenchResult<KeyedRun> {
     let yaml = format!(
         "mq:\n  application:\n    name: mq-bench\n  kafka:\n    bootstrap-servers: \"{bootstrap}\"\n  listeners:\n    bench_keyed:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n      ordering: {ordering}\n      max-in-flight: 64\nmanagement:\n  server:\n    enabled: false\n",
         crate::common::unique("keyed")
@@ -113,7 +125,10 @@ async fn consume(bootstrap: &str, topic: &str, n: u64, ordering: &'static str) -
     let deadline = Instant::now() + Duration::from_secs(300);
     while sink.handled.load(Ordering::Relaxed) < n {
         if Instant::now() > deadline {
-            return Err(format!("keyed ({ordering}): {} of {n} handled in 300 s", sink.handled.load(Ordering::Relaxed)));
+            return Err(format!(
+                "keyed ({ordering}): {} of {n} handled in 300 s",
+                sink.handled.load(Ordering::Relaxed)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -14,6 +14,7 @@ mod baseline;
 mod common;
 mod footprint;
 mod keyed;
+mod lag;
 mod mq_app;
 
 use std::path::PathBuf;
@@ -173,7 +174,7 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --quick                 smoke run: 100,000 messages, 3 runs, 1 s latency phases (< 1 min)
   --messages N            messages in the throughput topics (default 1,000,000)
   --runs R                alternating runs of each contender (default 5; 3 with --quick)
-  --only a,b              sections: throughput,keyed,scaling,scrape,latency,footprint (default all)
+  --only a,b              sections: throughput,keyed,lag,scaling,scrape,latency,footprint (default all)
   --bootstrap HOST:PORT   the broker (or MQ_BENCH_BOOTSTRAP)
   --latency-secs S        seconds per latency phase (default 5; 1 with --quick)
   --latency-rates a,b     messages per second of the latency phases (default 1000,10000)
@@ -323,6 +324,7 @@ struct Report {
     latency: Vec<LatencyRow>,
     footprint: Vec<FootprintRow>,
     keyed: Option<keyed::KeyedResult>,
+    lag: Vec<lag::LagResult>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -675,6 +677,31 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
         tp6 = Some(topic);
     }
 
+    if b.o.wants("lag") {
+        let mb: u64 = if b.o.quick { 1 } else { 100 };
+        println!("\n## lag: RSS of a slow consumer (1 ms per record) joining 1 and 48 partitions with {mb} MB of backlog each");
+        for partitions in [1usize, 48] {
+            let topic = b.topic(&format!("lag{partitions}"));
+            common::create_topics(&b.o.bootstrap, &[(&topic, partitions as i32)]).await?;
+            let (bootstrap, t) = (b.o.bootstrap.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || {
+                lag::produce_backlog(&bootstrap, &t, partitions, mb)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let (bootstrap, t) = (b.o.bootstrap.clone(), topic.clone());
+            let r =
+                tokio::task::spawn_blocking(move || lag::measure(&bootstrap, &t, partitions, mb))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            println!(
+                "  {partitions:>2} partitions x {mb} MB backlog: RSS {:.1} MB, peak {:.1} MB",
+                r.rss_mb, r.peak_rss_mb
+            );
+            report.lag.push(r);
+        }
+    }
+
     if b.o.wants("keyed") {
         let n = (b.o.messages / 50).clamp(1_000, 5_000);
         println!("\n## keyed: 1 partition, 100 keys, handler waits 1 ms, {n} messages: partition order vs key order");
@@ -954,6 +981,12 @@ fn summary(r: &Report) -> String {
     line(String::new());
     line("| figure | baseline | mq | mq / baseline | target | |".to_owned());
     line("| --- | ---: | ---: | ---: | --- | --- |".to_owned());
+    for l in &r.lag {
+        line(format!(
+            "| peak RSS, slow consumer, {} partitions x {} MB backlog (MB) | | {:.1} | | bounded | |",
+            l.partitions, l.backlog_mb_per_partition, l.peak_rss_mb
+        ));
+    }
     if let Some(k) = &r.keyed {
         line(format!(
             "| key order ÷ partition order, 1 partition, 100 keys, 1 ms handler (msg/s) | {:.0} (partition) | {:.0} (key) | {:.1} | ≥ 10 | {} |",
@@ -1144,6 +1177,16 @@ const ALLOCATOR_NAME: &str = if cfg!(feature = "jemalloc") {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--lag-child") {
+        let get = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+        return match lag::child(get(2), get(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lag child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.get(1).map(String::as_str) == Some("--footprint-child") {
         let get = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
         return match footprint::child(get(2), get(3), get(4)) {

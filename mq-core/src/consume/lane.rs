@@ -86,6 +86,17 @@ impl LaneShared {
     }
 }
 
+/// What a new lane is opened with.
+pub(crate) struct Opening {
+    pub(crate) key: LaneKey,
+    pub(crate) epoch: u64,
+    pub(crate) source: Arc<dyn LaneSource>,
+    /// Bytes it may buffer before its source is paused.
+    pub(crate) share: usize,
+    /// The `ended` token of the partition's previous lane.
+    pub(crate) predecessor: Option<CancellationToken>,
+}
+
 /// The transport's handle on one lane.
 #[derive(Clone)]
 pub(crate) struct Lane {
@@ -99,15 +110,18 @@ impl Lane {
     /// partition) to end before it runs a record, so two lanes of one partition never run
     /// handlers at the same time.
     pub(crate) fn start(
-        key: LaneKey,
-        epoch: u64,
-        source: Arc<dyn LaneSource>,
+        opening: Opening,
         runtime: Arc<ListenerRuntime>,
         settings: LaneSettings,
-        share: usize,
-        predecessor: Option<CancellationToken>,
         rt: &tokio::runtime::Handle,
     ) -> Lane {
+        let Opening {
+            key,
+            epoch,
+            source,
+            share,
+            predecessor,
+        } = opening;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(LaneShared {
             key,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::lane::{Lane, LaneSource};
+use super::lane::{Lane, LaneSource, Opening};
 use super::{LaneKey, LaneSettings};
 use crate::dispatch::ListenerRuntime;
 use crate::record::Record;
@@ -97,16 +97,14 @@ impl LaneSet {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         let predecessor = lanes.latest.get(&key).cloned();
         let share = self.share(lanes.open.len() + 1);
-        let lane = Lane::start(
-            key.clone(),
+        let opening = Opening {
+            key: key.clone(),
             epoch,
             source,
-            self.runtime.clone(),
-            self.settings,
             share,
             predecessor,
-            &self.rt,
-        );
+        };
+        let lane = Lane::start(opening, self.runtime.clone(), self.settings, &self.rt);
         lanes.latest.insert(key.clone(), lane.shared.ended.clone());
         lanes.open.insert(key, lane);
         for l in lanes.open.values() {
