@@ -128,3 +128,6 @@ impl LaneKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
