@@ -109,9 +109,10 @@ impl RecordSink for TestBroker {
             partition: 0,
             offset,
             key: record.key,
-            value: Some(record.value),
+            value: record.value,
             headers: record.headers,
             timestamp: Some(chrono::Utc::now().timestamp_millis()),
+            timestamp_type: crate::record::TimestampType::CreateTime,
         });
         let delivery = Delivery {
             topic: record.topic,

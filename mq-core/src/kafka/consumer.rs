@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::ListenerRuntime;
 use crate::metrics::Metrics;
-use crate::record::{copy_into, Headers, Record};
+use crate::record::{copy_into, Headers, Record, TimestampType};
 
 type MqConsumer = StreamConsumer<MqContext>;
 
@@ -310,6 +310,7 @@ fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
         value: None,
         headers: Headers::default(),
         timestamp: None,
+        timestamp_type: TimestampType::NoTimestampType,
     };
     refill(&mut record, m);
     record
@@ -336,7 +337,13 @@ fn next_record(
 fn refill(record: &mut Record, m: &BorrowedMessage<'_>) {
     record.partition = m.partition();
     record.offset = m.offset();
-    record.timestamp = m.timestamp().to_millis();
+    let ts = m.timestamp();
+    record.timestamp = ts.to_millis();
+    record.timestamp_type = match ts {
+        rdkafka::Timestamp::CreateTime(_) => TimestampType::CreateTime,
+        rdkafka::Timestamp::LogAppendTime(_) => TimestampType::LogAppendTime,
+        rdkafka::Timestamp::NotAvailable => TimestampType::NoTimestampType,
+    };
     copy_into(&mut record.key, m.key());
     copy_into(&mut record.value, m.payload());
     match m.headers() {

@@ -1,5 +1,7 @@
 //! Dead-letter replay: republish the records of a dead-letter topic to the topics they
-//! came from, without their `kafka_dlt-*` and `retry_topic-*` headers.
+//! came from, without their `kafka_dlt-*`, `mq_dlt-*` and `retry_topic-*` headers. A
+//! tombstone is replayed as a tombstone (null value); a dead letter that had to be stored
+//! without its value (`mq_dlt-value-dropped`) cannot be replayed and is skipped.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use crate::{retry_topic, Error};
 pub struct ReplayReport {
     /// Records republished, per destination topic.
     pub replayed: BTreeMap<String, usize>,
+    /// Dead letters stored without their value (`mq_dlt-value-dropped`): not replayable.
+    pub skipped: usize,
 }
 
 impl ReplayReport {
@@ -90,7 +94,7 @@ pub(crate) async fn replay(
     let mut report = ReplayReport::default();
     let deadline_idle = Duration::from_secs(10);
     let mut last_progress = Instant::now();
-    while done.values().any(|d| !d) && limit.is_none_or(|l| report.total() < l) {
+    while done.values().any(|d| !d) && limit.is_none_or(|l| report.total() + report.skipped < l) {
         let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
             // Caught up already (everything committed) shows as no records at all.
             if last_progress.elapsed() > deadline_idle {
@@ -117,6 +121,7 @@ pub(crate) async fn replay(
         }
         let mut headers = Vec::new();
         let mut original = None;
+        let mut value_dropped = false;
         if let Some(hs) = m.headers() {
             for h in hs.iter() {
                 if h.key == dlt::ORIGINAL_TOPIC {
@@ -125,7 +130,11 @@ pub(crate) async fn replay(
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .map(str::to_owned);
                 }
-                if h.key.starts_with(dlt::PREFIX) || h.key.starts_with(retry_topic::PREFIX) {
+                value_dropped |= h.key == dlt::VALUE_DROPPED;
+                if h.key.starts_with(dlt::PREFIX)
+                    || h.key.starts_with("mq_dlt-")
+                    || h.key.starts_with(retry_topic::PREFIX)
+                {
                     continue;
                 }
                 headers.push(Header {
@@ -143,21 +152,28 @@ pub(crate) async fn replay(
             ))
         })?;
         let target = retry_topic::base_name(&original).to_owned();
-        let out = OutgoingRecord {
-            topic: target.clone(),
-            partition: None,
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: Headers::from_vec(headers),
-        };
-        sink.send(out).await.map_err(Error::Publish)?;
+        if value_dropped {
+            tracing::warn!(dlt = %dlt_topic, partition = m.partition(), offset = m.offset(),
+                "dead letter stored without its value: not replayed");
+            report.skipped += 1;
+        } else {
+            let out = OutgoingRecord {
+                topic: target.clone(),
+                partition: None,
+                key: m.key().map(<[u8]>::to_vec),
+                // A tombstone stays a tombstone: null, not empty.
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: Headers::from_vec(headers),
+            };
+            sink.send(out).await.map_err(Error::Publish)?;
+            *report.replayed.entry(target).or_default() += 1;
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(dlt_topic, m.partition(), Offset::Offset(m.offset() + 1))
             .map_err(|e| Error::Kafka(e.to_string()))?;
         consumer
             .commit(&tpl, CommitMode::Sync)
             .map_err(|e| Error::Kafka(format!("commit: {e}")))?;
-        *report.replayed.entry(target).or_default() += 1;
         if m.offset() + 1 >= end {
             done.insert(m.partition(), true);
         }
