@@ -6,3 +6,6 @@
 pub mod policy;
 pub mod recoverer;
 pub mod spring_headers;
+
+#[cfg(test)]
+mod header_fuzz;
