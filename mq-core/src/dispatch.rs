@@ -240,7 +240,11 @@ impl ListenerRuntime {
             kind,
             attempt,
             now_ms: chrono::Utc::now().timestamp_millis(),
-            jitter_sample: if retry.jitter { jitter_sample() } else { 0.0 },
+            jitter_sample: if retry.jitter {
+                policy::jitter_sample()
+            } else {
+                0.0
+            },
         };
         let action = policy::decide(&failed, retry, self.spec.dlt.enabled);
         match action {
@@ -363,13 +367,6 @@ impl ListenerRuntime {
             Outcome::Interrupted => Disposition::Interrupted,
         }
     }
-}
-
-/// A sample in `[0, 1)` for backoff jitter (failure paths only).
-fn jitter_sample() -> f64 {
-    use std::hash::BuildHasher;
-    let bits = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Sleeps unless `cancel` fires first; false when interrupted.

@@ -94,7 +94,7 @@ fn time(headers: &Headers) -> Option<DateTime<Utc>> {
     if let Ok(parsed) = DateTime::parse_from_rfc3339(t.trim()) {
         return Some(parsed.with_timezone(&Utc));
     }
-    if let Some(ms) = t.trim().parse::<i64>().ok() {
+    if let Ok(ms) = t.trim().parse::<i64>() {
         if let Some(parsed) = DateTime::<Utc>::from_timestamp_millis(ms) {
             return Some(parsed);
         }

@@ -198,6 +198,13 @@ pub fn due_wait(source: Source, due_ms: Option<i64>, now_ms: i64, max_wait: Dura
     Duration::from_millis(wait as u64).min(max_wait)
 }
 
+/// A sample in `[0, 1)` for backoff jitter (failure paths only: not a hot path).
+pub(crate) fn jitter_sample() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
