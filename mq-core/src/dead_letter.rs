@@ -147,12 +147,14 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 
 /// Republishes the records of `dlt_topic` to the topics they came from (their
 /// `kafka_dlt-original-topic`, with any `-retry-N` suffix removed), without the
-/// `kafka_dlt-*` and `retry_topic-*` headers; key, value and other headers byte for byte.
+/// `kafka_dlt-*`, `mq_dlt-*` and `retry_topic-*` headers; key, value (a tombstone stays
+/// null) and other headers byte for byte.
 ///
 /// Progress is committed under the group `<mq.application.name>-dlt-replay` after each
 /// acknowledged republication, so a second run replays only what arrived since. The replay
 /// stops at the end of the topic as it was when it started, or after `limit` records.
-/// The `mq` command wraps it: `mq dlt-replay <dlt-topic> [--limit N]`.
+/// The `mq` command wraps it: `mq dlt-replay <dlt-topic> [--limit N]`. For filters, dry
+/// runs and the parking guard, see [`replay_with`].
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), mq_core::Error> {
@@ -167,7 +169,35 @@ pub async fn replay(
     dlt_topic: &str,
     limit: Option<usize>,
 ) -> Result<ReplayReport, crate::Error> {
-    crate::kafka::replay::replay(config, dlt_topic, limit).await
+    let opts = crate::failure::redrive::ReplayOptions {
+        limit,
+        ..Default::default()
+    };
+    replay_with(config, dlt_topic, &opts).await
+}
+
+/// [`replay`] with [`ReplayOptions`](crate::failure::redrive::ReplayOptions): filters by
+/// exception type, key and time range, a dry run that sends nothing and reports what it
+/// would do, and the guard that parks a record replayed `max_replays` times in
+/// `<dlt-topic>-parking`. With a filter or a dry run, progress is not committed.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), mq_core::Error> {
+/// use mq_core::failure::redrive::ReplayOptions;
+/// let config = mq_core::Config::load()?;
+/// let opts = ReplayOptions { exception: Some("DecodeError".into()), dry_run: true, ..Default::default() };
+/// for line in mq_core::dead_letter::replay_with(&config, "orders-dlt", &opts).await?.planned {
+///     println!("{line}");
+/// }
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "kafka")]
+pub async fn replay_with(
+    config: &crate::Config,
+    dlt_topic: &str,
+    opts: &crate::failure::redrive::ReplayOptions,
+) -> Result<ReplayReport, crate::Error> {
+    crate::kafka::replay::replay(config, dlt_topic, opts).await
 }
 
 #[cfg(feature = "kafka")]

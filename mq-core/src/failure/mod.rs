@@ -5,6 +5,7 @@
 
 pub mod policy;
 pub mod recoverer;
+pub mod redrive;
 pub mod spring_headers;
 
 #[cfg(test)]
