@@ -138,3 +138,105 @@ async fn permanent_errors_and_poison_go_to_the_in_memory_dlt() {
     );
     assert_eq!(app.events::<StockReserved>("mem-reserved").len(), 1);
 }
+
+#[derive(Debug, Clone, Default)]
+struct Tally(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, i32, u64)>>>);
+
+#[listener(topic = "mem-shared")]
+async fn tally_a(n: u64, ctx: Context, State(t): State<Tally>) -> Result<(), HandlerError> {
+    t.0.lock().unwrap().push(("a", ctx.partition(), n));
+    Ok(())
+}
+
+#[listener(topic = "mem-shared")]
+async fn tally_b(n: u64, ctx: Context, State(t): State<Tally>) -> Result<(), HandlerError> {
+    t.0.lock().unwrap().push(("b", ctx.partition(), n));
+    Ok(())
+}
+
+fn tally_app(yaml: &str) -> (TestApp, Tally) {
+    let tally = Tally::default();
+    let app = TestApp::new(
+        App::new(Config::from_yaml_str(yaml).unwrap())
+            .with_state(tally.clone())
+            .only_listeners(["tally_a", "tally_b"]),
+    )
+    .unwrap();
+    app.broker().create_topic("mem-shared", 4);
+    (app, tally)
+}
+
+async fn publish_numbers(app: &TestApp, n: u64) {
+    for i in 0..n {
+        app.publisher()
+            .send("mem-shared", format!("key-{i}"), i)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn two_listeners_in_one_group_are_refused_unless_they_share_on_purpose() {
+    let err = TestApp::new(
+        App::new(Config::from_yaml_str("mq:\n  application:\n    name: mem\n").unwrap())
+            .only_listeners(["tally_a", "tally_b"]),
+    )
+    .err()
+    .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("tally_a and tally_b"), "{text}");
+    assert!(text.contains("group \"mem\""), "{text}");
+    assert!(text.contains("share-group: true"), "names the fix: {text}");
+}
+
+#[tokio::test]
+async fn listeners_of_one_group_split_the_partitions_and_each_group_gets_every_record() {
+    // One group, sharing on purpose: each record handled once, each partition by one.
+    let (app, tally) = tally_app(
+        "mq:\n  application:\n    name: mem\n  listeners:\n    tally_b:\n      share-group: true\n",
+    );
+    publish_numbers(&app, 40).await;
+    assert_eq!(app.drain().await.len(), 40);
+    let seen = tally.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 40, "each record once in one group");
+    let mut owner: std::collections::HashMap<i32, &str> = Default::default();
+    for (who, partition, _) in &seen {
+        assert_eq!(
+            *owner.entry(*partition).or_insert(who),
+            *who,
+            "one owner per partition"
+        );
+    }
+    assert!(owner.values().any(|w| *w == "a") && owner.values().any(|w| *w == "b"));
+    for p in 0..4 {
+        let end = app
+            .broker()
+            .records("mem-shared")
+            .iter()
+            .filter(|r| r.partition == p)
+            .count();
+        assert_eq!(
+            app.broker().committed("mem", "mem-shared", p),
+            Some(end as i64)
+        );
+    }
+
+    // Two groups: each gets every record, each partition in order.
+    let (app, tally) = tally_app(
+        "mq:\n  application:\n    name: mem\n  listeners:\n    tally_b:\n      group: other\n",
+    );
+    publish_numbers(&app, 40).await;
+    assert_eq!(app.drain().await.len(), 80);
+    let seen = tally.0.lock().unwrap().clone();
+    for who in ["a", "b"] {
+        let mine: Vec<_> = seen.iter().filter(|s| s.0 == who).collect();
+        assert_eq!(mine.len(), 40, "{who} got every record");
+        for p in 0..4 {
+            let ns: Vec<u64> = mine.iter().filter(|s| s.1 == p).map(|s| s.2).collect();
+            assert!(
+                ns.windows(2).all(|w| w[0] < w[1]),
+                "partition {p} in order: {ns:?}"
+            );
+        }
+    }
+}

@@ -178,6 +178,7 @@ impl App {
             specs.retain(|s| only.iter().any(|n| n == s.name));
         }
         specs.retain(|s| s.auto_startup);
+        registry::check_started(&specs)?;
         Ok(specs)
     }
 
@@ -378,6 +379,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// How the lanes of `spec`'s consumers run.
+pub(crate) fn lane_settings(config: &Config, spec: &ListenerSpec) -> crate::consume::LaneSettings {
+    crate::consume::LaneSettings {
+        ordering: spec.ordering,
+        max_in_flight: spec.max_in_flight,
+        buffer_bytes: config.mq.listener.buffer_bytes,
+        drain_timeout: config.mq.shutdown.timeout,
+        warn_after: spec.handler_warn_after,
+    }
+}
+
 pub(crate) fn decode_limits(config: &Config) -> DecodeLimits {
     DecodeLimits {
         max_payload_bytes: config.mq.listener.max_payload_bytes,
@@ -392,7 +404,7 @@ mod transport {
 
     use tokio_util::sync::CancellationToken;
 
-    pub(crate) use crate::kafka::consumer::ConsumerStatus;
+    pub(crate) use crate::kafka::rebalance::ConsumerStatus;
 
     /// Keeps the process's embedded cluster alive.
     pub(crate) type Embedded = Arc<crate::kafka::embedded::EmbeddedKafka>;
@@ -449,6 +461,7 @@ mod transport {
             let name = spec.name;
             let group = spec.group.clone();
             let concurrency = spec.concurrency;
+            let lane_settings = super::lane_settings(&config, &spec);
             let runtime = Arc::new(ListenerRuntime::new(
                 spec,
                 publisher.clone(),
@@ -461,8 +474,8 @@ mod transport {
                 let (task, status) = kafka::consumer::spawn(
                     runtime.clone(),
                     kafka::consumer_config(&config, &group, &client_id),
+                    lane_settings,
                     shutdown.child_token(),
-                    config.mq.shutdown.timeout,
                     metrics.clone(),
                 )?;
                 tasks.push(task);

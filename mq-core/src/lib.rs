@@ -33,6 +33,7 @@
 
 pub mod actuator;
 pub mod config;
+pub mod consume;
 pub mod dead_letter;
 mod dispatch;
 pub mod envelope;

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 pub use futures::future::BoxFuture;
 pub use inventory;
 
+pub use crate::consume::Ordering;
 pub use crate::registry::{HandlerFn, ListenerDef, MacroRetry};
 
 use crate::envelope::{self, DecodeError, Event};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::config::{Config, DltConfig, RetryConfig, RetryMode, RetryOverride};
+use crate::consume::Ordering;
 use crate::private::{Failure, Invocation};
 
 /// The function the macro generates for a listener: decode, extract, call, convert.
@@ -39,6 +40,10 @@ pub struct ListenerDef {
     pub group: Option<&'static str>,
     /// Consumers from the macro.
     pub concurrency: Option<u32>,
+    /// Record ordering from the macro.
+    pub ordering: Option<Ordering>,
+    /// Records in flight per partition (key ordering) from the macro.
+    pub max_in_flight: Option<u32>,
     #[doc(hidden)]
     pub retry: MacroRetry,
     /// Where the listener is defined.
@@ -78,6 +83,14 @@ pub struct ListenerSpec {
     pub dlt: DltConfig,
     /// Whether the app starts it.
     pub auto_startup: bool,
+    /// Which records of one partition may run at once.
+    pub ordering: Ordering,
+    /// In key ordering, records of one partition taken and not done.
+    pub max_in_flight: u32,
+    /// A record in the handler for longer than this is reported as hung.
+    pub handler_warn_after: Duration,
+    /// May share its group with another listener on an overlapping topic.
+    pub share_group: bool,
     pub(crate) handler: HandlerFn,
 }
 
@@ -220,6 +233,14 @@ pub(crate) fn resolve(
             retry,
             dlt,
             auto_startup: o.auto_startup.unwrap_or(true),
+            ordering: o.ordering.or(def.ordering).unwrap_or(defaults.ordering),
+            max_in_flight: o
+                .max_in_flight
+                .or(def.max_in_flight)
+                .unwrap_or(defaults.max_in_flight)
+                .max(1),
+            handler_warn_after: o.handler_warn_after.unwrap_or(defaults.handler_warn_after),
+            share_group: o.share_group.unwrap_or(false),
             handler: def.handler,
         });
     }
@@ -228,4 +249,44 @@ pub(crate) fn resolve(
     } else {
         Err(RegistryError(problems.join("; ")))
     }
+}
+
+/// Checks the listeners an app starts together: two listeners in one group on an
+/// overlapping topic split its records between them, silently (each sees only some), so
+/// that is an error unless one of them allows it (`mq.listeners.<name>.share-group`).
+pub(crate) fn check_started(specs: &[ListenerSpec]) -> Result<(), RegistryError> {
+    let problems = shared_groups(specs);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError(problems.join("; ")))
+    }
+}
+
+fn shared_groups(specs: &[ListenerSpec]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, a) in specs.iter().enumerate() {
+        for b in &specs[i + 1..] {
+            if a.group != b.group || a.share_group || b.share_group {
+                continue;
+            }
+            let (sa, sb) = (a.subscriptions(), b.subscriptions());
+            let overlap: Vec<&String> = sa.iter().filter(|t| sb.contains(t)).collect();
+            if overlap.is_empty() {
+                continue;
+            }
+            problems.push(format!(
+                "listeners {} and {} are both in group {:?} and both read {}: each would get only part of the records. \
+                 Give one its own group (`group = \"..\"` or mq.listeners.{}.group), or set \
+                 mq.listeners.{}.share-group: true if splitting the records is what you want",
+                a.name,
+                b.name,
+                a.group,
+                overlap.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+                b.name,
+                b.name,
+            ));
+        }
+    }
+    problems
 }

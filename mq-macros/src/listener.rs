@@ -6,8 +6,8 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{
-    Expr, ExprArray, ExprLit, FnArg, GenericArgument, ItemFn, Lit, LitStr, Path, PathArguments,
-    ReturnType, Type,
+    Expr, ExprArray, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, LitStr, Path,
+    PathArguments, ReturnType, Type,
 };
 
 #[derive(Default)]
@@ -26,11 +26,14 @@ struct Args {
     group: Option<LitStr>,
     name: Option<LitStr>,
     concurrency: Option<syn::LitInt>,
+    ordering: Option<Ident>,
+    max_in_flight: Option<syn::LitInt>,
     retry: Retry,
     krate: Option<Path>,
 }
 
-const KNOWN: &str = "topic, topics, group, name, concurrency, retry, crate";
+const KNOWN: &str =
+    "topic, topics, group, name, concurrency, ordering, max_in_flight, retry, crate";
 
 impl Args {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -60,6 +63,21 @@ impl Args {
             "group" => self.group = Some(non_empty(meta.value()?.parse()?, "group")?),
             "name" => self.name = Some(non_empty(meta.value()?.parse()?, "name")?),
             "concurrency" => self.concurrency = Some(at_least_one(&meta, "concurrency")?),
+            "ordering" => {
+                let s: LitStr = meta.value()?.parse()?;
+                let variant = match s.value().as_str() {
+                    "partition" => "Partition",
+                    "key" => "Key",
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &s,
+                            "ordering must be \"partition\" (one record of a partition at a time) or \"key\" (records of one key in order, different keys concurrently)",
+                        ))
+                    }
+                };
+                self.ordering = Some(Ident::new(variant, s.span()));
+            }
+            "max_in_flight" => self.max_in_flight = Some(at_least_one(&meta, "max_in_flight")?),
             "retry" => meta.parse_nested_meta(|m| self.retry.parse_meta(m))?,
             "crate" => {
                 let s: LitStr = meta.value()?.parse()?;
@@ -285,6 +303,11 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
     let topics = &args.topics;
     let group = option(&args.group);
     let concurrency = option(&args.concurrency);
+    let ordering = match &args.ordering {
+        Some(v) => quote!(::core::option::Option::Some(#private::Ordering::#v)),
+        None => quote!(::core::option::Option::None),
+    };
+    let max_in_flight = option(&args.max_in_flight);
     let r = &args.retry;
     let (max_attempts, initial_interval, multiplier, max_interval, jitter, mode) = (
         option(&r.max_attempts),
@@ -314,6 +337,8 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                     topics: &[#(#topics),*],
                     group: #group,
                     concurrency: #concurrency,
+                    ordering: #ordering,
+                    max_in_flight: #max_in_flight,
                     retry: #private::MacroRetry {
                         max_attempts: #max_attempts,
                         initial_interval: #initial_interval,

@@ -24,6 +24,8 @@ pub(crate) struct ConsumerView {
     pub(crate) rebalances: usize,
     /// In its group right now (an assignment, possibly empty, and no revocation since).
     pub(crate) member: bool,
+    /// Its lanes (one per assigned partition, plus closing ones still running).
+    pub(crate) lanes: Vec<crate::consume::LaneView>,
 }
 
 /// Reads the current views of every consumer.
@@ -71,6 +73,22 @@ impl ListenersIndicator {
             let mut stalled = false;
             let mut never_joined = false;
             let mut not_member = false;
+            let mut failed_lanes = Vec::new();
+            let mut stuck_lanes = Vec::new();
+            let warn_ms = spec.handler_warn_after.as_millis() as i64;
+            for lane in mine.iter().flat_map(|v| &v.lanes) {
+                let at = json!({
+                    "topic": lane.topic,
+                    "partition": lane.partition,
+                    "offset": lane.offset,
+                    "inHandlerMs": lane.in_handler_ms,
+                });
+                if lane.failed {
+                    failed_lanes.push(at);
+                } else if lane.in_handler_ms > 0 && lane.in_handler_ms >= warn_ms {
+                    stuck_lanes.push(at);
+                }
+            }
             let consumers: Vec<_> = mine
                 .iter()
                 .map(|v| {
@@ -95,6 +113,11 @@ impl ListenersIndicator {
                     "reason",
                     format!("a consumer's poll loop has not turned for more than {stall_ms} ms"),
                 )
+            } else if self.mode != Mode::Liveness && !failed_lanes.is_empty() {
+                Health::down().with_detail(
+                    "reason",
+                    "a partition's lane stopped: processing a record kept panicking (see the log)",
+                )
             } else if self.mode != Mode::Liveness && shutting_down {
                 Health::out_of_service().with_detail("reason", "shutting down")
             } else if (self.mode == Mode::Health && never_joined)
@@ -112,6 +135,16 @@ impl ListenersIndicator {
                     mine.iter().map(|v| v.assigned).sum::<usize>(),
                 )
                 .with_detail("consumers", consumers);
+            let health = if stuck_lanes.is_empty() {
+                health
+            } else {
+                health.with_detail("stuckLanes", stuck_lanes)
+            };
+            let health = if failed_lanes.is_empty() {
+                health
+            } else {
+                health.with_detail("failedLanes", failed_lanes)
+            };
             (spec.name.to_owned(), health)
         });
         let mut health = Health::composite(components.collect::<Vec<_>>());
@@ -140,6 +173,10 @@ mod tests {
             retry: crate::config::RetryConfig::default(),
             dlt: Default::default(),
             auto_startup: true,
+            ordering: Default::default(),
+            max_in_flight: 1,
+            handler_warn_after: Duration::from_secs(60),
+            share_group: false,
             handler: |_| Box::pin(async { Ok(()) }),
         }
     }
@@ -166,6 +203,7 @@ mod tests {
             last_poll_ms,
             rebalances,
             member: rebalances > 0,
+            lanes: Vec::new(),
         }
     }
 
@@ -193,6 +231,35 @@ mod tests {
         assert_eq!(r.components["b"].status, Status::OutOfService);
         let h = indicator(views, Mode::Health).evaluate(now);
         assert_eq!(h.status, Status::Up);
+    }
+
+    #[test]
+    fn hung_handlers_are_shown_and_failed_lanes_are_down() {
+        let now = 1_000_000;
+        let lane = |in_handler_ms, failed| crate::consume::LaneView {
+            topic: "a-topic".into(),
+            partition: 3,
+            epoch: 1,
+            in_handler_ms,
+            offset: 42,
+            buffered_bytes: 0,
+            paused: false,
+            failed,
+        };
+        let mut a = view("a", 1, now, 1);
+        a.lanes = vec![lane(61_000, false), lane(10, false)];
+        let h = indicator(vec![a.clone(), view("b", 1, now, 1)], Mode::Health).evaluate(now);
+        assert_eq!(h.status, Status::Up, "a slow handler is not an outage");
+        let stuck = &h.components["a"].details["stuckLanes"];
+        assert_eq!(
+            stuck,
+            &json!([{"topic": "a-topic", "partition": 3, "offset": 42, "inHandlerMs": 61_000}])
+        );
+        a.lanes = vec![lane(0, true)];
+        let h = indicator(vec![a.clone(), view("b", 1, now, 1)], Mode::Health).evaluate(now);
+        assert_eq!(h.components["a"].status, Status::Down);
+        let l = indicator(vec![a, view("b", 1, now, 1)], Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Up, "liveness is about the poll loop");
     }
 
     #[test]

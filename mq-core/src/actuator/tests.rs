@@ -40,6 +40,7 @@ fn fixture(yaml: &str) -> Fixture {
                 last_poll_ms: now,
                 rebalances: 1,
                 member: true,
+                lanes: Vec::new(),
             }]
         }),
         broker: Some(("kafka".into(), broker)),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::consumer::ConsumerStatus;
+use super::rebalance::ConsumerStatus;
 use crate::actuator::{ConsumerSource, ConsumerView, Health, HealthFuture, HealthIndicator};
 use crate::config::{flatten_properties, Config};
 use crate::registry::ListenerSpec;
@@ -151,6 +151,7 @@ pub(crate) fn consumer_source(
                 last_poll_ms: s.last_poll_ms.load(Ordering::Relaxed),
                 rebalances: s.rebalances.load(Ordering::Relaxed),
                 member: s.member.load(Ordering::Relaxed),
+                lanes: s.lanes.get().map(|l| l.views()).unwrap_or_default(),
             })
             .collect()
     })

@@ -9,6 +9,8 @@ pub(crate) mod consumer;
 pub(crate) mod embedded;
 pub(crate) mod health;
 pub(crate) mod producer;
+pub(crate) mod rebalance;
+mod record_copy;
 pub(crate) mod replay;
 
 use rdkafka::ClientConfig;

@@ -14,7 +14,7 @@ async fn event_only(_e: Event<Order>) -> Result<(), HandlerError> {
     Ok(())
 }
 
-#[listener(topics = ["a", "b"], group = "g", name = "renamed", concurrency = 2)]
+#[listener(topics = ["a", "b"], group = "g", name = "renamed", concurrency = 2, ordering = "key", max_in_flight = 16)]
 async fn data_and_context(_o: Order, _ctx: Context) -> Result<(), std::io::Error> {
     Ok(())
 }

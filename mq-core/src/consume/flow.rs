@@ -1,0 +1,170 @@
+//! Read-ahead budget of a lane: the transport pauses a lane's source when the records
+//! buffered for it pass the lane's share of the consumer's budget, and the lane resumes it
+//! once it has worked its buffer down to half of that.
+//!
+//! Counting is two atomic additions per record; the pause/resume transitions, rare, take a
+//! small lock so that a pause and a resume can never be issued out of order (a lost resume
+//! would stall the lane for ever).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Pauses and resumes the source of one lane (a Kafka partition's fetching; a RabbitMQ
+/// consumer's flow).
+pub(crate) trait Valve: Send + Sync {
+    /// Stop fetching records for this lane.
+    fn pause(&self);
+    /// Fetch again.
+    fn resume(&self);
+}
+
+/// The buffered bytes of one lane and whether its source is paused.
+pub(crate) struct Flow {
+    buffered: AtomicUsize,
+    paused: AtomicBool,
+    high: AtomicUsize,
+    transition: Mutex<()>,
+}
+
+/// A record is never counted as smaller than this, so that a flood of empty records is
+/// bounded too.
+const MIN_RECORD_BYTES: usize = 64;
+
+impl Flow {
+    /// A lane that may buffer `high` bytes before its source is paused.
+    pub(crate) fn new(high: usize) -> Flow {
+        Flow {
+            buffered: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            high: AtomicUsize::new(high.max(MIN_RECORD_BYTES)),
+            transition: Mutex::new(()),
+        }
+    }
+
+    /// The bytes a record of `len` payload bytes counts for.
+    pub(crate) fn weight(len: usize) -> usize {
+        len.max(MIN_RECORD_BYTES)
+    }
+
+    /// Changes the lane's share (the number of lanes of the consumer changed).
+    pub(crate) fn set_high(&self, high: usize) {
+        self.high
+            .store(high.max(MIN_RECORD_BYTES), Ordering::Relaxed);
+    }
+
+    /// Bytes buffered right now.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Whether the source is paused right now.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// The transport buffered `bytes` more for the lane.
+    pub(crate) fn added(&self, bytes: usize, valve: &dyn Valve) {
+        let now = self.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if now > self.high.load(Ordering::Relaxed) && !self.paused.load(Ordering::SeqCst) {
+            let _guard = self.transition.lock().unwrap_or_else(|p| p.into_inner());
+            if self.paused.load(Ordering::SeqCst) {
+                return;
+            }
+            self.paused.store(true, Ordering::SeqCst);
+            valve.pause();
+            // The lane may have emptied its buffer between our count and the flag: it then
+            // saw no pause to undo, so look again.
+            if self.buffered.load(Ordering::SeqCst) <= self.low() {
+                self.paused.store(false, Ordering::SeqCst);
+                valve.resume();
+            }
+        }
+    }
+
+    /// The lane took `bytes` out of its buffer.
+    pub(crate) fn taken(&self, bytes: usize, valve: &dyn Valve) {
+        let now = self
+            .buffered
+            .fetch_sub(bytes, Ordering::SeqCst)
+            .saturating_sub(bytes);
+        if now <= self.low() && self.paused.load(Ordering::SeqCst) {
+            let _guard = self.transition.lock().unwrap_or_else(|p| p.into_inner());
+            if self.paused.load(Ordering::SeqCst)
+                && self.buffered.load(Ordering::SeqCst) <= self.low()
+            {
+                self.paused.store(false, Ordering::SeqCst);
+                valve.resume();
+            }
+        }
+    }
+
+    fn low(&self) -> usize {
+        self.high.load(Ordering::Relaxed) / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicI32;
+
+    #[derive(Default)]
+    struct Counting {
+        state: AtomicI32,
+        calls: AtomicUsize,
+    }
+    impl Valve for Counting {
+        fn pause(&self) {
+            assert_eq!(self.state.swap(1, Ordering::SeqCst), 0, "paused twice");
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        fn resume(&self) {
+            assert_eq!(
+                self.state.swap(0, Ordering::SeqCst),
+                1,
+                "resumed while running"
+            );
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn pauses_over_the_share_and_resumes_at_half() {
+        let valve = Counting::default();
+        let flow = Flow::new(1000);
+        flow.added(600, &valve);
+        assert!(!flow.is_paused());
+        flow.added(600, &valve);
+        assert!(flow.is_paused());
+        flow.taken(600, &valve);
+        assert!(flow.is_paused(), "600 left is above half of 1000");
+        flow.taken(600, &valve);
+        assert!(!flow.is_paused());
+        assert_eq!(valve.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn racing_producer_and_lane_never_leave_the_source_paused_when_empty() {
+        for _ in 0..200 {
+            let valve = std::sync::Arc::new(Counting::default());
+            let flow = std::sync::Arc::new(Flow::new(256));
+            let (f, v) = (flow.clone(), valve.clone());
+            let (tx, rx) = std::sync::mpsc::channel::<usize>();
+            let lane = std::thread::spawn(move || {
+                for bytes in rx {
+                    f.taken(bytes, &*v);
+                }
+            });
+            for i in 0..2000 {
+                let bytes = 64 + (i % 7) * 50;
+                flow.added(bytes, &*valve);
+                tx.send(bytes).unwrap();
+            }
+            drop(tx);
+            lane.join().unwrap();
+            assert_eq!(flow.buffered(), 0);
+            assert!(!flow.is_paused(), "an empty lane must not stay paused");
+            assert_eq!(valve.state.load(Ordering::SeqCst), 0);
+        }
+    }
+}

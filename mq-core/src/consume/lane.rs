@@ -1,0 +1,406 @@
+//! One lane: an ordered stream of records (a Kafka partition; a RabbitMQ consumer; a
+//! partition of the in-memory broker) and the task that runs them through the listener.
+//!
+//! The transport [`push`](Lane::push)es records in the order it received them. The lane
+//! task takes them one at a time (partition order) or, in key order, runs records of
+//! different keys concurrently while records of one key wait for each other. It tells the
+//! transport, through [`LaneSource::commit_through`], how far everything it received is
+//! done, and never a lower offset than before.
+//!
+//! A lane that is [closed](Lane::close) takes no new record; once it is *fenced* it can no
+//! longer commit anything, so a lane left behind by a drain that timed out cannot move a
+//! partition's offset under its next owner.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::{Flow, Valve};
+use super::offset_tracker::OffsetTracker;
+use super::{LaneKey, LaneSettings, Ordering as RecordOrdering};
+use crate::dispatch::{Disposition, ListenerRuntime, WorkerLocal};
+use crate::record::Record;
+
+/// What a lane needs from the transport that feeds it.
+pub(crate) trait LaneSource: Valve {
+    /// Every record of the lane through `offset` is done: the transport may commit past it
+    /// (Kafka: store `offset`, committed as `offset + 1`).
+    fn commit_through(&self, offset: i64);
+
+    /// A record of the lane came out of the listener's pipeline as `disposition` (the
+    /// in-memory broker reports these; transports have nothing to do).
+    fn finished(&self, disposition: Disposition) {
+        let _ = disposition;
+    }
+}
+
+/// Commits a lane does before it stores them, while it keeps receiving records.
+const COMMIT_EVERY: u32 = 64;
+
+/// How many times a record whose processing panicked outside the handler is tried again
+/// before the lane stops and reports itself failed.
+const PANIC_RETRIES: u32 = 3;
+
+/// The live facts of a lane that health checks and the hung-handler watchdog read.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// Unix millis when the oldest record now in the handler entered it (0: idle).
+    pub(crate) since_ms: AtomicI64,
+    /// That record's offset.
+    pub(crate) offset: AtomicI64,
+    /// The lane stopped for good: processing panicked over and over.
+    pub(crate) failed: AtomicBool,
+}
+
+/// The part of a lane shared by its task and the transport.
+pub(crate) struct LaneShared {
+    pub(crate) key: LaneKey,
+    pub(crate) epoch: u64,
+    pub(crate) stop: CancellationToken,
+    pub(crate) ended: CancellationToken,
+    pub(crate) activity: Activity,
+    pub(crate) flow: Flow,
+    fenced: Mutex<bool>,
+    source: Arc<dyn LaneSource>,
+}
+
+impl LaneShared {
+    /// Commits through `offset` unless the lane is fenced.
+    fn commit(&self, offset: i64) {
+        let fenced = self.fenced.lock().unwrap_or_else(|p| p.into_inner());
+        if !*fenced {
+            self.source.commit_through(offset);
+        }
+    }
+
+    /// From now on the lane commits nothing.
+    pub(crate) fn fence(&self) {
+        *self.fenced.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+}
+
+/// The transport's handle on one lane.
+#[derive(Clone)]
+pub(crate) struct Lane {
+    pub(crate) shared: Arc<LaneShared>,
+    tx: mpsc::UnboundedSender<Arc<Record>>,
+    abort: tokio::task::AbortHandle,
+}
+
+impl Lane {
+    /// Starts a lane. Its task waits for `predecessor` (the previous lane of the same
+    /// partition) to end before it runs a record, so two lanes of one partition never run
+    /// handlers at the same time.
+    pub(crate) fn start(
+        key: LaneKey,
+        epoch: u64,
+        source: Arc<dyn LaneSource>,
+        runtime: Arc<ListenerRuntime>,
+        settings: LaneSettings,
+        share: usize,
+        predecessor: Option<CancellationToken>,
+        rt: &tokio::runtime::Handle,
+    ) -> Lane {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(LaneShared {
+            key,
+            epoch,
+            stop: CancellationToken::new(),
+            ended: CancellationToken::new(),
+            activity: Activity::default(),
+            flow: Flow::new(share),
+            fenced: Mutex::new(false),
+            source,
+        });
+        let task_shared = shared.clone();
+        let join = rt.spawn(async move {
+            // Whatever way the task ends (done, aborted, panicked), the next lane of the
+            // partition may start.
+            let _ended = task_shared.ended.clone().drop_guard();
+            if let Some(previous) = predecessor {
+                tokio::select! {
+                    _ = previous.cancelled() => {}
+                    _ = task_shared.stop.cancelled() => return,
+                }
+            }
+            let local = runtime.worker_local();
+            let mut offsets = Offsets {
+                shared: &task_shared,
+                tracker: OffsetTracker::default(),
+                uncommitted: 0,
+            };
+            match settings.ordering {
+                RecordOrdering::Partition => ordered(&runtime, &local, &mut offsets, rx).await,
+                RecordOrdering::Key => {
+                    let max = settings.max_in_flight.max(1) as usize;
+                    keyed(&runtime, &local, &mut offsets, rx, max).await
+                }
+            }
+            offsets.commit();
+        });
+        Lane {
+            shared,
+            tx,
+            abort: join.abort_handle(),
+        }
+    }
+
+    /// Hands the lane its next record; false when the lane is closed (the record is then
+    /// dropped unacknowledged: its partition's next owner reads it again).
+    pub(crate) fn push(&self, record: Arc<Record>) -> bool {
+        if self.shared.stop.is_cancelled() {
+            return false;
+        }
+        let bytes = weight(&record);
+        self.shared.flow.added(bytes, &*self.shared.source);
+        if self.tx.send(record).is_err() {
+            self.shared.flow.taken(bytes, &*self.shared.source);
+            return false;
+        }
+        true
+    }
+
+    /// Takes no new record; the one in the handler finishes.
+    pub(crate) fn close(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Fences the lane and cancels its task at its next await (a handler still running
+    /// after the drain timeout): its record is delivered again to the partition's next
+    /// lane, which starts only once this task has ended.
+    pub(crate) fn kill(&self) {
+        self.shared.fence();
+        self.abort.abort();
+    }
+
+    /// Whether the lane takes no new records.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.stop.is_cancelled()
+    }
+
+    /// Whether the task has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.shared.ended.is_cancelled()
+    }
+}
+
+fn weight(record: &Record) -> usize {
+    Flow::weight(
+        record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len),
+    )
+}
+
+/// What the lane task commits: its offset tracker and how many done records it has not
+/// committed yet.
+struct Offsets<'a> {
+    shared: &'a LaneShared,
+    tracker: OffsetTracker,
+    uncommitted: u32,
+}
+
+impl Offsets<'_> {
+    /// Commits what is done, if anything new is.
+    fn commit(&mut self) {
+        self.uncommitted = 0;
+        if let Some(offset) = self.tracker.take_committable() {
+            self.shared.commit(offset);
+        }
+    }
+
+    fn done(&mut self, offset: i64) {
+        self.tracker.done(offset);
+        self.uncommitted += 1;
+        if self.uncommitted >= COMMIT_EVERY {
+            self.commit();
+        }
+    }
+
+    /// The next record from the buffer, committing what is done before waiting for one;
+    /// `None` once the lane is stopped.
+    async fn next(&mut self, rx: &mut mpsc::UnboundedReceiver<Arc<Record>>) -> Option<Arc<Record>> {
+        let record = match rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                self.commit();
+                tokio::select! {
+                    biased;
+                    _ = self.shared.stop.cancelled() => return None,
+                    r = rx.recv() => r?,
+                }
+            }
+        };
+        self.shared
+            .flow
+            .taken(weight(&record), &*self.shared.source);
+        if self.shared.stop.is_cancelled() {
+            return None;
+        }
+        self.tracker.received(record.offset);
+        Some(record)
+    }
+}
+
+/// Partition order: one record at a time.
+async fn ordered(
+    runtime: &ListenerRuntime,
+    local: &WorkerLocal,
+    offsets: &mut Offsets<'_>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Record>>,
+) {
+    let shared = offsets.shared;
+    while let Some(record) = offsets.next(&mut rx).await {
+        tokio::task::consume_budget().await;
+        let offset = record.offset;
+        shared.activity.offset.store(offset, Ordering::Relaxed);
+        shared.activity.since_ms.store(now_ms(), Ordering::Relaxed);
+        let disposition = process_supervised(runtime, local, shared, record).await;
+        shared.activity.since_ms.store(0, Ordering::Relaxed);
+        let Some(disposition) = disposition else {
+            return;
+        };
+        shared.source.finished(disposition);
+        if !disposition.is_done() {
+            return;
+        }
+        offsets.done(offset);
+    }
+}
+
+/// Key order: records of one key one after the other, different keys concurrently, at
+/// most `max_in_flight` records taken from the buffer and not done.
+async fn keyed(
+    runtime: &ListenerRuntime,
+    local: &WorkerLocal,
+    offsets: &mut Offsets<'_>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Record>>,
+    max_in_flight: usize,
+) {
+    let shared = offsets.shared;
+    let start = |record: Arc<Record>| async move {
+        let (key, offset) = (record.key.clone(), record.offset);
+        let d = process_supervised(runtime, local, shared, record).await;
+        (key, offset, d)
+    };
+    let mut running = FuturesUnordered::new();
+    // Keys with a record running, and the records of that key waiting behind it.
+    let mut busy: HashMap<Option<Vec<u8>>, VecDeque<Arc<Record>>> = HashMap::new();
+    // When each running record started, by offset (the oldest is the lane's activity).
+    let mut started: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut stopping = false;
+    loop {
+        let can_take = !stopping && offsets.tracker.pending() < max_in_flight;
+        if running.is_empty() && !can_take {
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some((key, offset, d)) = running.next(), if !running.is_empty() => {
+                started.remove(&offset);
+                let oldest = started.iter().min_by_key(|(_, since)| **since);
+                if let Some((o, since)) = oldest {
+                    shared.activity.offset.store(*o, Ordering::Relaxed);
+                    shared.activity.since_ms.store(*since, Ordering::Relaxed);
+                } else {
+                    shared.activity.since_ms.store(0, Ordering::Relaxed);
+                }
+                if let Some(d) = d {
+                    shared.source.finished(d);
+                }
+                if !Option::is_some_and(d, Disposition::is_done) {
+                    // Interrupted or failed for good: let the others finish, take no more.
+                    stopping = true;
+                    busy.clear();
+                    continue;
+                }
+                offsets.done(offset);
+                if stopping {
+                    continue;
+                }
+                match busy.get_mut(&key).and_then(VecDeque::pop_front) {
+                    Some(next) => {
+                        started.insert(next.offset, now_ms());
+                        running.push(start(next));
+                    }
+                    None => {
+                        busy.remove(&key);
+                    }
+                }
+            }
+            record = offsets.next(&mut rx), if can_take => {
+                let Some(record) = record else {
+                    stopping = true;
+                    continue;
+                };
+                match busy.get_mut(&record.key) {
+                    Some(queue) => queue.push_back(record),
+                    None => {
+                        busy.insert(record.key.clone(), VecDeque::new());
+                        let now = now_ms();
+                        if started.is_empty() {
+                            shared.activity.offset.store(record.offset, Ordering::Relaxed);
+                            shared.activity.since_ms.store(now, Ordering::Relaxed);
+                        }
+                        started.insert(record.offset, now);
+                        running.push(start(record));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one record; a panic outside the handler (which `process` already catches) is
+/// retried a few times, then the lane reports itself failed and stops (`None`), holding
+/// its partition's offset: nothing behind the record is committed.
+async fn process_supervised(
+    runtime: &ListenerRuntime,
+    local: &WorkerLocal,
+    shared: &LaneShared,
+    record: Arc<Record>,
+) -> Option<Disposition> {
+    let mut tries = 0;
+    loop {
+        let run = runtime.process(local, record.clone(), &shared.stop);
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(d) => return Some(d),
+            Err(_) if tries < PANIC_RETRIES => {
+                tries += 1;
+                tracing::error!(
+                    listener = runtime.spec.name,
+                    topic = %shared.key.topic,
+                    partition = shared.key.partition,
+                    offset = record.offset,
+                    tries,
+                    "processing the record panicked outside the handler; trying again"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shared.stop.cancelled() => return None,
+                }
+            }
+            Err(_) => {
+                tracing::error!(
+                    listener = runtime.spec.name,
+                    topic = %shared.key.topic,
+                    partition = shared.key.partition,
+                    offset = record.offset,
+                    "processing the record keeps panicking: the lane stops and holds its offset"
+                );
+                shared.activity.failed.store(true, Ordering::Relaxed);
+                return None;
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

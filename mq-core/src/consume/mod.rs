@@ -1,0 +1,98 @@
+//! The consumption boundary: *lanes*.
+//!
+//! A transport (Kafka in `kafka/`, the in-memory broker in `testing`) receives records and
+//! pushes each into the lane of its partition (RabbitMQ: of its consumer). A lane is one
+//! ordered stream with its own task, offset tracker and epoch; decoding, the handler,
+//! retries, dead-lettering, metrics and tracing run inside the lane and never see a
+//! transport's types. The transport opens lanes when partitions are assigned and closes
+//! them when they are revoked, through a [`LaneSet`].
+//!
+//! Invariants, by construction:
+//! - one lane per partition runs records at a time: the lane of a returning partition
+//!   starts only after the previous lane of that partition has ended (it was drained, or
+//!   killed after the drain timeout);
+//! - a lane commits only offsets through which every record it received is done, never a
+//!   lower one than before, and nothing once it is fenced;
+//! - the transport's poll loop never runs a handler: it only routes records into lanes;
+//! - the records buffered for a consumer's lanes stay within its read-ahead budget: a lane
+//!   over its share has its source paused until it has worked its buffer down.
+
+mod flow;
+mod lane;
+mod lane_set;
+mod offset_tracker;
+mod watchdog;
+
+pub(crate) use flow::Valve;
+pub(crate) use lane::{Lane, LaneSource};
+pub(crate) use lane_set::{LaneSet, LaneView};
+pub(crate) use watchdog::spawn as spawn_watchdog;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which records of one partition may run at the same time.
+///
+/// ```
+/// use mq_core::consume::Ordering;
+/// let o: Ordering = serde_json::from_str("\"key\"").unwrap();
+/// assert_eq!(o, Ordering::Key);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// One record of a partition at a time, in offset order (Spring Kafka's behaviour).
+    #[default]
+    Partition,
+    /// Records of one key in order; records of different keys of one partition
+    /// concurrently, up to `max-in-flight`. The committed offset is the highest one below
+    /// which every record is done.
+    Key,
+}
+
+/// Which lane a record belongs to: its topic and partition (a RabbitMQ consumer is a
+/// partition of its queue).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct LaneKey {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+}
+
+/// How the lanes of one consumer run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaneSettings {
+    /// Record ordering inside a lane.
+    pub(crate) ordering: Ordering,
+    /// Records of one lane taken and not done, in key order.
+    pub(crate) max_in_flight: u32,
+    /// Bytes of records buffered for all the consumer's lanes together.
+    pub(crate) buffer_bytes: usize,
+    /// How long a closing lane's in-flight record gets before the lane is killed.
+    pub(crate) drain_timeout: Duration,
+    /// A record in the handler for longer than this is logged at WARN.
+    pub(crate) warn_after: Duration,
+}
+
+impl Default for LaneSettings {
+    fn default() -> Self {
+        LaneSettings {
+            ordering: Ordering::Partition,
+            max_in_flight: 64,
+            buffer_bytes: 32 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            warn_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl LaneKey {
+    /// The lane of `topic`'s `partition`.
+    pub(crate) fn of(topic: &str, partition: i32) -> LaneKey {
+        LaneKey {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+}

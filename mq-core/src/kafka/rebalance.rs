@@ -1,0 +1,194 @@
+//! The rdkafka context of a listener's consumer: turns rebalances into lanes.
+//!
+//! On assignment each partition gets a lane (which waits for the partition's previous lane,
+//! if one is still ending). On revocation the revoked partitions' lanes stop taking
+//! records, their in-flight records get up to `mq.shutdown.timeout`, lanes still running
+//! after that are fenced and cancelled, and the stored offsets are committed before the
+//! partitions go. Eager and cooperative protocols both come through here: a cooperative
+//! revocation closes only the lanes it names, and the others keep running.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+
+use crate::consume::{LaneSet, LaneSource, Valve};
+use crate::metrics::Metrics;
+
+pub(crate) type MqConsumer = StreamConsumer<MqContext>;
+
+/// Live facts about one consumer, read by health checks and tests.
+#[derive(Debug, Default)]
+pub(crate) struct ConsumerStatus {
+    /// Partitions assigned right now.
+    pub(crate) assigned: AtomicUsize,
+    /// Unix millis of the last main-queue poll.
+    pub(crate) last_poll_ms: AtomicI64,
+    /// Rebalances seen.
+    pub(crate) rebalances: AtomicUsize,
+    /// Joined its group: set by the first assignment (even an empty one). A later
+    /// rebalance is not an outage, so revocations do not clear it.
+    pub(crate) member: AtomicBool,
+    /// The consumer's lanes (set once the consumer exists).
+    pub(crate) lanes: OnceLock<Arc<LaneSet>>,
+}
+
+/// The rdkafka context: opens and closes lanes on rebalances.
+pub(crate) struct MqContext {
+    pub(crate) lanes: Arc<LaneSet>,
+    pub(crate) consumer: OnceLock<Weak<MqConsumer>>,
+    pub(crate) status: Arc<ConsumerStatus>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) rt: tokio::runtime::Handle,
+}
+
+impl ClientContext for MqContext {
+    fn stats(&self, stats: Statistics) {
+        let listener = self.lanes.runtime().spec.name;
+        for topic in stats.topics.values() {
+            for p in topic.partitions.values() {
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .set_lag(listener, &topic.topic, p.partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for MqContext {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let keys: Vec<_> = tpl
+                .elements()
+                .iter()
+                .map(|e| crate::consume::LaneKey::of(e.topic(), e.partition()))
+                .collect();
+            tracing::info!(
+                listener = self.lanes.runtime().spec.name,
+                partitions = ?keys.iter().map(|k| format!("{}-{}", k.topic, k.partition)).collect::<Vec<_>>(),
+                "partitions revoked"
+            );
+            self.block_on(self.lanes.close(Some(&keys)));
+            commit_stored(consumer);
+            self.status
+                .assigned
+                .store(self.lanes.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        self.status.rebalances.fetch_add(1, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let Some(consumer) = self.consumer.get().cloned() else {
+                    return;
+                };
+                for e in tpl.elements() {
+                    let key = crate::consume::LaneKey::of(e.topic(), e.partition());
+                    let source = Arc::new(PartitionSource {
+                        consumer: consumer.clone(),
+                        topic: key.topic.clone(),
+                        partition: key.partition,
+                    });
+                    // A partition paused by a previous lane starts flowing again.
+                    source.resume();
+                    self.lanes.open(key, source);
+                }
+                self.status
+                    .assigned
+                    .store(self.lanes.len(), Ordering::Relaxed);
+                self.status.member.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    listener = self.lanes.runtime().spec.name,
+                    partitions = ?tpl.elements().iter().map(|e| format!("{}-{}", e.topic(), e.partition())).collect::<Vec<_>>(),
+                    "partitions assigned"
+                );
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+impl MqContext {
+    /// Waits for `f` inside a rebalance callback, which runs within a poll on a runtime
+    /// thread: step out of the async context to wait. On a current-thread runtime we
+    /// cannot block, so we do not wait (closed lanes are then fenced at once by the next
+    /// lane's wait for them, and their records are delivered again).
+    fn block_on(&self, f: impl std::future::Future<Output = ()>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(f));
+            }
+            Ok(_) => tracing::debug!("current-thread runtime: not waiting for closed lanes"),
+            Err(_) => self.rt.block_on(f),
+        }
+    }
+}
+
+/// Commits the stored offsets now (revocation, shutdown).
+pub(crate) fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "commit of stored offsets failed"),
+    }
+}
+
+/// One assigned partition as a lane's source: stores offsets, pauses and resumes fetching.
+struct PartitionSource {
+    consumer: Weak<MqConsumer>,
+    topic: Arc<str>,
+    partition: i32,
+}
+
+impl PartitionSource {
+    fn tpl(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        tpl
+    }
+}
+
+impl Valve for PartitionSource {
+    fn pause(&self) {
+        if let Some(c) = self.consumer.upgrade() {
+            if let Err(e) = c.pause(&self.tpl()) {
+                tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "pause failed");
+            }
+        }
+    }
+
+    fn resume(&self) {
+        if let Some(c) = self.consumer.upgrade() {
+            if let Err(e) = c.resume(&self.tpl()) {
+                tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "resume failed");
+            }
+        }
+    }
+}
+
+impl LaneSource for PartitionSource {
+    fn commit_through(&self, offset: i64) {
+        let Some(c) = self.consumer.upgrade() else {
+            return;
+        };
+        // librdkafka stores `offset + 1`, the next record to read.
+        if let Err(e) = c.store_offset(&self.topic, self.partition, offset) {
+            // The partition was revoked meanwhile: its next owner reads the record again.
+            tracing::debug!(error = %e, "offset not stored");
+        }
+    }
+}
