@@ -277,7 +277,7 @@ impl ListenerRuntime {
                     tracing::error!("dead-letter topic disabled: record skipped");
                     return Next::Done(Disposition::Skipped);
                 }
-                Next::Done(self.dead_letter(record, source, &info, cancel).await)
+                Next::Done(self.dead_letter(record, source, kind, &info, cancel).await)
             }
         }
     }
@@ -307,17 +307,22 @@ impl ListenerRuntime {
         }
     }
 
-    /// Dead-letters the record (see [`recoverer::publish`]); `Interrupted` when shutdown
+    /// Dead-letters the record to its topic (the default one, or the route of
+    /// `mq.listener.dlt.routes` for its failure; see [`recoverer::publish`]); `Interrupted` when shutdown
     /// came first (then the record is not acknowledged, so it is read again).
     async fn dead_letter(
         &self,
         record: &Record,
         source: Source,
+        kind: FailureKind,
         info: &FailureInfo,
         cancel: &CancellationToken,
     ) -> Disposition {
         let base = retry_topic::source_of(&record.topic, &self.spec.topics);
-        let dlt = self.spec.dlt_topic(base);
+        let dlt = match policy::dlt_route(&self.spec.dlt.routes, kind, &info.exception_type) {
+            Some(suffix) => format!("{base}{suffix}"),
+            None => self.spec.dlt_topic(base),
+        };
         let original = self.original(record, source);
         let out = dead_letter::build_from(record, &dlt, &self.spec.group, info, &original);
         match recoverer::publish(&self.env.publisher, out, true, cancel).await {
@@ -362,7 +367,8 @@ impl ListenerRuntime {
             }
             Outcome::Rejected(e) => {
                 tracing::error!(retry_topic = %target, error = %e, "retry topic refused the record; dead-lettering it");
-                self.dead_letter(record, source, info, cancel).await
+                self.dead_letter(record, source, FailureKind::Transient, info, cancel)
+                    .await
             }
             Outcome::Interrupted => Disposition::Interrupted,
         }

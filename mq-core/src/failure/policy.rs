@@ -198,6 +198,39 @@ pub fn due_wait(source: Source, due_ms: Option<i64>, now_ms: i64, max_wait: Dura
     Duration::from_millis(wait as u64).min(max_wait)
 }
 
+/// The dead-letter route for a failure: the suffix `routes` gives its exception type, else
+/// its kind (`poison`, `permanent`, `exhausted`); `None`: the default dead-letter topic.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use mq_core::failure::policy::{dlt_route, FailureKind};
+/// let routes = BTreeMap::from([
+///     ("poison".to_string(), "-poison".to_string()),
+///     ("app::Declined".to_string(), "-declined".to_string()),
+/// ]);
+/// assert_eq!(dlt_route(&routes, FailureKind::Poison, "mq_core::envelope::DecodeError::Json"), Some("-poison"));
+/// assert_eq!(dlt_route(&routes, FailureKind::Permanent, "app::Declined"), Some("-declined"));
+/// assert_eq!(dlt_route(&routes, FailureKind::Transient, "std::io::Error"), None);
+/// ```
+pub fn dlt_route<'a>(
+    routes: &'a std::collections::BTreeMap<String, String>,
+    kind: FailureKind,
+    exception_type: &str,
+) -> Option<&'a str> {
+    if routes.is_empty() {
+        return None;
+    }
+    let kind = match kind {
+        FailureKind::Poison => "poison",
+        FailureKind::Permanent => "permanent",
+        FailureKind::Transient => "exhausted",
+    };
+    routes
+        .get(exception_type)
+        .or_else(|| routes.get(kind))
+        .map(String::as_str)
+}
+
 /// A sample in `[0, 1)` for backoff jitter (failure paths only: not a hot path).
 pub(crate) fn jitter_sample() -> f64 {
     use std::hash::BuildHasher;
