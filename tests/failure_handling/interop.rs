@@ -104,7 +104,17 @@ async fn start_with(
     seen: &Seen,
     deleted: &Deleted,
 ) -> mq_core::RunningApp {
-    let app = App::new(config(&listener_yaml(listener, topic, "")))
+    start_with_yaml(listener, topic, "", seen, deleted).await
+}
+
+async fn start_with_yaml(
+    listener: &str,
+    topic: &str,
+    extra: &str,
+    seen: &Seen,
+    deleted: &Deleted,
+) -> mq_core::RunningApp {
+    let app = App::new(config(&listener_yaml(listener, topic, extra)))
         .with_state(seen.clone())
         .with_state(deleted.clone())
         .only_listeners([listener])
@@ -158,6 +168,51 @@ async fn an_oversized_poison_record_does_not_stall_its_partition() {
             assert_eq!(dl.payload(), Some(&b""[..]));
         }
     }
+    app.shutdown().await.unwrap();
+}
+
+/// Input 1, when the copy is refused anyway (here: the user kept librdkafka's 1,000,000-byte
+/// `message.max.bytes`): the dead letter goes without its value, saying why, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dead_letter_goes_without_its_value() {
+    let topic = unique("fi-refused");
+    create_topic(&topic, 1).await;
+    let producer = big_producer();
+    produce(&producer, &topic, "big", Some(&vec![b'x'; 1_040_000]), &[]).await;
+    produce(&producer, &topic, "good", Some(&order_json(1, 1)), &[]).await;
+    let seen = Seen::default();
+    let small = "  kafka:\n    producer:\n      properties:\n        message.max.bytes: 1000000\n";
+    let app = start_with_yaml(
+        "on_interop_topics",
+        &topic,
+        small,
+        &seen,
+        &Deleted::default(),
+    )
+    .await;
+    assert_eq!(
+        seen.wait_for(1, WAIT).await,
+        1,
+        "the record behind it is handled"
+    );
+    let dlt = read_topic(&format!("{topic}-dlt"), 1, WAIT).await;
+    assert_eq!(dlt.len(), 1);
+    let dl = &dlt[0];
+    assert_eq!(dl.key(), Some(&b"big"[..]));
+    assert_eq!(dl.payload(), Some(&b""[..]));
+    let why = String::from_utf8(header(dl, "mq_dlt-value-dropped").unwrap().to_vec()).unwrap();
+    assert!(why.starts_with("1040000 bytes: "), "{why}");
+    assert!(why.contains("MessageSizeTooLarge"), "{why}");
+    let message =
+        String::from_utf8(header(dl, "kafka_dlt-exception-message").unwrap().to_vec()).unwrap();
+    assert!(
+        message.contains("[dead letter without its value of 1040000 bytes"),
+        "{message}"
+    );
+    assert_eq!(
+        header(dl, "kafka_dlt-exception-fqcn"),
+        Some(&b"mq_core::envelope::DecodeError::Json"[..])
+    );
     app.shutdown().await.unwrap();
 }
 
