@@ -69,6 +69,47 @@ pub struct FailureInfo {
     pub trace: String,
 }
 
+impl FailureInfo {
+    /// What a decode error says: type `mq_core::envelope::DecodeError::<Kind>`.
+    ///
+    /// ```
+    /// let info = mq_core::dead_letter::FailureInfo::of_decode(&mq_core::envelope::DecodeError::Empty);
+    /// assert_eq!(info.exception_type, "mq_core::envelope::DecodeError::Empty");
+    /// ```
+    pub fn of_decode(e: &crate::envelope::DecodeError) -> Self {
+        FailureInfo {
+            exception_type: format!("mq_core::envelope::{}", e.kind()),
+            cause_type: None,
+            message: e.to_string(),
+            trace: format!("{}: {e}", e.kind()),
+        }
+    }
+
+    /// What a handler's error says: its Rust type, message, and causes one per line.
+    ///
+    /// ```
+    /// let e = mq_core::HandlerError::transient(std::fmt::Error);
+    /// let info = mq_core::dead_letter::FailureInfo::of_handler(&e);
+    /// assert_eq!(info.exception_type, "core::fmt::Error");
+    /// ```
+    pub fn of_handler(error: &crate::HandlerError) -> Self {
+        let mut trace = format!("{}: {error}", error.type_name());
+        for cause in error.causes() {
+            trace.push_str("\nCaused by: ");
+            trace.push_str(&cause);
+        }
+        FailureInfo {
+            exception_type: error.type_name().to_owned(),
+            cause_type: error
+                .source()
+                .source()
+                .map(|_| "std::error::Error".to_owned()),
+            message: error.to_string(),
+            trace,
+        }
+    }
+}
+
 /// Builds the dead-letter record for `record`, read by `group`, bound for `dlt_topic`,
 /// naming `record` itself as the original.
 ///

@@ -160,9 +160,7 @@ impl ListenerRuntime {
             let result = AssertUnwindSafe((self.spec.handler)(invocation))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| {
-                    Err(Failure::Handler(HandlerError::panic(panic_text(&panic))))
-                });
+                .unwrap_or_else(|panic| Err(Failure::Handler(HandlerError::from_panic(&*panic))));
             let elapsed = started.elapsed();
             local.metrics.in_flight.dec();
             let failure = match result {
@@ -216,13 +214,7 @@ impl ListenerRuntime {
                 self.metrics.decode_errors.inc();
                 self.metrics.failure(elapsed, e.kind());
                 tracing::warn!(error = %e, "poison record: cannot decode; dead-lettering without retry");
-                let info = FailureInfo {
-                    exception_type: format!("mq_core::envelope::{}", e.kind()),
-                    cause_type: None,
-                    message: e.to_string(),
-                    trace: format!("{}: {e}", e.kind()),
-                };
-                (FailureKind::Poison, info)
+                (FailureKind::Poison, FailureInfo::of_decode(&e))
             }
             Failure::Handler(e) => {
                 self.metrics
@@ -232,7 +224,7 @@ impl ListenerRuntime {
                 } else {
                     FailureKind::Permanent
                 };
-                (kind, failure_info(&e))
+                (kind, FailureInfo::of_handler(&e))
             }
         };
         let retry = &self.spec.retry;
@@ -380,33 +372,5 @@ async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = cancel.cancelled() => false,
-    }
-}
-
-fn failure_info(error: &HandlerError) -> FailureInfo {
-    let causes = error.causes();
-    let mut trace = format!("{}: {error}", error.type_name());
-    for cause in &causes {
-        trace.push_str("\nCaused by: ");
-        trace.push_str(cause);
-    }
-    FailureInfo {
-        exception_type: error.type_name().to_owned(),
-        cause_type: error
-            .source()
-            .source()
-            .map(|_| "std::error::Error".to_owned()),
-        message: error.to_string(),
-        trace,
-    }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        format!("handler panicked: {s}")
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        format!("handler panicked: {s}")
-    } else {
-        "handler panicked".to_owned()
     }
 }
