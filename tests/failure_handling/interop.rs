@@ -403,3 +403,46 @@ async fn tombstones_reach_listeners_and_stay_null_through_dlt_and_replay() {
         "replayed as a tombstone, so compaction deletes the key"
     );
 }
+
+/// Input 7: on a `LogAppendTime` topic the dead letter says `LogAppendTime`, with the
+/// broker's timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_carries_the_records_own_timestamp_type() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let topic = unique("fi-logappend");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", support::bootstrap())
+        .create()
+        .unwrap();
+    let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
+    for r in admin
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let producer = support::raw_producer();
+    produce(&producer, &topic, "poison", Some(b"not json"), &[]).await;
+    let seen = Seen::default();
+    let app = start_with("on_mix", &topic, &seen, &Deleted::default()).await;
+    let dlt = read_topic(&format!("{topic}-dlt"), 1, WAIT).await;
+    assert_eq!(dlt.len(), 1);
+    let original = read_topic(&topic, 1, WAIT).await;
+    let rdkafka::Timestamp::LogAppendTime(ts) = original[0].timestamp() else {
+        panic!(
+            "the broker did not apply LogAppendTime: {:?}",
+            original[0].timestamp()
+        );
+    };
+    assert_eq!(
+        header(&dlt[0], "kafka_dlt-original-timestamp-type"),
+        Some(&b"LogAppendTime"[..])
+    );
+    assert_eq!(
+        header(&dlt[0], "kafka_dlt-original-timestamp"),
+        Some(&ts.to_be_bytes()[..])
+    );
+    app.shutdown().await.unwrap();
+}
