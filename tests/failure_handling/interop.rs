@@ -446,3 +446,67 @@ async fn the_dead_letter_carries_the_records_own_timestamp_type() {
     );
     app.shutdown().await.unwrap();
 }
+
+/// Inputs 5 and 6: a structured event with `data_base64`, and a binary-mode event whose
+/// `ce_*` headers Spring's header mapper JSON-quoted (with a `ce_time` that is quoted too,
+/// and a `ce_subject` that is not UTF-8): both are handled, not dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_base64_and_spring_quoted_binary_events_are_handled() {
+    let topic = unique("fi-ce");
+    create_topic(&topic, 1).await;
+    let producer = support::raw_producer();
+    let structured = br#"{"specversion":"1.0","id":"b64-1","source":"/shop","type":"Order","datacontenttype":"application/json","data_base64":"eyJvcmRlcl9pZCI6MSwicXVhbnRpdHkiOjN9"}"#;
+    produce(
+        &producer,
+        &topic,
+        "b64",
+        Some(structured),
+        &[(
+            "content-type",
+            b"application/cloudevents+json; charset=UTF-8",
+        )],
+    )
+    .await;
+    produce(
+        &producer,
+        &topic,
+        "spring",
+        Some(&order_json(2, 4)),
+        &[
+            ("ce_specversion", b"\"1.0\""),
+            ("ce_id", b"\"sp-2\""),
+            ("ce_source", b"\"/order-service\""),
+            ("ce_type", b"\"Order\""),
+            ("ce_time", b"\"2024-11-28T10:15:30.123+01:00\""),
+            ("ce_subject", b"\xff\xfe"),
+            (
+                "spring_json_header_types",
+                br#"{"ce_source":"java.lang.String"}"#,
+            ),
+        ],
+    )
+    .await;
+    let seen = Seen::default();
+    let app = start_with("on_interop_topics", &topic, &seen, &Deleted::default()).await;
+    assert_eq!(seen.wait_for(2, WAIT).await, 2);
+    let all = seen.all();
+    assert_eq!(
+        (all[0].id.as_str(), all[0].source.as_str()),
+        ("b64-1", "/shop")
+    );
+    assert_eq!(all[0].data["quantity"], 3);
+    assert_eq!(
+        (all[1].id.as_str(), all[1].source.as_str()),
+        ("sp-2", "/order-service")
+    );
+    assert_eq!(
+        all[1].subject, None,
+        "the unreadable optional attribute is dropped"
+    );
+    assert_eq!(all[1].data["quantity"], 4);
+    assert_eq!(
+        metric(&app, "mq_listener_decode_errors_total", "on_interop_topics"),
+        0
+    );
+    app.shutdown().await.unwrap();
+}
