@@ -368,3 +368,102 @@ async fn key_ordering_keeps_each_keys_order_and_runs_keys_concurrently() {
         .unwrap();
     assert_eq!(committed, total as i64, "committed through the last record");
 }
+
+async fn readiness(app: &mq_core::RunningApp) -> u16 {
+    let addr = app.actuator_addr().expect("actuator");
+    support::http(addr, "GET", "/actuator/health/readiness", None, None)
+        .await
+        .status
+}
+
+fn epochs(app: &mq_core::RunningApp) -> HashMap<i32, u64> {
+    app.lanes()
+        .into_iter()
+        .filter(|l| !l.closing)
+        .map(|l| (l.partition, l.epoch))
+        .collect()
+}
+
+async fn wait_split(apps: &[&mq_core::RunningApp], partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts: Vec<usize> = apps.iter().map(|a| epochs(a).len()).collect();
+        if counts.iter().all(|c| *c > 0) && counts.iter().sum::<usize>() == partitions {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no stable split: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cooperative-sticky: a third instance joins, then leaves. The partitions that stay with
+/// an instance keep their lane (same epoch: never stopped), readiness stays UP on the
+/// staying instances, and every record is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_rebalancing_keeps_the_staying_partitions_flowing() {
+    let topic = unique("lanes-coop");
+    create_topic(&topic, 6).await;
+    let group = unique("gc");
+    let coop = "  kafka:\n    consumer:\n      properties:\n        partition.assignment.strategy: cooperative-sticky\n";
+    let yaml = yaml("on_lane_job", &topic, &group, coop);
+    let probe = Probe::default();
+    let a = start(&yaml, "on_lane_job", &probe).await;
+    let b = start(&yaml, "on_lane_job", &probe).await;
+    wait_split(&[&a, &b], 6).await;
+
+    // A steady stream while the group changes.
+    let producing = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for i in 0..600u64 {
+                produce(&topic, &format!("k{}", i % 12), i).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let ready_checks = Arc::new(Mutex::new(Vec::new()));
+    let checking = Arc::new(AtomicUsize::new(1));
+    let (before_a, before_b) = (epochs(&a), epochs(&b));
+
+    let c = start(&yaml, "on_lane_job", &probe).await;
+    let checker = {
+        let (checks, checking) = (ready_checks.clone(), checking.clone());
+        let (addr_a, addr_b) = (a.actuator_addr().unwrap(), b.actuator_addr().unwrap());
+        tokio::spawn(async move {
+            while checking.load(Ordering::SeqCst) == 1 {
+                for addr in [addr_a, addr_b] {
+                    let s = support::http(addr, "GET", "/actuator/health/readiness", None, None).await.status;
+                    checks.lock().unwrap().push(s);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    wait_split(&[&a, &b, &c], 6).await;
+    let (during_a, during_b) = (epochs(&a), epochs(&b));
+    c.shutdown().await.unwrap();
+    wait_split(&[&a, &b], 6).await;
+    let (after_a, after_b) = (epochs(&a), epochs(&b));
+    producing.await.unwrap();
+    let handled = probe.wait_finished(600, Duration::from_secs(60)).await;
+    checking.store(0, Ordering::SeqCst);
+    checker.await.unwrap();
+    assert_eq!(readiness(&a).await, 200);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+
+    for (before, during, after, who) in [
+        (&before_a, &during_a, &after_a, "a"),
+        (&before_b, &during_b, &after_b, "b"),
+    ] {
+        assert!(during.len() < before.len(), "{who} gave a partition to the newcomer");
+        for (p, epoch) in during {
+            assert_eq!(before.get(p), Some(epoch), "{who} kept partition {p} without reopening it");
+            assert_eq!(after.get(p), Some(epoch), "{who} still has partition {p}'s lane after the leave");
+        }
+    }
+    let seqs: std::collections::HashSet<u64> = probe.finished().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seqs.len(), 600, "every record handled ({handled} handlings)");
+    let checks = ready_checks.lock().unwrap().clone();
+    assert!(!checks.is_empty() && checks.iter().all(|s| *s == 200), "readiness stayed UP: {checks:?}");
+}

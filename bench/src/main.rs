@@ -13,6 +13,7 @@
 mod baseline;
 mod common;
 mod footprint;
+mod keyed;
 mod mq_app;
 
 use std::path::PathBuf;
@@ -172,7 +173,7 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --quick                 smoke run: 100,000 messages, 3 runs, 1 s latency phases (< 1 min)
   --messages N            messages in the throughput topics (default 1,000,000)
   --runs R                alternating runs of each contender (default 5; 3 with --quick)
-  --only a,b              sections: throughput,scaling,scrape,latency,footprint (default all)
+  --only a,b              sections: throughput,keyed,scaling,scrape,latency,footprint (default all)
   --bootstrap HOST:PORT   the broker (or MQ_BENCH_BOOTSTRAP)
   --latency-secs S        seconds per latency phase (default 5; 1 with --quick)
   --latency-rates a,b     messages per second of the latency phases (default 1000,10000)
@@ -321,6 +322,7 @@ struct Report {
     scrape: Option<ScrapeResult>,
     latency: Vec<LatencyRow>,
     footprint: Vec<FootprintRow>,
+    keyed: Option<keyed::KeyedResult>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -673,6 +675,24 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
         tp6 = Some(topic);
     }
 
+    if b.o.wants("keyed") {
+        let n = (b.o.messages / 50).clamp(1_000, 5_000);
+        println!("\n## keyed: 1 partition, 100 keys, handler waits 1 ms, {n} messages: partition order vs key order");
+        let topic = b.topic("keyed");
+        let r = keyed::run(&b.o.bootstrap, &topic, n).await?;
+        for run in [&r.partition, &r.key] {
+            println!(
+                "  ordering {:<9} {:>8.0} msg/s, out of key order: {}",
+                run.ordering, run.msgs_per_s, run.out_of_order
+            );
+        }
+        println!("  key / partition: {:.1}x", r.ratio);
+        if r.partition.out_of_order + r.key.out_of_order > 0 {
+            return Err("keyed: a key's records were handled out of order".into());
+        }
+        report.keyed = Some(r);
+    }
+
     if b.o.wants("scaling") {
         println!("\n## scaling: mq over 1, 3 and 6 partitions, {runs} runs each");
         let mut topics = Vec::new();
@@ -934,6 +954,15 @@ fn summary(r: &Report) -> String {
     line(String::new());
     line("| figure | baseline | mq | mq / baseline | target | |".to_owned());
     line("| --- | ---: | ---: | ---: | --- | --- |".to_owned());
+    if let Some(k) = &r.keyed {
+        line(format!(
+            "| key order ÷ partition order, 1 partition, 100 keys, 1 ms handler (msg/s) | {:.0} (partition) | {:.0} (key) | {:.1} | ≥ 10 | {} |",
+            k.partition.msgs_per_s,
+            k.key.msgs_per_s,
+            k.ratio,
+            verdict(k.ratio >= 10.0)
+        ));
+    }
     if let Some(t) = &r.throughput {
         let bj = median(t.baseline.iter().map(|x| x.join_ms).collect());
         let mj = median(t.mq.iter().map(|x| x.join_ms).collect());

@@ -295,6 +295,31 @@ impl RunningApp {
             .collect()
     }
 
+    /// The lanes of every listener's consumers: one per assigned partition (plus closing
+    /// ones still running), with its epoch. A lane reopened by a rebalance has a new epoch,
+    /// so a partition whose epoch did not change kept flowing.
+    ///
+    /// ```no_run
+    /// # async fn f(app: mq_core::RunningApp) {
+    /// for lane in app.lanes() {
+    ///     println!("{} {}-{} epoch {}", lane.listener, lane.topic, lane.partition, lane.epoch);
+    /// }
+    /// # }
+    /// ```
+    pub fn lanes(&self) -> Vec<crate::consume::LaneInfo> {
+        self.statuses
+            .iter()
+            .flat_map(|(n, s)| {
+                s.lanes
+                    .get()
+                    .map(|l| l.views())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| crate::consume::LaneInfo::from_view(n, v))
+            })
+            .collect()
+    }
+
     /// Rebalances (assignments and revocations) seen by all consumers since start.
     ///
     /// ```no_run
@@ -560,6 +585,7 @@ mod transport {
     pub(crate) struct ConsumerStatus {
         pub(crate) assigned: std::sync::atomic::AtomicUsize,
         pub(crate) rebalances: std::sync::atomic::AtomicUsize,
+        pub(crate) lanes: std::sync::OnceLock<std::sync::Arc<crate::consume::LaneSet>>,
     }
 
     /// No transport, no embedded cluster.

@@ -89,6 +89,8 @@ pub struct ListenerSpec {
     pub max_in_flight: u32,
     /// A record in the handler for longer than this is reported as hung.
     pub handler_warn_after: Duration,
+    /// A handler call running longer than this is cancelled (a transient failure).
+    pub handler_timeout: Option<Duration>,
     /// May share its group with another listener on an overlapping topic.
     pub share_group: bool,
     pub(crate) handler: HandlerFn,
@@ -254,6 +256,7 @@ pub(crate) fn resolve(
                 .unwrap_or(defaults.max_in_flight)
                 .max(1),
             handler_warn_after: o.handler_warn_after.unwrap_or(defaults.handler_warn_after),
+            handler_timeout: o.handler_timeout.or(defaults.handler_timeout),
             share_group: o.share_group.unwrap_or(false),
             handler: def.handler,
         });

@@ -176,6 +176,7 @@ mod tests {
             ordering: Default::default(),
             max_in_flight: 1,
             handler_warn_after: Duration::from_secs(60),
+            handler_timeout: None,
             share_group: false,
             handler: |_| Box::pin(async { Ok(()) }),
         }
@@ -245,6 +246,7 @@ mod tests {
             buffered_bytes: 0,
             paused: false,
             failed,
+            closing: false,
         };
         let mut a = view("a", 1, now, 1);
         a.lanes = vec![lane(61_000, false), lane(10, false)];

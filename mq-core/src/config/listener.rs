@@ -160,6 +160,10 @@ pub struct ListenerConfig {
     /// `listeners` health component. Default `60s`.
     #[serde(with = "duration")]
     pub handler_warn_after: Duration,
+    /// Cancel a handler call that takes longer than this; the timeout is a transient
+    /// failure (retried, then dead-lettered). Default none: a handler is never cancelled.
+    #[serde(with = "opt_duration")]
+    pub handler_timeout: Option<Duration>,
     /// Bytes of records a consumer buffers for its partitions' lanes, split across them; a
     /// lane over its share has its partition paused. Default 32 MiB.
     pub buffer_bytes: usize,
@@ -175,6 +179,7 @@ impl Default for ListenerConfig {
             ordering: crate::consume::Ordering::Partition,
             max_in_flight: 64,
             handler_warn_after: Duration::from_secs(60),
+            handler_timeout: None,
             buffer_bytes: 32 * 1024 * 1024,
         }
     }
@@ -205,6 +210,9 @@ pub struct ListenerOverride {
     /// When a record in the handler is logged as hung.
     #[serde(with = "opt_duration")]
     pub handler_warn_after: Option<Duration>,
+    /// Cancel a handler call after this long (a transient failure).
+    #[serde(with = "opt_duration")]
+    pub handler_timeout: Option<Duration>,
     /// Allow this listener to share its group with another listener of this app on an
     /// overlapping topic (the two then split the records between them). Default false.
     pub share_group: Option<bool>,

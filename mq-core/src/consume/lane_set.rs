@@ -25,6 +25,8 @@ pub(crate) struct LaneView {
     pub(crate) buffered_bytes: usize,
     pub(crate) paused: bool,
     pub(crate) failed: bool,
+    /// Closed (revoked or shutting down) but still running.
+    pub(crate) closing: bool,
 }
 
 #[derive(Default)]
@@ -183,6 +185,7 @@ impl LaneSet {
                     buffered_bytes: l.shared.flow.buffered(),
                     paused: l.shared.flow.is_paused(),
                     failed: a.failed.load(Ordering::Relaxed),
+                    closing: l.is_closed(),
                 }
             })
             .collect()

@@ -52,6 +52,38 @@ pub enum Ordering {
     Key,
 }
 
+/// One lane of a running app, as [`RunningApp::lanes`](crate::RunningApp::lanes) shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LaneInfo {
+    /// The listener.
+    pub listener: &'static str,
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Increases each time a lane is opened; a partition whose epoch is unchanged has kept
+    /// its lane (and its flow) through rebalances.
+    pub epoch: u64,
+    /// Milliseconds the oldest record now in the handler has been there (0: idle).
+    pub in_handler_ms: i64,
+    /// Whether the lane is closing (revoked, its in-flight record still running).
+    pub closing: bool,
+}
+
+impl LaneInfo {
+    pub(crate) fn from_view(listener: &'static str, v: LaneView) -> LaneInfo {
+        LaneInfo {
+            listener,
+            topic: v.topic,
+            partition: v.partition,
+            epoch: v.epoch,
+            in_handler_ms: v.in_handler_ms,
+            closing: v.closing,
+        }
+    }
+}
+
 /// Which lane a record belongs to: its topic and partition (a RabbitMQ consumer is a
 /// partition of its queue).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
