@@ -277,3 +277,31 @@ async fn dead_letters_are_routed_by_failure_when_configured() {
     assert_eq!(rejected.len(), 1, "handler errors by type");
     assert!(app.broker().records("mem-orders-dlt").is_empty());
 }
+
+#[listener(topic = "mem-slow", retry(max_attempts = 2, initial_interval = "1ms"))]
+async fn slow(_n: u64) -> Result<(), HandlerError> {
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handler_over_its_timeout_is_cancelled_retried_and_dead_lettered() {
+    let config = Config::from_yaml_str(
+        "mq:\n  application:\n    name: mem\n  listener:\n    handler-timeout: 50ms\n",
+    )
+    .unwrap();
+    let app = TestApp::new(App::new(config).only_listeners(["slow"])).unwrap();
+    app.publisher().send("mem-slow", "k", 1u64).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(app.drain().await, vec![Disposition::DeadLettered]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let dlt = app.broker().records("mem-slow-dlt");
+    assert_eq!(
+        dlt[0].headers.get_str("kafka_dlt-exception-fqcn"),
+        Some("timeout")
+    );
+    assert_eq!(
+        dlt[0].headers.get_str("kafka_dlt-exception-message"),
+        Some("handler timed out after 50ms")
+    );
+}

@@ -157,10 +157,18 @@ impl ListenerRuntime {
             };
             local.metrics.in_flight.inc();
             let started = Instant::now();
-            let result = AssertUnwindSafe((self.spec.handler)(invocation))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(Failure::Handler(HandlerError::from_panic(&*panic))));
+            let call = AssertUnwindSafe((self.spec.handler)(invocation)).catch_unwind();
+            // `handler-timeout`: a call running longer is dropped (cancelled) and counts
+            // as a transient failure.
+            let caught = match self.spec.handler_timeout {
+                None => Ok(call.await),
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
+            };
+            let result = match caught {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(Failure::Handler(HandlerError::from_panic(&*panic))),
+                Err(limit) => Err(Failure::Handler(HandlerError::timed_out(limit))),
+            };
             let elapsed = started.elapsed();
             local.metrics.in_flight.dec();
             let failure = match result {

@@ -130,6 +130,18 @@ impl HandlerError {
         self
     }
 
+    /// A handler call cancelled by `handler-timeout`: transient, type `timeout`.
+    pub(crate) fn timed_out(limit: std::time::Duration) -> Self {
+        HandlerError {
+            kind: ErrorKind::Transient,
+            type_name: "timeout",
+            source: Box::new(Message(format!(
+                "handler timed out after {}",
+                humantime::format_duration(limit)
+            ))),
+        }
+    }
+
     /// A caught panic of a handler: transient, type `panic`, the panic's message.
     pub(crate) fn from_panic(panic: &(dyn Any + Send)) -> Self {
         let message = if let Some(s) = panic.downcast_ref::<&str>() {
