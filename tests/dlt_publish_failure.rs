@@ -115,3 +115,64 @@ async fn a_failing_dead_letter_publish_holds_the_offset_until_it_succeeds() {
     // The cluster must outlive the clients (DESIGN §4).
     drop(cluster);
 }
+
+#[listener(
+    topic = "dpf-fatal",
+    group = "dpf-fatal-group",
+    retry(max_attempts = 1)
+)]
+async fn on_fatal_job(_job: Job) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent_msg("rejected"))
+}
+
+/// Issue 11, input 8: librdkafka's idempotent producer raises a fatal error (here: an
+/// out-of-order sequence number on the head-of-line request). Every later send on that
+/// producer would fail; mq notices, replaces the producer, sends again, and says so in health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_is_survived_and_reported_in_health() {
+    use rdkafka::types::RDKafkaApiKey;
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("dpf-fatal", 1, 1).unwrap();
+    cluster.create_topic("dpf-fatal-dlt", 1, 1).unwrap();
+    let yaml = "mq:\n  kafka:\n    admin:\n      auto-create-topics: false\n    producer:\n      properties:\n        message.timeout.ms: 5000\nmanagement:\n  endpoint:\n    health:\n      show-details: always\n";
+    let app = App::new(support::config_for(&bootstrap, yaml))
+        .only_listeners(["on_fatal_job"])
+        .start()
+        .await
+        .unwrap();
+    assert!(app.wait_assigned(Duration::from_secs(60)).await);
+
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    app.publisher()
+        .send("dpf-fatal", "1", Job { n: 1 })
+        .await
+        .expect("sent again on a new producer");
+
+    // The handler rejects it; the dead letter goes out on the new producer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.metrics().encode().contains(
+        "mq_listener_dead_lettered_total{application=\"mq-tests\",name=\"on_fatal_job\"} 1",
+    ) {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let addr = app.actuator_addr().expect("actuator");
+    let health = support::http(addr, "GET", "/actuator/health", None, None)
+        .await
+        .json();
+    let publisher = &health["components"]["publisher"]["details"];
+    assert_eq!(publisher["fatalErrors"], 1, "{health}");
+    assert!(
+        publisher["lastFatalError"]
+            .as_str()
+            .unwrap()
+            .contains("OutOfOrderSequenceNumber"),
+        "{health}"
+    );
+    app.shutdown().await.unwrap();
+    drop(cluster);
+}

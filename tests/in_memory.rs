@@ -243,3 +243,68 @@ async fn listeners_of_one_group_split_the_partitions_and_each_group_gets_every_r
         }
     }
 }
+
+#[tokio::test]
+async fn dead_letters_are_routed_by_failure_when_configured() {
+    let config = Config::from_yaml_str(
+        "mq:\n  application:\n    name: mem\n  listener:\n    dlt:\n      routes:\n        poison: -poison-dlt\n        mq_core::HandlerError: -rejected-dlt\n",
+    )
+    .unwrap();
+    let app = TestApp::new(App::new(config).only_listeners(["reserve"])).unwrap();
+    let p = app.publisher();
+    p.send_record(mq_core::record::OutgoingRecord::new(
+        "mem-orders",
+        None,
+        b"{oops".to_vec(),
+    ))
+    .await
+    .unwrap();
+    p.send(
+        "mem-orders",
+        "2",
+        OrderCreated {
+            order_id: 2,
+            quantity: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.drain().await,
+        vec![Disposition::DeadLettered, Disposition::DeadLettered]
+    );
+    let poison = app.broker().records("mem-orders-poison-dlt");
+    assert_eq!(poison.len(), 1, "decode errors by kind");
+    assert_eq!(poison[0].value.as_deref(), Some(&b"{oops"[..]));
+    let rejected = app.broker().records("mem-orders-rejected-dlt");
+    assert_eq!(rejected.len(), 1, "handler errors by type");
+    assert!(app.broker().records("mem-orders-dlt").is_empty());
+}
+
+#[listener(topic = "mem-slow", retry(max_attempts = 2, initial_interval = "1ms"))]
+async fn slow(_n: u64) -> Result<(), HandlerError> {
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handler_over_its_timeout_is_cancelled_retried_and_dead_lettered() {
+    let config = Config::from_yaml_str(
+        "mq:\n  application:\n    name: mem\n  listener:\n    handler-timeout: 50ms\n",
+    )
+    .unwrap();
+    let app = TestApp::new(App::new(config).only_listeners(["slow"])).unwrap();
+    app.publisher().send("mem-slow", "k", 1u64).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(app.drain().await, vec![Disposition::DeadLettered]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let dlt = app.broker().records("mem-slow-dlt");
+    assert_eq!(
+        dlt[0].headers.get_str("kafka_dlt-exception-fqcn"),
+        Some("timeout")
+    );
+    assert_eq!(
+        dlt[0].headers.get_str("kafka_dlt-exception-message"),
+        Some("handler timed out after 50ms")
+    );
+}

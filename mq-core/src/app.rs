@@ -558,7 +558,7 @@ mod transport {
                 }
                 let mut derived = spec.retry_topics(topic);
                 if spec.dlt.enabled {
-                    derived.push(spec.dlt_topic(topic));
+                    derived.extend(spec.dlt_topics(topic));
                 }
                 for t in derived {
                     if !existing.contains_key(&t) {

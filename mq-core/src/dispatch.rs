@@ -1,5 +1,7 @@
 //! The path of one record through a listener, independent of the transport:
-//! tracing span → decode + handler (panics caught) → retry with backoff → dead letter.
+//! tracing span → decode + handler (panics caught) → what the failure
+//! [policy](crate::failure::policy) decides (retry with backoff, a retry topic, the
+//! dead-letter topic) → the [recoverer](crate::failure::recoverer) publishes.
 //!
 //! The caller (a partition worker) acknowledges the record, i.e. lets its offset be
 //! committed, only for [`Disposition::Handled`], [`Disposition::DeadLettered`] and
@@ -17,6 +19,9 @@ use tracing::Instrument;
 use crate::config::RetryMode;
 use crate::dead_letter::{self, FailureInfo};
 use crate::envelope::{short_type_name_of, DecodeLimits};
+use crate::failure::policy::{self, Action, Failed, FailureKind, Source};
+use crate::failure::recoverer::{self, Outcome};
+use crate::failure::spring_headers::{Original, RetryHeaders};
 use crate::handler::{HandlerError, ListenerEnv, StateMap};
 use crate::metrics::{ListenerMetrics, Metrics, WorkerMetrics};
 use crate::private::{Failure, Invocation};
@@ -130,17 +135,19 @@ impl ListenerRuntime {
         record: Arc<Record>,
         cancel: &CancellationToken,
     ) -> Disposition {
-        let prior = if self.spec.retry.mode == RetryMode::Topics {
-            retry_topic::prior_attempts(&record)
-        } else {
-            0
-        };
-        if prior > 0 && !wait_until_due(&record, cancel).await {
-            return Disposition::Interrupted;
+        let source = self.source_of(&record);
+        let mut attempt = 1;
+        if let Source::RetryTopic { .. } = source {
+            // Only a retry topic's own records are held back, and never for longer than
+            // the listener's longest backoff, whatever their headers say.
+            let headers = RetryHeaders::read(&record.headers);
+            attempt = policy::attempt_of(source, headers.attempt);
+            let now = chrono::Utc::now().timestamp_millis();
+            let wait = policy::due_wait(source, headers.due_ms, now, self.spec.retry.max_interval);
+            if !wait.is_zero() && !pause(wait, cancel).await {
+                return Disposition::Interrupted;
+            }
         }
-        // The backoff schedule is built on the first failure only, not for every record.
-        let mut delays = None;
-        let mut attempt = prior + 1;
         let mut failure_span = None;
         loop {
             let invocation = Invocation {
@@ -150,12 +157,18 @@ impl ListenerRuntime {
             };
             local.metrics.in_flight.inc();
             let started = Instant::now();
-            let result = AssertUnwindSafe((self.spec.handler)(invocation))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    Err(Failure::Handler(HandlerError::panic(panic_text(&panic))))
-                });
+            let call = AssertUnwindSafe((self.spec.handler)(invocation)).catch_unwind();
+            // `handler-timeout`: a call running longer is dropped (cancelled) and counts
+            // as a transient failure.
+            let caught = match self.spec.handler_timeout {
+                None => Ok(call.await),
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
+            };
+            let result = match caught {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(Failure::Handler(HandlerError::from_panic(&*panic))),
+                Err(limit) => Err(Failure::Handler(HandlerError::timed_out(limit))),
+            };
             let elapsed = started.elapsed();
             local.metrics.in_flight.dec();
             let failure = match result {
@@ -170,10 +183,8 @@ impl ListenerRuntime {
             let span = failure_span
                 .get_or_insert_with(|| self.failure_span(&record))
                 .clone();
-            let delays =
-                delays.get_or_insert_with(|| self.spec.retry.delays().skip(prior as usize));
             let next = self
-                .after_failure(&record, failure, elapsed, attempt, delays, cancel)
+                .after_failure(&record, source, failure, elapsed, attempt, cancel)
                 .instrument(span)
                 .await;
             match next {
@@ -183,55 +194,92 @@ impl ListenerRuntime {
         }
     }
 
-    /// Decides what a failed attempt leads to: another attempt (after its backoff), a retry
-    /// topic, or the dead-letter topic.
+    /// Where `record` was read: the listener's own topic, or one of its retry topics (only
+    /// in retry-topics mode; elsewhere a `-retry-N` name is just a name).
+    fn source_of(&self, record: &Record) -> Source {
+        if self.spec.retry.mode != RetryMode::Topics {
+            return Source::Main;
+        }
+        let base = retry_topic::source_of(&record.topic, &self.spec.topics);
+        match retry_topic::index_of(&record.topic) {
+            Some(index) if base.len() < record.topic.len() => Source::RetryTopic { index },
+            _ => Source::Main,
+        }
+    }
+
+    /// Carries out what the [policy](crate::failure::policy) decides for a failed attempt.
     async fn after_failure(
         &self,
         record: &Record,
+        source: Source,
         failure: Failure,
         elapsed: Duration,
         attempt: u32,
-        delays: &mut impl Iterator<Item = Duration>,
         cancel: &CancellationToken,
     ) -> Next {
-        let error = match failure {
+        let (kind, info) = match failure {
             Failure::Decode(e) => {
                 self.metrics.decode_errors.inc();
                 self.metrics.failure(elapsed, e.kind());
                 tracing::warn!(error = %e, "poison record: cannot decode; dead-lettering without retry");
-                let info = FailureInfo {
-                    exception_type: format!("mq_core::envelope::{}", e.kind()),
-                    cause_type: None,
-                    message: e.to_string(),
-                    trace: format!("{}: {e}", e.kind()),
-                };
-                return Next::Done(self.give_up(record, &info, cancel).await);
+                (FailureKind::Poison, FailureInfo::of_decode(&e))
             }
-            Failure::Handler(e) => e,
+            Failure::Handler(e) => {
+                self.metrics
+                    .failure(elapsed, short_type_name_of(e.type_name()));
+                let kind = if e.is_transient() {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Permanent
+                };
+                (kind, FailureInfo::of_handler(&e))
+            }
         };
-        self.metrics
-            .failure(elapsed, short_type_name_of(error.type_name()));
-        if error.is_transient() {
-            if let Some(delay) = delays.next() {
+        let retry = &self.spec.retry;
+        let failed = Failed {
+            kind,
+            attempt,
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            jitter_sample: if retry.jitter {
+                policy::jitter_sample()
+            } else {
+                0.0
+            },
+        };
+        let action = policy::decide(&failed, retry, self.spec.dlt.enabled);
+        match action {
+            Action::RetryAfter(delay) => {
                 self.metrics.retries.inc();
-                tracing::warn!(attempt, error = %error, retry_in = ?delay, "handler failed; will retry");
-                if self.spec.retry.mode == RetryMode::Topics {
-                    return Next::Done(self.reschedule(record, attempt, delay, cancel).await);
-                }
+                tracing::warn!(attempt, error = %info.message, retry_in = ?delay, "handler failed; will retry");
                 if !pause(delay, cancel).await {
                     return Next::Done(Disposition::Interrupted);
                 }
-                return Next::Retry;
+                Next::Retry
+            }
+            Action::Reschedule {
+                index,
+                attempt: next,
+                due_ms,
+            } => {
+                self.metrics.retries.inc();
+                tracing::warn!(attempt, error = %info.message, retry_in_ms = due_ms - failed.now_ms, "handler failed; rescheduling");
+                Next::Done(
+                    self.reschedule(record, source, index, next, due_ms, &info, cancel)
+                        .await,
+                )
+            }
+            Action::DeadLetter | Action::Skip => {
+                if kind != FailureKind::Poison {
+                    tracing::error!(attempt, error = %info.message, error_type = %info.exception_type,
+                        permanent = kind == FailureKind::Permanent, "handler failed for good");
+                }
+                if action == Action::Skip {
+                    tracing::error!("dead-letter topic disabled: record skipped");
+                    return Next::Done(Disposition::Skipped);
+                }
+                Next::Done(self.dead_letter(record, source, kind, &info, cancel).await)
             }
         }
-        tracing::error!(
-            attempt,
-            error = %error,
-            error_type = error.type_name(),
-            permanent = !error.is_transient(),
-            "handler failed for good"
-        );
-        Next::Done(self.give_up(record, &failure_info(&error), cancel).await)
     }
 
     /// An INFO span with the record's coordinates and ids, for the log lines of failures.
@@ -248,85 +296,83 @@ impl ListenerRuntime {
         )
     }
 
-    /// Dead-letters the record; retries the publish until it succeeds or shutdown starts
-    /// (then the record is not acknowledged, so it is read again: nothing is lost).
-    async fn give_up(
+    /// The record on the source topic: `record` itself, or, for a record read from a retry
+    /// topic, the one its `kafka_dlt-original-*` headers name (Spring keeps them across hops).
+    fn original(&self, record: &Record, source: Source) -> Original {
+        match source {
+            Source::RetryTopic { .. } => {
+                Original::read(&record.headers).unwrap_or_else(|| Original::of(record))
+            }
+            Source::Main => Original::of(record),
+        }
+    }
+
+    /// Dead-letters the record to its topic (the default one, or the route of
+    /// `mq.listener.dlt.routes` for its failure; see [`recoverer::publish`]); `Interrupted` when shutdown
+    /// came first (then the record is not acknowledged, so it is read again).
+    async fn dead_letter(
         &self,
         record: &Record,
+        source: Source,
+        kind: FailureKind,
         info: &FailureInfo,
         cancel: &CancellationToken,
     ) -> Disposition {
-        if !self.spec.dlt.enabled {
-            tracing::error!("dead-letter topic disabled: record skipped");
-            return Disposition::Skipped;
-        }
-        let source = retry_topic::source_of(&record.topic, &self.spec.topics);
-        let dlt = self.spec.dlt_topic(source);
-        let out = dead_letter::build(record, &dlt, &self.spec.group, info);
-        match self.publish_until_acked(out, cancel).await {
-            Some(delivery) => {
+        let base = retry_topic::source_of(&record.topic, &self.spec.topics);
+        let dlt = match policy::dlt_route(&self.spec.dlt.routes, kind, &info.exception_type) {
+            Some(suffix) => format!("{base}{suffix}"),
+            None => self.spec.dlt_topic(base),
+        };
+        let original = self.original(record, source);
+        let out = dead_letter::build_from(record, &dlt, &self.spec.group, info, &original);
+        match recoverer::publish(&self.env.publisher, out, true, cancel).await {
+            Outcome::Delivered(delivery, shrink) => {
                 self.metrics.dead_lettered.inc();
-                tracing::info!(dlt = %dlt, dlt_partition = delivery.partition, dlt_offset = delivery.offset, "dead-lettered");
+                tracing::info!(dlt = %dlt, dlt_partition = delivery.partition, dlt_offset = delivery.offset, shrink = ?shrink, "dead-lettered");
                 Disposition::DeadLettered
             }
-            None => Disposition::Interrupted,
+            Outcome::Rejected(_) | Outcome::Interrupted => Disposition::Interrupted,
         }
     }
 
-    /// Retry-topics mode: republishes the record to its next retry topic, due after `delay`.
+    /// Retry-topics mode: republishes the record to retry topic `index`, where it will be
+    /// delivery `attempt`, due at `due_ms`. A record the broker refuses is dead-lettered.
+    #[allow(clippy::too_many_arguments)]
     async fn reschedule(
         &self,
         record: &Record,
-        attempts: u32,
-        delay: Duration,
+        source: Source,
+        index: u32,
+        attempt: u32,
+        due_ms: i64,
+        info: &FailureInfo,
         cancel: &CancellationToken,
     ) -> Disposition {
-        let source = retry_topic::source_of(&record.topic, &self.spec.topics);
-        let target = retry_topic::name(source, attempts - 1);
-        let due = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-        let out = retry_topic::reschedule(record, &target, attempts, due);
-        match self.publish_until_acked(out, cancel).await {
-            Some(_) => {
+        let base = retry_topic::source_of(&record.topic, &self.spec.topics);
+        let target = retry_topic::name(base, index);
+        let original = self.original(record, source);
+        let out = retry_topic::reschedule(
+            record,
+            &target,
+            attempt,
+            due_ms,
+            &self.spec.group,
+            info,
+            &original,
+        );
+        match recoverer::publish(&self.env.publisher, out, false, cancel).await {
+            Outcome::Delivered(..) => {
                 tracing::info!(retry_topic = %target, "rescheduled on a retry topic");
                 Disposition::Rescheduled
             }
-            None => Disposition::Interrupted,
-        }
-    }
-
-    /// Publishes `out`, retrying with backoff until the broker acknowledges it; `None` when
-    /// `cancel` fired first (the source record is then not acknowledged: nothing is lost).
-    async fn publish_until_acked(
-        &self,
-        out: crate::record::OutgoingRecord,
-        cancel: &CancellationToken,
-    ) -> Option<crate::publisher::Delivery> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.env.publisher.send_record(out.clone()).await {
-                Ok(delivery) => return Some(delivery),
-                Err(e) => {
-                    tracing::error!(topic = %out.topic, error = %e, retry_in = ?backoff, "publish failed; offset held");
-                    if !pause(backoff, cancel).await {
-                        return None;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
+            Outcome::Rejected(e) => {
+                tracing::error!(retry_topic = %target, error = %e, "retry topic refused the record; dead-lettering it");
+                self.dead_letter(record, source, FailureKind::Transient, info, cancel)
+                    .await
             }
+            Outcome::Interrupted => Disposition::Interrupted,
         }
     }
-}
-
-/// Waits until a retry-topic record is due; false when interrupted.
-async fn wait_until_due(record: &Record, cancel: &CancellationToken) -> bool {
-    let Some(due) = retry_topic::due_millis(record) else {
-        return true;
-    };
-    let wait = due - chrono::Utc::now().timestamp_millis();
-    if wait <= 0 {
-        return true;
-    }
-    pause(Duration::from_millis(wait as u64), cancel).await
 }
 
 /// Sleeps unless `cancel` fires first; false when interrupted.
@@ -334,33 +380,5 @@ async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = cancel.cancelled() => false,
-    }
-}
-
-fn failure_info(error: &HandlerError) -> FailureInfo {
-    let causes = error.causes();
-    let mut trace = format!("{}: {error}", error.type_name());
-    for cause in &causes {
-        trace.push_str("\nCaused by: ");
-        trace.push_str(cause);
-    }
-    FailureInfo {
-        exception_type: error.type_name().to_owned(),
-        cause_type: error
-            .source()
-            .source()
-            .map(|_| "std::error::Error".to_owned()),
-        message: error.to_string(),
-        trace,
-    }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        format!("handler panicked: {s}")
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        format!("handler panicked: {s}")
-    } else {
-        "handler panicked".to_owned()
     }
 }

@@ -18,6 +18,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{Headers, OutgoingRecord, Record};
 
+mod binary;
+mod structured;
+
+use binary::ce_header;
+
+/// Header that carries the id of a plain-JSON event across retry-topic hops, dead letters
+/// and replay, so the event keeps the id it got where it was first read.
+pub const EVENT_ID_HEADER: &str = "mq_event-id";
+
 /// CloudEvents attribute names and the headers that carry them in binary mode.
 pub mod attributes {
     /// Event identifier, unique per source.
@@ -372,11 +381,16 @@ pub fn decode<T: DeserializeOwned>(
         });
     }
     match detect(record) {
-        WireFormat::Binary => decode_binary(record, value),
+        WireFormat::Binary => binary::decode(record, value),
         WireFormat::Structured => match serde_json::from_slice::<Event<T>>(value) {
             Ok(event) if event.specversion == attr::SPEC_VERSION => Ok(event),
             Ok(event) => Err(DecodeError::UnsupportedSpecVersion(event.specversion)),
             Err(structured) => {
+                if structured::mentions_base64(value) {
+                    if let Some(result) = structured::decode_base64(value) {
+                        return result;
+                    }
+                }
                 // A plain JSON value that merely mentions "specversion" is still plain data,
                 // unless the producer said it was an envelope.
                 let declared = record
@@ -407,71 +421,11 @@ fn parse_data<T: DeserializeOwned>(value: &[u8]) -> Result<T, DecodeError> {
     serde_json::from_slice(value).map_err(|e| json_error::<T>(value, e))
 }
 
-/// The value of the binary-mode header of attribute `name` (`ce_<name>`, last wins), found
-/// without building the header name: decoding a binary record reads up to ten of them.
-fn ce_header<'a>(headers: &'a Headers, name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .rev()
-        .find(|h| h.key.strip_prefix(attr::HEADER_PREFIX) == Some(name))
-        .and_then(|h| h.value.as_deref())
-}
-
-fn header_string(headers: &Headers, name: &'static str) -> Result<Option<String>, DecodeError> {
-    match ce_header(headers, name) {
-        None => Ok(None),
-        Some(v) => std::str::from_utf8(v)
-            .map(|s| Some(s.to_owned()))
-            .map_err(|e| DecodeError::InvalidAttribute {
-                name,
-                reason: e.to_string(),
-            }),
-    }
-}
-
-fn required(headers: &Headers, name: &'static str) -> Result<String, DecodeError> {
-    header_string(headers, name)?.ok_or(DecodeError::MissingAttribute(name))
-}
-
-fn decode_binary<T: DeserializeOwned>(
-    record: &Record,
-    value: &[u8],
-) -> Result<Event<T>, DecodeError> {
-    let h = &record.headers;
-    let specversion = required(h, attr::SPECVERSION)?;
-    if specversion != attr::SPEC_VERSION {
-        return Err(DecodeError::UnsupportedSpecVersion(specversion));
-    }
-    let time = match header_string(h, attr::TIME)? {
-        None => None,
-        Some(t) => Some(
-            DateTime::parse_from_rfc3339(&t)
-                .map_err(|e| DecodeError::InvalidAttribute {
-                    name: attr::TIME,
-                    reason: e.to_string(),
-                })?
-                .with_timezone(&Utc),
-        ),
-    };
-    Ok(Event {
-        id: required(h, attr::ID)?,
-        source: required(h, attr::SOURCE)?,
-        specversion,
-        ty: required(h, attr::TYPE)?,
-        time,
-        subject: header_string(h, attr::SUBJECT)?,
-        datacontenttype: h.get_str(attr::CONTENT_TYPE_HEADER).map(str::to_owned),
-        dataschema: header_string(h, attr::DATASCHEMA)?,
-        correlationid: header_string(h, attr::CORRELATIONID)?,
-        causationid: header_string(h, attr::CAUSATIONID)?,
-        traceparent: header_string(h, attr::TRACEPARENT)?,
-        data: parse_data(value)?,
-    })
-}
-
 /// Plain JSON: the value is the data; attributes come from the record. The id is derived
 /// from topic/partition/offset so that a redelivery carries the same id (idempotency keys
-/// keep working). Spring's `__TypeId__` header, when present, gives the type.
+/// keep working), or taken from [`EVENT_ID_HEADER`] when an earlier hop (retry topic, dead
+/// letter, replay) carried it along. Spring's `__TypeId__` header, when present, gives the
+/// type.
 fn decode_plain<T: DeserializeOwned>(
     record: &Record,
     value: &[u8],
@@ -502,9 +456,21 @@ fn decode_plain<T: DeserializeOwned>(
     })
 }
 
-/// The id of an event read from plain JSON, which has none of its own: where the record is.
+/// The id of an event read from plain JSON, which has none of its own: the one carried in
+/// [`EVENT_ID_HEADER`], else where the record is.
 fn plain_id(record: &Record) -> String {
-    format!("{}-{}-{}", record.topic, record.partition, record.offset)
+    match record.headers.get_str(EVENT_ID_HEADER) {
+        Some(id) if !id.is_empty() && id.len() <= 1024 => id.to_owned(),
+        _ => format!("{}-{}-{}", record.topic, record.partition, record.offset),
+    }
+}
+
+/// When `record` is plain JSON, puts its event id in [`EVENT_ID_HEADER`] of a record
+/// forwarded from it (retry topic, dead letter), so the id survives the hop.
+pub(crate) fn carry_event_id(record: &Record, headers: &mut Headers) {
+    if detect(record) == WireFormat::Plain {
+        headers.insert(EVENT_ID_HEADER, plain_id(record));
+    }
 }
 
 /// The `id` and `correlationid` of a record without decoding its data (for log lines on
@@ -518,11 +484,7 @@ pub(crate) fn peek_ids(record: &Record) -> (Option<String>, Option<String>) {
     let h = &record.headers;
     match detect(record) {
         WireFormat::Binary => {
-            let text = |name| {
-                ce_header(h, name)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .map(str::to_owned)
-            };
+            let text = |name| binary::text(h, name).ok().flatten();
             (text(attr::ID), text(attr::CORRELATIONID))
         }
         WireFormat::Structured => record
@@ -566,7 +528,7 @@ pub fn short_type_name_of(full: &str) -> &str {
 /// use mq_core::Event;
 /// let e = Event::new("T", 1).with_source("/s");
 /// let r = encode("t", Some(b"k".to_vec()), &e, ContentMode::Binary).unwrap();
-/// assert_eq!(r.value, b"1");
+/// assert_eq!(r.value.as_deref(), Some(&b"1"[..]));
 /// assert_eq!(r.headers.get_str("ce_type"), Some("T"));
 /// ```
 pub fn encode<T: Serialize>(
@@ -616,122 +578,10 @@ pub fn encode<T: Serialize>(
         topic: topic.to_owned(),
         partition: None,
         key,
-        value,
+        value: Some(value),
         headers,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Order {
-        id: u64,
-    }
-
-    fn received(out: OutgoingRecord) -> Record {
-        Record {
-            topic: "orders".into(),
-            partition: 2,
-            offset: 9,
-            key: out.key,
-            value: Some(out.value),
-            headers: out.headers,
-            timestamp: Some(1_700_000_000_000),
-        }
-    }
-
-    fn sample() -> Event<Order> {
-        Event::new("OrderCreated", Order { id: 7 })
-            .with_source("/order-service")
-            .with_subject("order-7")
-            .with_correlation_id("corr-1")
-    }
-
-    #[test]
-    fn structured_round_trip_keeps_every_attribute() {
-        let e = sample();
-        let out = encode("orders", None, &e, ContentMode::Structured).unwrap();
-        assert_eq!(
-            out.headers.get_str("content-type"),
-            Some(attr::STRUCTURED_CONTENT_TYPE)
-        );
-        let back: Event<Order> = decode(&received(out), &DecodeLimits::default()).unwrap();
-        assert_eq!(back, e);
-    }
-
-    #[test]
-    fn binary_round_trip_keeps_every_attribute() {
-        let e = sample();
-        let out = encode("orders", None, &e, ContentMode::Binary).unwrap();
-        assert_eq!(out.value, br#"{"id":7}"#);
-        let back: Event<Order> = decode(&received(out), &DecodeLimits::default()).unwrap();
-        assert_eq!(back, e);
-    }
-
-    #[test]
-    fn plain_json_gets_attributes_from_the_record() {
-        let mut r = Record::new("orders", 1, 5, None, Some(br#"{"id":3}"#.to_vec()));
-        r.headers.insert("__TypeId__", "com.example.Order");
-        r.timestamp = Some(0);
-        let e: Event<Order> = decode(&r, &DecodeLimits::default()).unwrap();
-        assert_eq!(e.data, Order { id: 3 });
-        assert_eq!(e.id, "orders-1-5");
-        assert_eq!(e.ty, "com.example.Order");
-        assert_eq!(e.time.unwrap().timestamp(), 0);
-    }
-
-    #[test]
-    fn plain_json_mentioning_specversion_is_still_data() {
-        #[derive(Deserialize)]
-        struct Doc {
-            specversion: u32,
-        }
-        let r = Record::new("t", 0, 0, None, Some(br#"{"specversion":2}"#.to_vec()));
-        let e: Event<Doc> = decode(&r, &DecodeLimits::default()).unwrap();
-        assert_eq!(e.data.specversion, 2);
-    }
-
-    #[test]
-    fn poison_values_are_classified() {
-        let limits = DecodeLimits {
-            max_payload_bytes: 16,
-        };
-        let cases: [(Option<&[u8]>, &str); 5] = [
-            (None, "DecodeError::Empty"),
-            (Some(b""), "DecodeError::Empty"),
-            (Some(b"\xff\xfe{"), "DecodeError::NotUtf8"),
-            (Some(b"{not json"), "DecodeError::Json"),
-            (Some(&[b' '; 17]), "DecodeError::Oversized"),
-        ];
-        for (value, kind) in cases {
-            let r = Record::new("t", 0, 0, None, value.map(<[u8]>::to_vec));
-            let err = decode::<Order>(&r, &limits).unwrap_err();
-            assert_eq!(err.kind(), kind, "{value:?}: {err}");
-        }
-        let wrong_schema = Record::new("t", 0, 0, None, Some(br#"{"id":"x"}"#.to_vec()));
-        let err = decode::<Order>(&wrong_schema, &limits).unwrap_err();
-        assert!(err.to_string().contains("Order"), "{err}");
-    }
-
-    #[test]
-    fn binary_without_required_attribute_is_rejected() {
-        let mut r = Record::new("t", 0, 0, None, Some(b"1".to_vec()));
-        r.headers.insert("ce_specversion", "1.0");
-        r.headers.insert("ce_id", "1");
-        let err = decode::<u32>(&r, &DecodeLimits::default()).unwrap_err();
-        assert!(
-            matches!(err, DecodeError::MissingAttribute("source")),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn declared_structured_with_bad_envelope_is_poison() {
-        let mut r = Record::new("t", 0, 0, None, Some(br#"{"id":1}"#.to_vec()));
-        r.headers
-            .insert("content-type", attr::STRUCTURED_CONTENT_TYPE.as_bytes());
-        assert!(decode::<serde_json::Value>(&r, &DecodeLimits::default()).is_err());
-    }
-}
+mod tests;

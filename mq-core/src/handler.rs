@@ -130,7 +130,27 @@ impl HandlerError {
         self
     }
 
-    pub(crate) fn panic(message: String) -> Self {
+    /// A handler call cancelled by `handler-timeout`: transient, type `timeout`.
+    pub(crate) fn timed_out(limit: std::time::Duration) -> Self {
+        HandlerError {
+            kind: ErrorKind::Transient,
+            type_name: "timeout",
+            source: Box::new(Message(format!(
+                "handler timed out after {}",
+                humantime::format_duration(limit)
+            ))),
+        }
+    }
+
+    /// A caught panic of a handler: transient, type `panic`, the panic's message.
+    pub(crate) fn from_panic(panic: &(dyn Any + Send)) -> Self {
+        let message = if let Some(s) = panic.downcast_ref::<&str>() {
+            format!("handler panicked: {s}")
+        } else if let Some(s) = panic.downcast_ref::<String>() {
+            format!("handler panicked: {s}")
+        } else {
+            "handler panicked".to_owned()
+        };
         HandlerError {
             kind: ErrorKind::Transient,
             type_name: "panic",

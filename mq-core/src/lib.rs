@@ -37,6 +37,7 @@ pub mod consume;
 pub mod dead_letter;
 mod dispatch;
 pub mod envelope;
+pub mod failure;
 pub mod handler;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -62,7 +63,7 @@ pub use config::Config;
 pub use dispatch::Disposition;
 pub use envelope::Event;
 pub use handler::{Context, HandlerError, State};
-pub use publisher::{Delivery, PublishError, Publisher};
+pub use publisher::{Delivery, PublishError, PublishErrorKind, Publisher};
 
 /// Marks an `async fn` as a message listener. See the crate docs and `mq_macros`.
 ///

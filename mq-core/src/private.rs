@@ -37,6 +37,32 @@ impl Invocation {
         envelope::decode(&self.record, &self.env.limits).map_err(Failure::Decode)
     }
 
+    /// Decodes the record as `Option<Event<T>>`: `None` for a tombstone (null value), as
+    /// Spring hands a listener a null payload.
+    pub fn decode_optional<T: DeserializeOwned>(&self) -> Result<Option<Event<T>>, Failure> {
+        if self.record.value.is_none() {
+            return Ok(None);
+        }
+        self.decode().map(Some)
+    }
+
+    /// [`Invocation::context`] for an optional payload; a tombstone's context is caused by
+    /// the id the record would have as plain JSON.
+    pub fn context_of<T>(self, event: &Option<Event<T>>) -> Context {
+        match event {
+            Some(e) => self.context(e),
+            None => {
+                let (id, correlation) = envelope::peek_ids(&self.record);
+                let cause = Cause {
+                    event_id: id.unwrap_or_default(),
+                    correlationid: correlation,
+                    traceparent: None,
+                };
+                Context::new(self.env, self.record, self.attempt, cause)
+            }
+        }
+    }
+
     /// The handler's context for `event`: its publisher is caused by the event.
     pub fn context<T>(self, event: &Event<T>) -> Context {
         // The per-record span is DEBUG: below that level there is none to fill in, and

@@ -50,10 +50,50 @@ pub enum PublishError {
         topic: String,
         /// The client's error.
         reason: String,
+        /// Whether trying again can help, as the transport classified the error.
+        kind: PublishErrorKind,
     },
     /// The app is shutting down.
     #[error("the publisher is shut down")]
     Closed,
+}
+
+/// What a failed publish says about trying again; the transport maps its own error codes
+/// onto these, and the [recoverer](crate::failure::recoverer) acts on them.
+///
+/// ```
+/// use mq_core::{PublishError, PublishErrorKind};
+/// let e = PublishError::Broker { topic: "t".into(), reason: "too large".into(), kind: PublishErrorKind::RecordRejected };
+/// assert_eq!(e.kind(), PublishErrorKind::RecordRejected);
+/// assert_eq!(PublishError::Closed.kind(), PublishErrorKind::Transient);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishErrorKind {
+    /// Timeouts, unreachable brokers, leader changes, shutdown: the same record may go
+    /// through later.
+    Transient,
+    /// This record can never be written as it is: too large, invalid, corrupt. A smaller
+    /// record may go through.
+    RecordRejected,
+    /// The destination refuses every record: not authorized, unknown topic (auto-creation
+    /// off). Needs an operator; retrying the same record later may work.
+    DestinationRejected,
+}
+
+impl PublishError {
+    /// How the failure is classified.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::PublishError::Closed.kind(), mq_core::PublishErrorKind::Transient);
+    /// ```
+    pub fn kind(&self) -> PublishErrorKind {
+        match self {
+            PublishError::Serialize { .. } => PublishErrorKind::RecordRejected,
+            PublishError::Broker { kind, .. } => *kind,
+            PublishError::Closed => PublishErrorKind::Transient,
+        }
+    }
 }
 
 /// The transport side of a publisher: sends one record and reports where it landed.
@@ -62,6 +102,24 @@ pub enum PublishError {
 pub trait RecordSink: Send + Sync + 'static {
     /// Sends a record; resolves when the broker acknowledged it (per the `acks` setting).
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>>;
+
+    /// What the sink knows about its own health (shown by the `publisher` health component).
+    fn status(&self) -> SinkStatus {
+        SinkStatus::default()
+    }
+}
+
+/// A sink's own account of its health.
+///
+/// ```
+/// assert_eq!(mq_core::publisher::SinkStatus::default().fatal_errors, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStatus {
+    /// Fatal client errors seen (each replaced the client).
+    pub fatal_errors: u64,
+    /// The last of them.
+    pub last_fatal_error: Option<String>,
 }
 
 /// The event a publisher is publishing on behalf of (set inside handlers).

@@ -244,6 +244,59 @@ pub struct Record {
     pub headers: Headers,
     /// Broker or producer timestamp, milliseconds since the Unix epoch.
     pub timestamp: Option<i64>,
+    /// What [`Record::timestamp`] means (Kafka's `CreateTime` or `LogAppendTime`).
+    pub timestamp_type: TimestampType,
+}
+
+/// What a record's timestamp is: Kafka's `TimestampType`, spelled as Java's `toString()`
+/// (the `kafka_dlt-original-timestamp-type` header carries that spelling).
+///
+/// ```
+/// use mq_core::record::TimestampType;
+/// assert_eq!(TimestampType::LogAppendTime.as_str(), "LogAppendTime");
+/// assert_eq!(TimestampType::parse(b"CreateTime"), Some(TimestampType::CreateTime));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TimestampType {
+    /// The record has no timestamp.
+    #[default]
+    NoTimestampType,
+    /// Set by the producer.
+    CreateTime,
+    /// Set by the broker when it appended the record.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// The Java spelling: `CreateTime`, `LogAppendTime` or `NoTimestampType`.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::record::TimestampType::CreateTime.as_str(), "CreateTime");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampType::NoTimestampType => "NoTimestampType",
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+
+    /// Reads the Java spelling (Java's `TimestampType.name` too: `CREATE_TIME`, ...);
+    /// `None` for anything else.
+    ///
+    /// ```
+    /// use mq_core::record::TimestampType;
+    /// assert_eq!(TimestampType::parse(b"LOG_APPEND_TIME"), Some(TimestampType::LogAppendTime));
+    /// assert_eq!(TimestampType::parse(b"\xff"), None);
+    /// ```
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            b"CreateTime" | b"CREATE_TIME" => Some(TimestampType::CreateTime),
+            b"LogAppendTime" | b"LOG_APPEND_TIME" => Some(TimestampType::LogAppendTime),
+            b"NoTimestampType" | b"NO_TIMESTAMP_TYPE" => Some(TimestampType::NoTimestampType),
+            _ => None,
+        }
+    }
 }
 
 impl Record {
@@ -268,6 +321,7 @@ impl Record {
             value,
             headers: Headers::default(),
             timestamp: None,
+            timestamp_type: TimestampType::NoTimestampType,
         }
     }
 }
@@ -287,8 +341,8 @@ pub struct OutgoingRecord {
     pub partition: Option<i32>,
     /// Record key.
     pub key: Option<Vec<u8>>,
-    /// Record value.
-    pub value: Vec<u8>,
+    /// Record value; `None` is a tombstone (Kafka's null value, a delete on a compacted topic).
+    pub value: Option<Vec<u8>>,
     /// Record headers.
     pub headers: Headers,
 }
@@ -296,7 +350,7 @@ pub struct OutgoingRecord {
 impl OutgoingRecord {
     /// `record` sent on to `topic` as it came (key, value, headers), minus the headers
     /// whose names start with `drop_prefix`: the retry and dead-letter headers an earlier
-    /// hop wrote, which the caller writes anew. A null value is sent as an empty one.
+    /// hop wrote, which the caller writes anew. A null value (tombstone) stays null.
     ///
     /// ```
     /// use mq_core::record::{OutgoingRecord, Record};
@@ -304,7 +358,7 @@ impl OutgoingRecord {
     /// r.headers.append("kafka_dlt-exception-message", "old");
     /// r.headers.append("app", "1");
     /// let out = OutgoingRecord::forward(&r, "orders-dlt", "kafka_dlt-");
-    /// assert_eq!((out.topic.as_str(), out.value.as_slice()), ("orders-dlt", &b"v"[..]));
+    /// assert_eq!((out.topic.as_str(), out.value.as_deref()), ("orders-dlt", Some(&b"v"[..])));
     /// assert_eq!(out.headers.len(), 1);
     /// ```
     pub fn forward(record: &Record, topic: &str, drop_prefix: &str) -> Self {
@@ -314,7 +368,7 @@ impl OutgoingRecord {
             topic: topic.to_owned(),
             partition: None,
             key: record.key.clone(),
-            value: record.value.clone().unwrap_or_default(),
+            value: record.value.clone(),
             headers,
         }
     }
@@ -330,9 +384,40 @@ impl OutgoingRecord {
             topic: topic.into(),
             partition: None,
             key,
-            value,
+            value: Some(value),
             headers: Headers::default(),
         }
+    }
+
+    /// A tombstone: `key` with a null value (deletes the key on a compacted topic).
+    ///
+    /// ```
+    /// let r = mq_core::record::OutgoingRecord::tombstone("customers", b"cust-42".to_vec());
+    /// assert!(r.value.is_none());
+    /// ```
+    pub fn tombstone(topic: impl Into<String>, key: Vec<u8>) -> Self {
+        OutgoingRecord {
+            topic: topic.into(),
+            partition: None,
+            key: Some(key),
+            value: None,
+            headers: Headers::default(),
+        }
+    }
+
+    /// Bytes this record takes on the wire, roughly: key, value, header names and values.
+    ///
+    /// ```
+    /// let r = mq_core::record::OutgoingRecord::new("t", Some(b"k".to_vec()), b"vv".to_vec());
+    /// assert_eq!(r.size(), 3);
+    /// ```
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
     }
 }
 

@@ -119,6 +119,19 @@ impl ListenerSpec {
     pub fn dlt_topic(&self, topic: &str) -> String {
         format!("{topic}{}", self.dlt.suffix)
     }
+
+    /// Every dead-letter topic of `topic`: the default one and one per route of
+    /// `mq.listener.dlt.routes` (each created with the listener's topics).
+    pub fn dlt_topics(&self, topic: &str) -> Vec<String> {
+        let mut all = vec![self.dlt_topic(topic)];
+        for suffix in self.dlt.routes.values() {
+            let routed = format!("{topic}{suffix}");
+            if !all.contains(&routed) {
+                all.push(routed);
+            }
+        }
+        all
+    }
 }
 
 /// Why the listeners could not be resolved.
@@ -222,6 +235,7 @@ pub(crate) fn resolve(
         let dlt = DltConfig {
             enabled: o.dlt.enabled.unwrap_or(defaults.dlt.enabled),
             suffix: o.dlt.suffix.clone().unwrap_or(defaults.dlt.suffix.clone()),
+            routes: o.dlt.routes.clone().unwrap_or(defaults.dlt.routes.clone()),
         };
         specs.push(ListenerSpec {
             name: def.name,

@@ -1,15 +1,14 @@
 //! The retry policy of a listener: how long to wait between its attempts.
 //!
-//! Backoff delays come from `backon`'s exponential builder (initial interval, multiplier,
-//! ceiling, optional jitter), the same shape as Spring's `ExponentialBackOff`. The policy
-//! itself is the listener's resolved [`RetryConfig`] (defaults, macro, per-listener
-//! configuration).
+//! The waits grow exponentially (initial interval, multiplier, ceiling, optional jitter),
+//! the shape of Spring's `ExponentialBackOff`; [`crate::failure::policy::backoff`] computes
+//! each one. The policy itself is the listener's resolved [`RetryConfig`] (defaults, macro,
+//! per-listener configuration).
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
-
 use crate::config::RetryConfig;
+use crate::failure::policy;
 
 impl RetryConfig {
     /// The waits before the 2nd, 3rd, … attempt: `max_attempts - 1` of them.
@@ -27,14 +26,14 @@ impl RetryConfig {
     /// assert_eq!(delays, [100, 200, 300]);
     /// ```
     pub fn delays(&self) -> impl Iterator<Item = Duration> {
-        let mut builder = backon::ExponentialBuilder::new()
-            .with_min_delay(self.initial_interval)
-            .with_max_delay(self.max_interval)
-            .with_factor(self.multiplier as f32)
-            .with_max_times(self.max_attempts.saturating_sub(1) as usize);
-        if self.jitter {
-            builder = builder.with_jitter();
-        }
-        builder.build()
+        let retry = self.clone();
+        (1..self.max_attempts).map(move |attempt| {
+            let sample = if retry.jitter {
+                policy::jitter_sample()
+            } else {
+                0.0
+            };
+            policy::backoff(&retry, attempt, sample)
+        })
     }
 }

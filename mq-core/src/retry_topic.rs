@@ -9,15 +9,25 @@
 //! its main queue is polled by its own task). After the last attempt the record goes to
 //! the dead-letter topic of the source topic.
 //!
-//! Header values are big-endian binary like Spring's dead-letter headers: attempts as 4
-//! bytes, the due time as 8 bytes of epoch milliseconds.
+//! The headers are Spring's, with Spring's values and numbering (see
+//! [`spring_headers`](crate::failure::spring_headers)): `retry_topic-attempts` is the
+//! number of the delivery the record is on (2 on `-retry-0`), `retry_topic-backoff-timestamp`
+//! a big-endian integer of epoch milliseconds, `retry_topic-original-timestamp` the first
+//! record's timestamp; the `kafka_dlt-*` headers name the failure and the record on the
+//! source topic, which a later dead letter keeps. A due time is honoured only on a retry
+//! topic, and never for longer than the listener's `max-interval`.
 
+use crate::dead_letter::{self, FailureInfo};
+use crate::failure::spring_headers::{Original, RetryHeaders};
 use crate::record::{OutgoingRecord, Record};
 
-/// Attempts made so far (4-byte big-endian).
+/// The number of the delivery the record is on (Spring's numbering: 2 on `-retry-0`);
+/// 4-byte big-endian (1 byte from older Spring versions).
 pub const ATTEMPTS: &str = "retry_topic-attempts";
-/// When the record is due again, epoch millis (8-byte big-endian).
+/// When the record is due again, epoch millis (big-endian integer, 6 bytes today).
 pub const BACKOFF_TIMESTAMP: &str = "retry_topic-backoff-timestamp";
+/// The timestamp of the record on the source topic, epoch millis (big-endian integer).
+pub const ORIGINAL_TIMESTAMP: &str = "retry_topic-original-timestamp";
 /// Prefix of every retry-topic header.
 pub const PREFIX: &str = "retry_topic-";
 
@@ -71,54 +81,54 @@ pub fn source_of<'a>(topic: &'a str, sources: &[String]) -> &'a str {
     }
 }
 
-/// Attempts already made on a record read from a retry topic (0 on a source topic).
+/// The number `n` of a retry topic name `<topic>-retry-<n>`.
 ///
 /// ```
-/// let mut r = mq_core::record::Record::new("t-retry-0", 0, 0, None, None);
-/// assert_eq!(mq_core::retry_topic::prior_attempts(&r), 0);
-/// r.headers.insert("retry_topic-attempts", 2u32.to_be_bytes());
-/// assert_eq!(mq_core::retry_topic::prior_attempts(&r), 2);
+/// assert_eq!(mq_core::retry_topic::index_of("orders-retry-2"), Some(2));
+/// assert_eq!(mq_core::retry_topic::index_of("orders"), None);
+/// assert_eq!(mq_core::retry_topic::index_of("orders-retry-99999999999"), None);
 /// ```
-pub fn prior_attempts(record: &Record) -> u32 {
-    record
-        .headers
-        .get(ATTEMPTS)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map_or(0, u32::from_be_bytes)
+pub fn index_of(topic: &str) -> Option<u32> {
+    let (_, n) = topic.rsplit_once("-retry-")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
 }
 
-/// When the record is due, epoch millis (`None`: now).
+/// The record to publish to `retry_topic`, where it will be delivery number `attempt`,
+/// due at `due_ms`: the record byte for byte, with Spring's retry and failure headers.
+/// `original` is the record on the source topic (kept across hops).
 ///
 /// ```
-/// let mut r = mq_core::record::Record::new("t-retry-0", 0, 0, None, None);
-/// r.headers.insert("retry_topic-backoff-timestamp", 5i64.to_be_bytes());
-/// assert_eq!(mq_core::retry_topic::due_millis(&r), Some(5));
-/// ```
-pub fn due_millis(record: &Record) -> Option<i64> {
-    record
-        .headers
-        .get(BACKOFF_TIMESTAMP)
-        .and_then(|v| <[u8; 8]>::try_from(v).ok())
-        .map(i64::from_be_bytes)
-}
-
-/// The record to publish to `retry_topic` after `attempts` attempts, due at `due_millis`.
-///
-/// ```
+/// use mq_core::dead_letter::FailureInfo;
+/// use mq_core::failure::spring_headers::Original;
 /// let r = mq_core::record::Record::new("t", 0, 0, Some(b"k".to_vec()), Some(b"v".to_vec()));
-/// let out = mq_core::retry_topic::reschedule(&r, "t-retry-0", 1, 99);
-/// assert_eq!(out.value, b"v");
-/// assert_eq!(out.headers.get("retry_topic-attempts"), Some(&1u32.to_be_bytes()[..]));
+/// let info = FailureInfo { exception_type: "E".into(), cause_type: None, message: "m".into(), trace: "E: m".into() };
+/// let out = mq_core::retry_topic::reschedule(&r, "t-retry-0", 2, 99, "g", &info, &Original::of(&r));
+/// assert_eq!(out.value.as_deref(), Some(&b"v"[..]));
+/// assert_eq!(out.headers.get("retry_topic-attempts"), Some(&2u32.to_be_bytes()[..]));
+/// assert_eq!(out.headers.get("retry_topic-backoff-timestamp"), Some(&[99u8][..]));
 /// ```
 pub fn reschedule(
     record: &Record,
     retry_topic: &str,
-    attempts: u32,
-    due_millis: i64,
+    attempt: u32,
+    due_ms: i64,
+    group: &str,
+    info: &FailureInfo,
+    original: &Original,
 ) -> OutgoingRecord {
     let mut out = OutgoingRecord::forward(record, retry_topic, PREFIX);
-    out.headers.append(ATTEMPTS, attempts.to_be_bytes());
     out.headers
-        .append(BACKOFF_TIMESTAMP, due_millis.to_be_bytes());
+        .retain(|name| !name.starts_with(dead_letter::headers::PREFIX));
+    crate::envelope::carry_event_id(record, &mut out.headers);
+    dead_letter::stamp(&mut out.headers, group, info, original);
+    RetryHeaders {
+        attempt: Some(attempt),
+        due_ms: Some(due_ms),
+        original_timestamp: Some(original.timestamp),
+    }
+    .write(&mut out.headers);
     out
 }

@@ -257,11 +257,34 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
         .unwrap_or_else(|| LitStr::new(&fn_name.to_string(), fn_name.span()));
 
     let payload_ty = &types[0];
-    let (data_ty, payload_expr) = match event_data_type(payload_ty) {
-        Some(inner) => (inner, quote!(__event)),
-        None => (payload_ty.clone(), quote!(__event.data)),
+    // `Option<Event<T>>` / `Option<T>`: tombstones (null values) arrive as `None`.
+    let (decode, context, payload_expr) = match option_type(payload_ty) {
+        Some(inner) => {
+            let (data_ty, payload) = match event_data_type(&inner) {
+                Some(data) => (data, quote!(__event)),
+                None => (
+                    syn::parse_quote!(::core::option::Option<#inner>),
+                    quote!(__event.and_then(|__e| __e.data)),
+                ),
+            };
+            (
+                quote_spanned!(payload_ty.span()=> __inv.decode_optional::<#data_ty>()?),
+                quote!(__inv.context_of(&__event)),
+                payload,
+            )
+        }
+        None => {
+            let (data_ty, payload) = match event_data_type(payload_ty) {
+                Some(inner) => (inner, quote!(__event)),
+                None => (payload_ty.clone(), quote!(__event.data)),
+            };
+            (
+                quote_spanned!(payload_ty.span()=> __inv.decode::<#data_ty>()?),
+                quote!(__inv.context(&__event)),
+                payload,
+            )
+        }
     };
-    let decode = quote_spanned!(payload_ty.span()=> __inv.decode::<#data_ty>()?);
     let extra: Vec<_> = types[1..]
         .iter()
         .enumerate()
@@ -303,7 +326,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             ) -> #private::BoxFuture<'static, ::core::result::Result<(), #private::Failure>> {
                 ::std::boxed::Box::pin(#send_check(async move {
                     let __event = #decode;
-                    let __ctx = __inv.context(&__event);
+                    let __ctx = #context;
                     #(#extra_stmts)*
                     #convert
                 }))
@@ -334,9 +357,19 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
 
 /// `Event<T>` (any path ending in `Event` with one type argument) → `Some(T)`.
 fn event_data_type(ty: &Type) -> Option<Type> {
+    single_argument(ty, "Event")
+}
+
+/// `Option<T>` (any path ending in `Option` with one type argument) → `Some(T)`.
+fn option_type(ty: &Type) -> Option<Type> {
+    single_argument(ty, "Option")
+}
+
+/// The type argument of `ty` when its last path segment is `name<T>`.
+fn single_argument(ty: &Type, name: &str) -> Option<Type> {
     let Type::Path(tp) = ty else { return None };
     let last = tp.path.segments.last()?;
-    if last.ident != "Event" {
+    if last.ident != name {
         return None;
     }
     let PathArguments::AngleBracketed(ab) = &last.arguments else {
@@ -375,6 +408,25 @@ mod tests {
             "async fn f(x: X) -> Result<(), E> { Ok(()) }",
         );
         assert!(out.contains("__event . data"), "{out}");
+    }
+
+    #[test]
+    fn optional_payloads_take_tombstones() {
+        let out = expand_str(
+            r#"topic = "a""#,
+            "async fn f(e: Option<Event<X>>) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("decode_optional :: < X >"), "{out}");
+        assert!(out.contains("context_of"), "{out}");
+        let out = expand_str(
+            r#"topic = "a""#,
+            "async fn f(x: Option<X>) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(
+            out.contains("decode_optional :: < :: core :: option :: Option < X > >"),
+            "{out}"
+        );
+        assert!(out.contains("and_then"), "{out}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (every publish, the dead-letter ones included, goes through the app's one sink).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -18,7 +18,7 @@ use crate::record::OutgoingRecord;
 const RECENT: Duration = Duration::from_secs(60);
 
 /// Counters of one app's publishes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct PublisherStats {
     in_flight: AtomicI64,
     delivered: AtomicU64,
@@ -26,6 +26,8 @@ pub(crate) struct PublisherStats {
     last_failed: AtomicBool,
     last_failure_ms: AtomicI64,
     last_error: Mutex<Option<String>>,
+    /// The transport's sink, for its own account (fatal errors, producer replaced).
+    sink: OnceLock<Arc<dyn RecordSink>>,
 }
 
 impl PublisherStats {
@@ -69,23 +71,36 @@ impl PublisherStats {
                 .with_detail("lastError", error)
                 .with_detail("lastErrorAgeMs", (now_ms - last_failure).max(0));
         }
+        if let Some(status) = self.sink.get().map(|s| s.status()) {
+            if status.fatal_errors > 0 {
+                h = h
+                    .with_detail("fatalErrors", status.fatal_errors)
+                    .with_detail("lastFatalError", status.last_fatal_error);
+            }
+        }
         h
     }
 }
 
 /// A sink that counts in-flight records and delivery outcomes in [`PublisherStats`].
 pub(crate) struct TrackedSink<S> {
-    inner: S,
+    inner: Arc<S>,
     stats: Arc<PublisherStats>,
 }
 
 impl<S: RecordSink> TrackedSink<S> {
     pub(crate) fn new(inner: S, stats: Arc<PublisherStats>) -> Self {
+        let inner = Arc::new(inner);
+        let _ = stats.sink.set(inner.clone());
         TrackedSink { inner, stats }
     }
 }
 
 impl<S: RecordSink> RecordSink for TrackedSink<S> {
+    fn status(&self) -> crate::publisher::SinkStatus {
+        self.inner.status()
+    }
+
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let sending = self.inner.send(record);
@@ -136,6 +151,7 @@ mod tests {
                 Err(PublishError::Broker {
                     topic: r.topic,
                     reason: "all brokers down".into(),
+                    kind: crate::publisher::PublishErrorKind::Transient,
                 })
             })
         }

@@ -107,6 +107,12 @@ pub struct DltConfig {
     /// Default `-dlt`; `.DLT` for Spring interop.
     #[serde(deserialize_with = "lenient::string")]
     pub suffix: String,
+    /// Dead-letter routing by failure (Spring's exception-based DLT routing): failure →
+    /// the suffix of its own dead-letter topic, `<topic><route suffix>`. A failure is an
+    /// error type name as `kafka_dlt-exception-fqcn` shows it (e.g.
+    /// `mq_core::envelope::DecodeError::Json`), or a kind: `poison` (does not decode),
+    /// `permanent`, `exhausted` (retries used up). The type wins over the kind. Default: none.
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DltConfig {
@@ -114,6 +120,7 @@ impl Default for DltConfig {
         DltConfig {
             enabled: true,
             suffix: "-dlt".to_owned(),
+            routes: Default::default(),
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct DltOverride {
     /// See [`DltConfig::suffix`].
     #[serde(deserialize_with = "lenient::opt_string")]
     pub suffix: Option<String>,
+    /// See [`DltConfig::routes`] (replaces the defaults' routes when set).
+    pub routes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `mq.listener.*`: defaults for every listener.

@@ -225,7 +225,9 @@ impl EmbeddedKafka {
                     self.create_topic(&retry, partitions)?;
                 }
                 if spec.dlt.enabled {
-                    self.create_topic(&spec.dlt_topic(topic), partitions)?;
+                    for dlt in spec.dlt_topics(topic) {
+                        self.create_topic(&dlt, partitions)?;
+                    }
                 }
             }
         }

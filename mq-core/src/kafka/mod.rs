@@ -52,8 +52,14 @@ pub(crate) fn consumer_config(config: &Config, group: &str, client_id: &str) -> 
     c
 }
 
-/// librdkafka settings of the producer: `acks` from config, idempotence on, then the
-/// user's `mq.kafka.producer.properties`.
+/// Room for what a dead letter adds to the largest accepted value: its key, the original
+/// headers and the `kafka_dlt-*` headers (the stack trace alone is up to 8 KiB).
+pub(crate) const DEAD_LETTER_HEADROOM: usize = 64 * 1024;
+
+/// librdkafka settings of the producer: `acks` from config, idempotence on,
+/// `message.max.bytes` large enough for a dead letter of any accepted record
+/// (`max-payload-bytes` + [`DEAD_LETTER_HEADROOM`]; librdkafka's default, 1,000,000, is
+/// below mq's 1 MiB payload limit), then the user's `mq.kafka.producer.properties`.
 pub(crate) fn producer_config(config: &Config) -> ClientConfig {
     let kafka = &config.mq.kafka;
     let mut c = ClientConfig::new();
@@ -70,6 +76,11 @@ pub(crate) fn producer_config(config: &Config) -> ClientConfig {
             } else {
                 "false"
             },
+        )
+        .set(
+            "message.max.bytes",
+            (config.mq.listener.max_payload_bytes.min(512 * 1024 * 1024) + DEAD_LETTER_HEADROOM)
+                .to_string(),
         );
     for (k, v) in flatten_properties(&kafka.properties)
         .into_iter()
@@ -110,5 +121,20 @@ mod tests {
         assert_eq!(consumer.get("client.rack"), Some("b"));
         assert_eq!(producer.get("client.rack"), Some("a"));
         assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn the_producer_takes_a_dead_letter_of_the_largest_accepted_record() {
+        let config =
+            Config::from_yaml_str("mq:\n  listener:\n    max-payload-bytes: 2000000\n").unwrap();
+        assert_eq!(
+            producer_config(&config).get("message.max.bytes"),
+            Some((2_000_000 + DEAD_LETTER_HEADROOM).to_string().as_str())
+        );
+        let own = Config::from_yaml_str(
+            "mq:\n  kafka:\n    producer:\n      properties:\n        message.max.bytes: 5000\n",
+        )
+        .unwrap();
+        assert_eq!(producer_config(&own).get("message.max.bytes"), Some("5000"));
     }
 }

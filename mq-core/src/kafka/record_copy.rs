@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 
-use crate::record::{copy_into, Headers, Record};
+use crate::record::{copy_into, Headers, Record, TimestampType};
 
 /// A new record holding a copy of `m`; `topic` is `m`'s topic, shared by the records of a
 /// lane.
@@ -18,6 +18,7 @@ pub(crate) fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
         value: None,
         headers: Headers::default(),
         timestamp: None,
+        timestamp_type: TimestampType::NoTimestampType,
     };
     refill(&mut record, m);
     record
@@ -27,7 +28,13 @@ pub(crate) fn to_record(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
 pub(crate) fn refill(record: &mut Record, m: &BorrowedMessage<'_>) {
     record.partition = m.partition();
     record.offset = m.offset();
-    record.timestamp = m.timestamp().to_millis();
+    let ts = m.timestamp();
+    record.timestamp = ts.to_millis();
+    record.timestamp_type = match ts {
+        rdkafka::Timestamp::CreateTime(_) => TimestampType::CreateTime,
+        rdkafka::Timestamp::LogAppendTime(_) => TimestampType::LogAppendTime,
+        rdkafka::Timestamp::NotAvailable => TimestampType::NoTimestampType,
+    };
     copy_into(&mut record.key, m.key());
     copy_into(&mut record.value, m.payload());
     match m.headers() {

@@ -175,9 +175,10 @@ impl RecordSink for TestBroker {
             partition: partition as i32,
             offset: offset as i64,
             key: record.key,
-            value: Some(record.value),
+            value: record.value,
             headers: record.headers,
             timestamp: Some(chrono::Utc::now().timestamp_millis()),
+            timestamp_type: crate::record::TimestampType::CreateTime,
         });
         t.order.push((partition, offset));
         let delivery = Delivery {
