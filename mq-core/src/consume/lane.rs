@@ -69,6 +69,8 @@ pub(crate) struct LaneShared {
     pub(crate) flow: Flow,
     fenced: Mutex<bool>,
     source: Arc<dyn LaneSource>,
+    /// Where spent records go back for reuse (the Kafka transport refills them).
+    recycle: Option<mpsc::UnboundedSender<Arc<Record>>>,
 }
 
 impl LaneShared {
@@ -95,6 +97,8 @@ pub(crate) struct Opening {
     pub(crate) share: usize,
     /// The `ended` token of the partition's previous lane.
     pub(crate) predecessor: Option<CancellationToken>,
+    /// Where spent records go back for reuse.
+    pub(crate) recycle: Option<mpsc::UnboundedSender<Arc<Record>>>,
 }
 
 /// The transport's handle on one lane.
@@ -121,6 +125,7 @@ impl Lane {
             source,
             share,
             predecessor,
+            recycle,
         } = opening;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(LaneShared {
@@ -132,6 +137,7 @@ impl Lane {
             flow: Flow::new(share),
             fenced: Mutex::new(false),
             source,
+            recycle,
         });
         let task_shared = shared.clone();
         let join = rt.spawn(async move {
@@ -275,8 +281,14 @@ async fn ordered(
         let offset = record.offset;
         shared.activity.offset.store(offset, Ordering::Relaxed);
         shared.activity.since_ms.store(now_ms(), Ordering::Relaxed);
-        let disposition = process_supervised(runtime, local, shared, record).await;
+        let disposition = process_supervised(runtime, local, shared, &record).await;
         shared.activity.since_ms.store(0, Ordering::Relaxed);
+        // Hand the spent record back to the transport for reuse, unless a handler kept it.
+        if let Some(recycle) = &shared.recycle {
+            if Arc::strong_count(&record) == 1 {
+                let _ = recycle.send(record);
+            }
+        }
         let Some(disposition) = disposition else {
             return;
         };
@@ -300,7 +312,7 @@ async fn keyed(
     let shared = offsets.shared;
     let start = |record: Arc<Record>| async move {
         let (key, offset) = (record.key.clone(), record.offset);
-        let d = process_supervised(runtime, local, shared, record).await;
+        let d = process_supervised(runtime, local, shared, &record).await;
         (key, offset, d)
     };
     let mut running = FuturesUnordered::new();
@@ -378,7 +390,7 @@ async fn process_supervised(
     runtime: &ListenerRuntime,
     local: &WorkerLocal,
     shared: &LaneShared,
-    record: Arc<Record>,
+    record: &Arc<Record>,
 ) -> Option<Disposition> {
     let mut tries = 0;
     loop {

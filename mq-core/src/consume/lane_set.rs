@@ -54,6 +54,7 @@ pub(crate) struct LaneSet {
     lanes: Mutex<Lanes>,
     epochs: AtomicU64,
     rt: tokio::runtime::Handle,
+    recycle: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Arc<Record>>>>,
 }
 
 impl LaneSet {
@@ -69,7 +70,14 @@ impl LaneSet {
             lanes: Mutex::new(Lanes::default()),
             epochs: AtomicU64::new(0),
             rt,
+            recycle: Mutex::new(None),
         }
+    }
+
+    /// From now on, lanes opened send their spent records (those no handler kept) to
+    /// `tx`, for the transport to refill instead of allocating new ones.
+    pub(crate) fn recycle_into(&self, tx: tokio::sync::mpsc::UnboundedSender<Arc<Record>>) {
+        *self.recycle.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     /// The listener the lanes run.
@@ -103,6 +111,11 @@ impl LaneSet {
             source,
             share,
             predecessor,
+            recycle: self
+                .recycle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         };
         let lane = Lane::start(opening, self.runtime.clone(), self.settings, &self.rt);
         lanes.latest.insert(key.clone(), lane.shared.ended.clone());

@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::rebalance::{commit_stored, ConsumerStatus, MqConsumer, MqContext};
-use super::record_copy::to_record;
+use super::record_copy::next_record;
 use crate::consume::{self, LaneKey, LaneSet, LaneSettings};
 use crate::dispatch::ListenerRuntime;
 use crate::metrics::Metrics;
+use crate::record::Record;
 
 /// Starts one consumer of a listener; the returned task ends after shutdown, once the
 /// consumer committed and left its group.
@@ -81,7 +82,9 @@ async fn poll_until_shutdown(
     status: &ConsumerStatus,
 ) {
     let listener = lanes.runtime().spec.name;
-    let mut router = Router::default();
+    let (recycle, spares) = tokio::sync::mpsc::unbounded_channel();
+    lanes.recycle_into(recycle);
+    let mut router = Router { last: None, spares };
     let mut messages = consumer.stream();
     let mut since_stamp = 0;
     loop {
@@ -119,10 +122,11 @@ fn stamp(status: &ConsumerStatus) {
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
 }
 
-/// Finds records' lanes, remembering the last one (consecutive records mostly share it).
-#[derive(Default)]
+/// Finds records' lanes, remembering the last one (consecutive records mostly share it),
+/// and copies each message into a spent record when the lanes gave one back.
 struct Router {
     last: Option<(LaneKey, consume::Lane)>,
+    spares: tokio::sync::mpsc::UnboundedReceiver<Arc<Record>>,
 }
 
 impl Router {
@@ -144,7 +148,8 @@ impl Router {
             );
             return;
         };
-        if !lane.push(Arc::new(to_record(m, key.topic.clone()))) {
+        let record = next_record(self.spares.try_recv().ok(), m, &key.topic);
+        if !lane.push(record) {
             tracing::debug!(
                 topic = m.topic(),
                 partition = m.partition(),
