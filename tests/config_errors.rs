@@ -66,6 +66,37 @@ fn configuration_layers_and_errors() {
     assert_eq!(c.management.server.port, 9100);
     clear_env();
 
+    // What a Kubernetes pod gets: service links of a Service named `mq` are ignored (and
+    // listed), environment values stay strings.
+    std::env::set_var("MQ_PORT", "tcp://10.0.0.1:5672");
+    std::env::set_var("MQ_SERVICE_HOST", "10.0.0.1");
+    std::env::set_var("MQ_SERVICE_PORT", "5672");
+    std::env::set_var("MQ_PORT_5672_TCP_ADDR", "10.0.0.1");
+    std::env::set_var("MQ_APPLICATION__VERSION", "1.10");
+    std::env::set_var("MQ_KAFKA__CONSUMER__GROUP_ID", "007");
+    std::env::set_var("MQ_CONFIG_DIR", d);
+    let app = App::from_config().expect("foreign MQ_* variables do not stop the service");
+    let c = app.config();
+    assert_eq!(c.mq.application.version.as_deref(), Some("1.10"));
+    assert_eq!(c.mq.kafka.consumer.group_id.as_deref(), Some("007"));
+    assert_eq!(
+        c.ignored_environment(),
+        [
+            "MQ_PORT",
+            "MQ_PORT_5672_TCP_ADDR",
+            "MQ_SERVICE_HOST",
+            "MQ_SERVICE_PORT"
+        ]
+    );
+    clear_env();
+
+    // A duration that would mean a month elsewhere is refused, naming the variable.
+    std::env::set_var("MQ_SHUTDOWN__TIMEOUT", "1M");
+    let err = Config::load_from(d).unwrap_err().to_string();
+    assert!(err.contains("MQ_SHUTDOWN__TIMEOUT"), "{err}");
+    assert!(err.contains("write m for minutes"), "{err}");
+    clear_env();
+
     // A bad value in the base file: the message names the file and the key.
     write(
         d,

@@ -208,6 +208,14 @@ impl App {
     /// ```
     pub async fn start(self) -> Result<RunningApp, Error> {
         crate::telemetry::try_init(&self.config.mq.logging);
+        let ignored = self.config.ignored_environment();
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variables = %ignored.join(", "),
+                "ignored MQ_* environment variables that set no configuration key \
+                 (e.g. Kubernetes service links of a Service named mq)"
+            );
+        }
         let specs = self.listeners()?;
         transport::start(self, specs).await
     }

@@ -18,11 +18,14 @@ use prometheus_client::registry::Registry;
 use crate::publisher::{Delivery, PublishError};
 
 mod in_flight;
+mod labels;
 mod sharded;
 mod timer;
 
 use in_flight::{InFlight, InFlightShard};
 use timer::{Timer, TimerShard};
+
+pub use labels::label_name;
 
 /// Labels of a timer: which listener or publisher, and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,7 +66,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry whose every series carries `common_tags` (from `management.metrics.tags`).
+    /// A registry whose every series carries `common_tags` (from `management.metrics.tags`;
+    /// give legal label names, see [`label_name`]). A series' own label wins over a common
+    /// tag of the same name, as in Micrometer: with a tag `name: shop`, the listener timer
+    /// keeps `name="<listener>"`.
     ///
     /// ```
     /// use prometheus_client::metrics::counter::Counter;
@@ -157,7 +163,10 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
-        out
+        match labels::drop_shadowed_labels(&out) {
+            std::borrow::Cow::Borrowed(_) => out,
+            std::borrow::Cow::Owned(fixed) => fixed,
+        }
     }
 
     /// Handles for one listener, looked up once so the per-message path takes no lock.
@@ -282,5 +291,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"spring_kafka_listener_seconds_count{application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn a_series_own_label_wins_over_a_common_tag() {
+        let m = Arc::new(Metrics::new(vec![
+            ("name".into(), "shop".into()),
+            ("topic".into(), "all".into()),
+            ("application".into(), "order-service".into()),
+        ]));
+        m.listener("on_order")
+            .worker()
+            .success(Duration::from_millis(3));
+        m.set_lag("on_order", "orders", 0, 4);
+        let text = m.encode();
+        assert!(text.contains(r#"spring_kafka_listener_seconds_count{topic="all",application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
+        assert!(text.contains(r#"mq_consumer_lag{application="order-service",name="on_order",topic="orders",partition="0"} 4"#), "{text}");
+        assert!(!text.contains("shop"), "{text}");
     }
 }
