@@ -10,7 +10,7 @@
 //! | `GET /actuator/info` | name, version, profiles, listeners (topics, group, retry, DLT), configuration with secrets masked |
 //! | `GET /actuator/metrics` | `{"names":[..]}` |
 //! | `GET /actuator/metrics/{name}?tag=k:v` | `{"name":..,"measurements":[{"statistic":"COUNT","value":..}],"availableTags":[..]}` |
-//! | `GET /actuator/prometheus` | the registry in OpenMetrics text, or Prometheus text 0.0.4 when `Accept` prefers `text/plain` |
+//! | `GET /actuator/prometheus` | the registry in Prometheus text 0.0.4, or OpenMetrics when `Accept` names `application/openmetrics-text` first |
 //!
 //! Configuration (as Spring Boot's keys):
 //!
@@ -396,10 +396,10 @@ async fn metric_one(
 async fn prometheus_endpoint(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
     let text = a.metrics.encode();
-    let (content_type, body) = if prometheus::wants_text_004(accept) {
-        (prometheus::TEXT_004, prometheus::to_text_004(&text))
-    } else {
+    let (content_type, body) = if prometheus::wants_openmetrics(accept) {
         (prometheus::OPENMETRICS, text)
+    } else {
+        (prometheus::TEXT_004, prometheus::to_text_004(&text))
     };
     (
         StatusCode::OK,

@@ -154,14 +154,19 @@ async fn health_components_groups_and_status_codes() {
 #[tokio::test]
 async fn prometheus_negotiates_format() {
     let f = fixture(ALL);
-    let (s, ct, body) = get(&f.router, "/actuator/prometheus", None).await;
+    let (s, ct, body) = get(
+        &f.router,
+        "/actuator/prometheus",
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .await;
     assert_eq!((s, ct.as_str()), (200, prometheus::OPENMETRICS));
     assert!(body.ends_with("# EOF\n"));
     assert!(
         body.contains("# UNIT process_resident_memory_bytes bytes"),
         "{body}"
     );
-    let (s, ct, body) = get(&f.router, "/actuator/prometheus", Some("text/plain")).await;
+    let (s, ct, body) = get(&f.router, "/actuator/prometheus", None).await;
     assert_eq!((s, ct.as_str()), (200, prometheus::TEXT_004));
     assert!(!body.contains("# EOF") && !body.contains("# UNIT"));
     assert!(
