@@ -29,6 +29,10 @@ pub(crate) struct ConsumerView {
 /// Reads the current views of every consumer.
 pub(crate) type ConsumerSource = Arc<dyn Fn() -> Vec<ConsumerView> + Send + Sync>;
 
+/// Why the consumers have not started yet (e.g. "waiting for the broker to create the
+/// topics: ..."), `None` once they run. A listener without consumers is not ready.
+pub(crate) type StartupState = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Which question the indicator answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -51,6 +55,8 @@ pub(crate) struct ListenersIndicator {
     /// Cancelled when the app starts shutting down.
     pub(crate) shutdown: CancellationToken,
     pub(crate) mode: Mode,
+    /// Why the consumers are not started yet.
+    pub(crate) startup: StartupState,
 }
 
 impl HealthIndicator for ListenersIndicator {
@@ -97,6 +103,16 @@ impl ListenersIndicator {
                 )
             } else if self.mode != Mode::Liveness && shutting_down {
                 Health::out_of_service().with_detail("reason", "shutting down")
+            } else if self.mode != Mode::Liveness && mine.is_empty() {
+                let why = self
+                    .startup
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Health::out_of_service().with_detail(
+                    "reason",
+                    why.unwrap_or_else(|| "consumers not started yet".to_owned()),
+                )
             } else if (self.mode == Mode::Health && never_joined)
                 || (self.mode == Mode::Readiness && not_member)
             {
@@ -151,6 +167,7 @@ mod tests {
             stall_after: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
             mode,
+            startup: StartupState::default(),
         }
     }
 
@@ -215,5 +232,23 @@ mod tests {
         assert_eq!(i.evaluate(now).status, Status::Up);
         i.shutdown.cancel();
         assert_eq!(i.evaluate(now).status, Status::OutOfService);
+    }
+
+    #[test]
+    fn not_started_is_out_of_service_with_the_reason_but_alive() {
+        let now = 1_000_000;
+        let i = indicator(vec![view("a", 1, now, 1)], Mode::Readiness);
+        *i.startup.lock().unwrap() = Some("waiting for the broker: down".to_owned());
+        let r = i.evaluate(now);
+        assert_eq!(r.status, Status::OutOfService);
+        assert_eq!(r.components["a"].status, Status::Up);
+        assert_eq!(
+            r.components["b"].details["reason"],
+            json!("waiting for the broker: down")
+        );
+        let h = indicator(vec![view("a", 1, now, 1)], Mode::Health).evaluate(now);
+        assert_eq!(h.status, Status::OutOfService);
+        let l = indicator(vec![view("a", 1, now, 1)], Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Up);
     }
 }

@@ -73,7 +73,7 @@ use tokio_util::sync::CancellationToken;
 pub use health::{Health, HealthFuture, HealthIndicator, Status};
 
 pub(crate) use health::Indicators;
-pub(crate) use listeners::{ConsumerSource, ConsumerView};
+pub(crate) use listeners::{ConsumerSource, ConsumerView, StartupState};
 pub(crate) use publisher::{PublisherStats, TrackedSink};
 
 use crate::config::{Config, ShowDetails};
@@ -96,6 +96,8 @@ pub(crate) struct Parts {
     pub(crate) user: Indicators,
     /// Cancelled when the app starts shutting down (readiness turns `OUT_OF_SERVICE`).
     pub(crate) app_shutdown: CancellationToken,
+    /// Why the consumers have not started yet (broker down at startup).
+    pub(crate) startup: StartupState,
 }
 
 /// The running actuator server.
@@ -189,6 +191,7 @@ fn router(parts: Parts) -> Router {
         publisher,
         user,
         app_shutdown,
+        startup,
     } = parts;
     metrics.register(|r| r.register_collector(Box::new(process::ProcessCollector)));
     // A rebalance may hold the poll loop for up to the drain timeout.
@@ -200,6 +203,7 @@ fn router(parts: Parts) -> Router {
             stall_after,
             shutdown: app_shutdown.clone(),
             mode,
+            startup: startup.clone(),
         })
     };
     let mut health: Indicators = Vec::new();

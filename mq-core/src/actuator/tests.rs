@@ -49,6 +49,7 @@ fn fixture(yaml: &str) -> Fixture {
             Arc::new(|| Health::up().with_detail("answer", 42)),
         )],
         app_shutdown: shutdown.clone(),
+        startup: Default::default(),
     });
     Fixture {
         router,
