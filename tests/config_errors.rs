@@ -2,11 +2,69 @@
 //! environment variable) and the key. Profiles and environment overrides layer as in
 //! Spring Boot.
 //!
-//! One test function: the environment is process-wide, so the cases run in sequence.
+//! One test function for the environment (it is process-wide, so those cases run in
+//! sequence); the startup report of the listeners' wiring reads no environment.
 
 use std::path::Path;
 
+use mq_core::handler::State;
+use mq_core::prelude::*;
 use mq_core::{App, Config};
+
+/// State the listener below needs.
+struct Stock;
+
+type Alias = State<Stock>;
+
+#[listener(topic = "wiring-orders")]
+async fn needs_stock(
+    order: u32,
+    State(_stock): State<Stock>,
+    _again: Alias,
+    _ctx: Context,
+) -> Result<(), HandlerError> {
+    let _ = order;
+    Ok(())
+}
+
+#[tokio::test]
+async fn wiring_problems_are_reported_together_before_any_connection() {
+    let config = Config::from_yaml_str(
+        "mq:\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\nmanagement:\n  server:\n    enabled: false\n",
+    )
+    .unwrap();
+    let err = App::new(config.clone())
+        .only_listeners(["needs_stock", "no_such_listener"])
+        .start()
+        .await
+        .err()
+        .expect("the start fails");
+    let mq_core::Error::Startup(report) = &err else {
+        panic!("not a startup report: {err}");
+    };
+    let problems = report.problems();
+    assert_eq!(problems.len(), 3, "{err}");
+    assert!(problems[0].contains("no_such_listener"), "{err}");
+    for p in &problems[1..] {
+        assert!(
+            p.contains("listener \"needs_stock\" takes State<config_errors::Stock>")
+                && p.contains("App::with_state"),
+            "{err}"
+        );
+    }
+
+    // With the state registered only the unknown name is left.
+    let err = App::new(config)
+        .with_state(Stock)
+        .only_listeners(["needs_stock", "no_such_listener"])
+        .start()
+        .await
+        .err()
+        .expect("the start fails")
+        .to_string();
+    assert!(!err.contains("State<"), "{err}");
+    assert!(err.contains("no_such_listener"), "{err}");
+}
 
 fn write(dir: &Path, name: &str, yaml: &str) {
     std::fs::write(dir.join(name), yaml).unwrap();

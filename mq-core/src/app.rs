@@ -181,6 +181,38 @@ impl App {
         Ok(specs)
     }
 
+    /// [`App::listeners`], with every wiring problem found before any connection reported
+    /// together: listeners that do not resolve and `State<T>` arguments without a
+    /// [`App::with_state`].
+    fn checked_listeners(&self) -> Result<Vec<ListenerSpec>, Error> {
+        let mut problems = Vec::new();
+        let specs = match self.listeners() {
+            Ok(specs) => Some(specs),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        };
+        let names: Vec<&str> = match &specs {
+            Some(specs) => crate::startup::names(specs).collect(),
+            // Still check the states of the listeners that would start.
+            None => registry::registered()
+                .iter()
+                .map(|d| d.name)
+                .filter(|n| {
+                    self.only
+                        .as_ref()
+                        .is_none_or(|only| only.iter().any(|o| o == n))
+                })
+                .collect(),
+        };
+        problems.extend(crate::startup::missing_states(names, &self.state));
+        match specs {
+            Some(specs) if problems.is_empty() => Ok(specs),
+            _ => Err(crate::startup::StartupError::from_problems(problems).into()),
+        }
+    }
+
     /// Runs until SIGTERM or ctrl-c, then shuts down gracefully: stop fetching, finish
     /// in-flight handlers, commit, leave the groups, flush the producer.
     ///
@@ -216,7 +248,7 @@ impl App {
                  (e.g. Kubernetes service links of a Service named mq)"
             );
         }
-        let specs = self.listeners()?;
+        let specs = self.checked_listeners()?;
         transport::start(self, specs).await
     }
 }

@@ -49,6 +49,7 @@ pub mod telemetry;
 pub mod testing;
 
 mod app;
+mod startup;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -62,6 +63,7 @@ pub use dispatch::Disposition;
 pub use envelope::Event;
 pub use handler::{Context, HandlerError, State};
 pub use publisher::{Delivery, PublishError, Publisher};
+pub use startup::StartupError;
 
 /// Marks an `async fn` as a message listener. See the crate docs and `mq_macros`.
 ///
@@ -114,6 +116,9 @@ pub enum Error {
     /// A publish failed.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// Wiring problems found before any connection (listeners, missing state), all at once.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     /// `mq-core` was built without a transport.
     #[error("mq-core was built without the `kafka` feature: no transport to run listeners on")]
     NoTransport,

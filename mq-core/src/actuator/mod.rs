@@ -24,6 +24,7 @@
 //!       base-path: /actuator
 //!       exposure:
 //!         include: health,info,prometheus   # or "*"; default health
+//!         exclude: metrics                  # wins over include; default none
 //!   endpoint:
 //!     health:
 //!       show-details: always                # default never: status only
@@ -237,14 +238,19 @@ fn router(parts: Parts) -> Router {
         ),
     ];
     let web = &config.management.endpoints.web;
-    let all = web.exposure.include.iter().any(|e| e.trim() == "*");
+    let names = |list: &[String], id: &str| list.iter().any(|e| e.trim() == "*" || e.trim() == id);
     let exposed: Vec<&'static str> = ENDPOINTS
         .into_iter()
-        .filter(|id| all || web.exposure.include.iter().any(|e| e.trim() == *id))
+        .filter(|id| names(&web.exposure.include, id) && !names(&web.exposure.exclude, id))
         .collect();
-    for id in &web.exposure.include {
-        if id.trim() != "*" && !ENDPOINTS.contains(&id.trim()) {
-            tracing::warn!(endpoint = %id, "management.endpoints.web.exposure.include names an unknown endpoint");
+    for (key, list) in [
+        ("include", &web.exposure.include),
+        ("exclude", &web.exposure.exclude),
+    ] {
+        for id in list {
+            if id.trim() != "*" && !ENDPOINTS.contains(&id.trim()) {
+                tracing::warn!(endpoint = %id, "management.endpoints.web.exposure.{key} names an unknown endpoint");
+            }
         }
     }
     let base = web.base_path.trim_end_matches('/').to_owned();
@@ -298,14 +304,21 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-/// `GET /actuator`: Spring's links document.
-async fn links(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let root = format!("http://{host}{}", a.base);
-    let link = |path: &str, templated: bool| json!({"href": format!("{root}{path}"), "templated": templated});
+/// `GET /actuator`: Spring's links document. The links are paths from the server's root
+/// (`/actuator/health`), not built from the request's `Host` header: a client cannot make
+/// the service hand out links to another host, and the links stay right behind a proxy
+/// that keeps the path.
+async fn links(State(a): State<Arc<Actuator>>) -> Response {
+    let root = a.base.clone();
+    let link = |path: &str, templated: bool| {
+        let href = format!("{root}{path}");
+        let href = if href.is_empty() {
+            "/".to_owned()
+        } else {
+            href
+        };
+        json!({"href": href, "templated": templated})
+    };
     let mut links = serde_json::Map::new();
     links.insert("self".into(), link("", false));
     for id in &a.exposed {

@@ -85,6 +85,28 @@ fn json(body: &str) -> Value {
 const ALL: &str = "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n  endpoint:\n    health:\n      show-details: always\nmq:\n  kafka:\n    consumer:\n      properties:\n        sasl.password: top-secret-value\n";
 
 #[tokio::test]
+async fn exclude_wins_over_include() {
+    let f = fixture(
+        "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n        exclude: metrics,info\n",
+    );
+    for (path, status) in [
+        ("/actuator/health", 200),
+        ("/actuator/prometheus", 200),
+        ("/actuator/metrics", 404),
+        ("/actuator/metrics/process_open_fds", 404),
+        ("/actuator/info", 404),
+    ] {
+        assert_eq!(get(&f.router, path, None).await.0, status, "{path}");
+    }
+    let (_, _, body) = get(&f.router, "/actuator", None).await;
+    let links = json(&body)["_links"].clone();
+    assert!(
+        links.get("metrics").is_none() && links.get("prometheus").is_some(),
+        "{links}"
+    );
+}
+
+#[tokio::test]
 async fn default_exposure_is_health_only() {
     let f = fixture("");
     let (s, _, body) = get(&f.router, "/actuator/health", None).await;
@@ -104,9 +126,17 @@ async fn default_exposure_is_health_only() {
     let links = json(&body)["_links"].clone();
     assert_eq!(
         links["health"],
-        json!({"href": "http://localhost:8081/actuator/health", "templated": false})
+        json!({"href": "/actuator/health", "templated": false})
     );
-    assert_eq!(links["self"]["href"], "http://localhost:8081/actuator");
+    assert_eq!(links["self"]["href"], "/actuator");
+    // The request's Host header does not make the links.
+    let evil = Request::get("/actuator")
+        .header("host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.router.clone().oneshot(evil).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("evil"));
     assert!(links.get("info").is_none());
 }
 

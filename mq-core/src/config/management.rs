@@ -79,12 +79,17 @@ pub struct Exposure {
     /// Endpoint ids, or `*`. Default `health` (as Spring Boot).
     #[serde(deserialize_with = "lenient::string_list")]
     pub include: Vec<String>,
+    /// Endpoint ids, or `*`, not exposed even when `include` names them (it wins, as in
+    /// Spring Boot). Default none.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub exclude: Vec<String>,
 }
 
 impl Default for Exposure {
     fn default() -> Self {
         Exposure {
             include: vec!["health".to_owned()],
+            exclude: Vec::new(),
         }
     }
 }

@@ -203,6 +203,19 @@ impl Metrics {
             .set(lag);
     }
 
+    /// Removes the lag series of a partition this process no longer reads (call it when the
+    /// partition is revoked), so a revoked partition's last lag does not stay in the scrape
+    /// forever. True when there was one.
+    // The consumer's revocation path (kafka/consumer.rs, being rewritten) is to call this.
+    #[allow(dead_code)]
+    pub(crate) fn remove_lag(&self, listener: &str, topic: &str, partition: i32) -> bool {
+        self.lag.remove(&LagLabels {
+            name: listener.to_owned(),
+            topic: topic.to_owned(),
+            partition: partition.to_string(),
+        })
+    }
+
     pub(crate) fn observe_send(&self, elapsed: Duration, result: &Result<Delivery, PublishError>) {
         let (result, exception) = match result {
             Ok(_) => ("success", "none".to_owned()),
@@ -308,5 +321,20 @@ mod tests {
         assert!(text.contains(r#"spring_kafka_listener_seconds_count{topic="all",application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
         assert!(text.contains(r#"mq_consumer_lag{application="order-service",name="on_order",topic="orders",partition="0"} 4"#), "{text}");
         assert!(!text.contains("shop"), "{text}");
+    }
+
+    #[test]
+    fn a_revoked_partition_lag_series_goes() {
+        let m = Metrics::new(vec![]);
+        m.set_lag("l", "orders", 0, 4);
+        m.set_lag("l", "orders", 1, 2);
+        assert!(m.remove_lag("l", "orders", 0));
+        assert!(!m.remove_lag("l", "orders", 0));
+        let text = m.encode();
+        assert!(!text.contains(r#"partition="0""#), "{text}");
+        assert!(
+            text.contains(r#"mq_consumer_lag{name="l",topic="orders",partition="1"} 2"#),
+            "{text}"
+        );
     }
 }

@@ -1,0 +1,69 @@
+//! Startup checks: every wiring problem the app can see before it connects to anything,
+//! reported together in one error (instead of the first one, or a panic on every record).
+//!
+//! Configuration problems (unknown keys, bad values, protected librdkafka properties,
+//! metric tags that make the same label) are found when the configuration is loaded; this
+//! module adds what needs the listeners: their resolution against the configuration
+//! (names, topics, retry settings) and the state each `State<T>` argument needs.
+
+use crate::handler::StateMap;
+use crate::registry::ListenerSpec;
+
+/// Everything that keeps an app from starting, one problem per line.
+///
+/// ```
+/// let e = mq_core::StartupError::from_problems(vec!["a".into(), "b".into()]);
+/// assert_eq!(e.to_string(), "the app cannot start:\n  - a\n  - b");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("the app cannot start:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+pub struct StartupError(Vec<String>);
+
+impl StartupError {
+    /// An error listing `problems`.
+    pub fn from_problems(problems: Vec<String>) -> StartupError {
+        StartupError(problems)
+    }
+
+    /// The problems, one per entry.
+    ///
+    /// ```
+    /// let e = mq_core::StartupError::from_problems(vec!["a".into()]);
+    /// assert_eq!(e.problems(), ["a"]);
+    /// ```
+    pub fn problems(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// The `State<T>` arguments of `listeners` that no [`App::with_state`](crate::App::with_state)
+/// provides, one problem each.
+pub(crate) fn missing_states<'a>(
+    listeners: impl IntoIterator<Item = &'a str>,
+    state: &StateMap,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for listener in listeners {
+        for entry in inventory::iter::<crate::__private::ListenerStates> {
+            if entry.listener != listener {
+                continue;
+            }
+            for required in entry.states {
+                if let Some((id, name)) = required() {
+                    if !state.contains(id) {
+                        problems.push(format!(
+                            "listener {listener:?} takes State<{name}>, but no state of that \
+                             type is registered: call App::with_state({name} {{ .. }})"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The listener names a failed resolution still lets us check states for.
+pub(crate) fn names(specs: &[ListenerSpec]) -> impl Iterator<Item = &str> {
+    specs.iter().map(|s| s.name)
+}
