@@ -313,6 +313,13 @@ async fn prometheus_metrics_info_and_health_match_the_traffic() {
     }
     assert!(!text.contains("deployment-env"), "{text}");
     assert!(find(&scrape, "mq_listener_in_flight", &[("name", "act_jobs")]).is_some());
+    // Micrometer's `_max` gauge of the timer: the longest handling of the last minutes.
+    let max = sum(
+        &scrape,
+        "spring_kafka_listener_seconds_max",
+        &[("name", "act_jobs"), ("result", "success")],
+    );
+    assert!(max > 0.0 && max < 30.0, "max {max}");
     // Prometheus's own checker accepts the scrape (a repeated or illegal label would
     // make Prometheus reject all of it).
     promtool_check_metrics(&text);
