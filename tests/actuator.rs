@@ -574,10 +574,19 @@ async fn a_consumer_without_partitions_is_ready() {
         .expect("app starts");
     let addr = actuator(&app);
     let deadline = Instant::now() + WAIT;
+    // Ready once both joined; wait until the join's rebalance is over to look at them.
     let ready = loop {
         let r = get(addr, "/actuator/health/readiness").await;
         if r.status == 200 {
-            break r.json();
+            let body = r.json();
+            let consumers =
+                &body["components"]["listeners"]["components"]["act_jobs"]["details"]["consumers"];
+            if consumers
+                .as_array()
+                .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["member"] == true))
+            {
+                break body;
+            }
         }
         assert!(Instant::now() < deadline, "never ready: {}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -41,8 +41,10 @@ pub(crate) enum Mode {
     /// `/actuator/health`: also `OUT_OF_SERVICE` while shutting down, or until every
     /// consumer joined its group once (a rebalance later on is not an outage).
     Health,
-    /// `/actuator/health/readiness`: also `OUT_OF_SERVICE` while shutting down, or while
-    /// a consumer is not in its group (starting, rebalancing, lost its assignment).
+    /// `/actuator/health/readiness`: the same question as [`Mode::Health`]. Readiness
+    /// means "can serve": a rebalance (which every replica of a group goes through at
+    /// once) does not take the service out of its load balancer, or every replica would
+    /// be dropped together on each deployment.
     Readiness,
 }
 
@@ -76,7 +78,6 @@ impl ListenersIndicator {
                 views.iter().filter(|v| v.listener == spec.name).collect();
             let mut stalled = false;
             let mut never_joined = false;
-            let mut not_member = false;
             let consumers: Vec<_> = mine
                 .iter()
                 .map(|v| {
@@ -87,7 +88,6 @@ impl ListenersIndicator {
                     };
                     stalled |= age.is_some_and(|a| a > stall_ms);
                     never_joined |= v.rebalances == 0 && !v.member;
-                    not_member |= !v.member;
                     json!({
                         "member": v.member,
                         "assignedPartitions": v.assigned,
@@ -113,9 +113,7 @@ impl ListenersIndicator {
                     "reason",
                     why.unwrap_or_else(|| "consumers not started yet".to_owned()),
                 )
-            } else if (self.mode == Mode::Health && never_joined)
-                || (self.mode == Mode::Readiness && not_member)
-            {
+            } else if self.mode != Mode::Liveness && never_joined {
                 Health::out_of_service().with_detail("reason", "joining the consumer group")
             } else {
                 Health::up()
@@ -187,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn joining_is_out_of_service_for_readiness_only() {
+    fn joining_for_the_first_time_is_out_of_service_but_alive() {
         let now = 1_000_000;
         let views = vec![view("a", 1, now - 100, 1), view("b", 0, now - 100, 0)];
         let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
@@ -201,13 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn a_rebalance_is_not_ready_but_healthy() {
+    fn a_rebalance_after_the_first_join_keeps_the_service_ready() {
         let now = 1_000_000;
         let mut revoked = view("b", 0, now, 2);
         revoked.member = false;
         let views = vec![view("a", 1, now, 1), revoked];
         let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
-        assert_eq!(r.components["b"].status, Status::OutOfService);
+        assert_eq!(r.status, Status::Up, "mid-rebalance is still ready");
+        assert_eq!(r.components["b"].details["consumers"][0]["member"], false);
         let h = indicator(views, Mode::Health).evaluate(now);
         assert_eq!(h.status, Status::Up);
     }
