@@ -182,8 +182,8 @@ impl App {
     }
 
     /// [`App::listeners`], with every wiring problem found before any connection reported
-    /// together: listeners that do not resolve and `State<T>` arguments without a
-    /// [`App::with_state`].
+    /// together: listeners that do not resolve, listeners sharing a topic in one group, and
+    /// `State<T>` arguments without a [`App::with_state`].
     fn checked_listeners(&self) -> Result<Vec<ListenerSpec>, Error> {
         let mut problems = Vec::new();
         let specs = match self.listeners() {
@@ -207,6 +207,9 @@ impl App {
                 .collect(),
         };
         problems.extend(crate::startup::missing_states(names, &self.state));
+        if let Some(specs) = &specs {
+            problems.extend(crate::startup::overlapping_groups(specs));
+        }
         match specs {
             Some(specs) if problems.is_empty() => Ok(specs),
             _ => Err(crate::startup::StartupError::from_problems(problems).into()),

@@ -4,7 +4,8 @@
 //! Configuration problems (unknown keys, bad values, protected librdkafka properties,
 //! metric tags that make the same label) are found when the configuration is loaded; this
 //! module adds what needs the listeners: their resolution against the configuration
-//! (names, topics, retry settings) and the state each `State<T>` argument needs.
+//! (names, topics, retry settings), listeners that would share a topic's records in one
+//! group, and the state each `State<T>` argument needs.
 
 use crate::handler::StateMap;
 use crate::registry::ListenerSpec;
@@ -63,7 +64,64 @@ pub(crate) fn missing_states<'a>(
     problems
 }
 
+/// Listeners that share a consumer group and a topic: each record of that topic would go
+/// to only one of them (whichever consumer holds its partition), one problem per pair.
+pub(crate) fn overlapping_groups(specs: &[ListenerSpec]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, a) in specs.iter().enumerate() {
+        for b in &specs[i + 1..] {
+            if a.group != b.group {
+                continue;
+            }
+            for topic in a.topics.iter().filter(|t| b.topics.contains(t)) {
+                problems.push(format!(
+                    "listeners {:?} and {:?} both read topic {topic:?} in group {:?}: each \
+                     record would reach only one of them; give one its own group \
+                     (mq.listeners.<name>.group)",
+                    a.name, b.name, a.group
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// The listener names a failed resolution still lets us check states for.
 pub(crate) fn names(specs: &[ListenerSpec]) -> impl Iterator<Item = &str> {
     specs.iter().map(|s| s.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &'static str, group: &str, topics: &[&str]) -> ListenerSpec {
+        ListenerSpec {
+            name,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group: group.into(),
+            concurrency: 1,
+            retry: Default::default(),
+            dlt: Default::default(),
+            auto_startup: true,
+            handler: |_| Box::pin(async { Ok(()) }),
+        }
+    }
+
+    #[test]
+    fn listeners_sharing_a_topic_in_one_group_are_reported() {
+        let specs = [
+            spec("a", "g", &["orders", "refunds"]),
+            spec("b", "g", &["orders"]),
+            spec("c", "other", &["orders"]),
+            spec("d", "g", &["payments"]),
+        ];
+        let problems = overlapping_groups(&specs);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with(r#"listeners "a" and "b" both read topic "orders" in group "g""#),
+            "{problems:?}"
+        );
+    }
 }
