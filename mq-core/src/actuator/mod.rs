@@ -28,6 +28,12 @@
 //!   endpoint:
 //!     health:
 //!       show-details: always                # default never: status only
+//!       group:                              # Spring Boot's health groups
+//!         readiness:
+//!           include: kafka,listeners,warehouse   # a user indicator joins readiness
+//!         probe:
+//!           include: ping
+//!           additional-path: server:/healthz     # also served at /healthz
 //!   metrics:
 //!     tags:
 //!       application: order-service
@@ -50,6 +56,7 @@
 // compiled for the transports to come.
 #![cfg_attr(not(feature = "kafka"), allow(dead_code, unused_imports))]
 
+mod groups;
 mod health;
 mod info;
 mod listeners;
@@ -134,10 +141,8 @@ struct Actuator {
     info: Value,
     /// `/actuator/health`
     health: Indicators,
-    /// `/actuator/health/liveness`
-    liveness: Indicators,
-    /// `/actuator/health/readiness`
-    readiness: Indicators,
+    /// `/actuator/health/<group>`: `liveness`, `readiness` and the configured ones.
+    groups: Vec<groups::Group>,
     /// Exposed endpoint ids, in [`ENDPOINTS`] order.
     exposed: Vec<&'static str>,
     base: String,
@@ -230,13 +235,23 @@ fn router(parts: Parts) -> Router {
         health.retain(|(n, _)| *n != name);
         health.push((name, indicator));
     }
-    let liveness: Indicators = vec![
-        ("ping".into(), Arc::new(Health::up)),
-        (
-            "listeners".into(),
-            listeners_indicator(listeners::Mode::Liveness),
-        ),
-    ];
+    let ping: Arc<dyn HealthIndicator> = Arc::new(Health::up);
+    let liveness_listeners = listeners_indicator(listeners::Mode::Liveness);
+    let health_settings = &config.management.endpoint.health;
+    let groups = groups::build(
+        &health_settings.group,
+        &groups::Members {
+            health: health.clone(),
+            liveness: vec![
+                ("ping".into(), ping.clone()),
+                ("listeners".into(), liveness_listeners.clone()),
+            ],
+            readiness,
+            ping,
+            liveness_listeners,
+        },
+        health_settings.show_details,
+    );
     let web = &config.management.endpoints.web;
     let names = |list: &[String], id: &str| list.iter().any(|e| e.trim() == "*" || e.trim() == id);
     let exposed: Vec<&'static str> = ENDPOINTS
@@ -259,8 +274,7 @@ fn router(parts: Parts) -> Router {
         info: info::info(&config, &specs),
         metrics,
         health,
-        liveness,
-        readiness,
+        groups,
         exposed,
         base,
     });
@@ -281,6 +295,18 @@ fn router(parts: Parts) -> Router {
             "prometheus" => router.route(&format!("{base}/prometheus"), get(prometheus_endpoint)),
             _ => router,
         };
+    }
+    for (i, group) in state.groups.iter().enumerate() {
+        if let Some(path) = &group.additional_path {
+            router = router.route(
+                path,
+                get(move |State(a): State<Arc<Actuator>>| async move {
+                    let group = &a.groups[i];
+                    let h = health::evaluate(&group.indicators).await;
+                    health_response(&h, group.show_details)
+                }),
+            );
+        }
     }
     router.fallback(not_found).with_state(state)
 }
@@ -342,17 +368,17 @@ async fn links(State(a): State<Arc<Actuator>>) -> Response {
     json_response(StatusCode::OK, &json!({ "_links": links }))
 }
 
-fn health_response(a: &Actuator, h: &Health) -> Response {
+fn health_response(h: &Health, show_details: bool) -> Response {
     let code = StatusCode::from_u16(h.status.http_status()).unwrap_or(StatusCode::OK);
-    json_response(code, &h.to_json(a.show_details))
+    json_response(code, &h.to_json(show_details))
 }
 
 async fn health_all(State(a): State<Arc<Actuator>>) -> Response {
     let h = health::evaluate(&a.health).await;
-    health_response(&a, &h)
+    health_response(&h, a.show_details)
 }
 
-/// `/health/liveness`, `/health/readiness`, `/health/<component>[/<sub>...]`.
+/// `/health/<group>` (`liveness`, `readiness`, configured ones), `/health/<component>[/<sub>...]`.
 async fn health_path(
     State(a): State<Arc<Actuator>>,
     Path(path): Path<String>,
@@ -360,10 +386,13 @@ async fn health_path(
 ) -> Response {
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     let first = segments.next().unwrap_or("");
-    let mut h = match first {
-        "liveness" => health::evaluate(&a.liveness).await,
-        "readiness" => health::evaluate(&a.readiness).await,
-        name => match a.health.iter().find(|(n, _)| n == name) {
+    let mut show_details = a.show_details;
+    let mut h = match a.groups.iter().find(|g| g.name == first) {
+        Some(group) => {
+            show_details = group.show_details;
+            health::evaluate(&group.indicators).await
+        }
+        None => match a.health.iter().find(|(n, _)| n == first) {
             Some((_, indicator)) => health::check(indicator.as_ref()).await,
             None => return not_found(uri).await,
         },
@@ -374,7 +403,7 @@ async fn health_path(
             None => return not_found(uri).await,
         }
     }
-    health_response(&a, &h)
+    health_response(&h, show_details)
 }
 
 async fn info_endpoint(State(a): State<Arc<Actuator>>) -> Response {

@@ -85,6 +85,35 @@ fn json(body: &str) -> Value {
 const ALL: &str = "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n  endpoint:\n    health:\n      show-details: always\nmq:\n  kafka:\n    consumer:\n      properties:\n        sasl.password: top-secret-value\n";
 
 #[tokio::test]
+async fn health_groups_from_configuration() {
+    let f = fixture(
+        "management:\n  endpoint:\n    health:\n      group:\n        readiness:\n          include: kafka,listeners,custom\n          show-details: always\n        probe:\n          include: ping\n          additional-path: server:/healthz\n",
+    );
+    let (s, _, body) = get(&f.router, "/actuator/health/readiness", None).await;
+    assert_eq!(s, 200, "{body}");
+    let components = json(&body)["components"].clone();
+    assert_eq!(
+        components.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["custom", "kafka", "listeners"],
+        "a user indicator joins readiness; group details shown: {body}"
+    );
+    for path in ["/actuator/health/probe", "/healthz"] {
+        let (s, _, body) = get(&f.router, path, None).await;
+        assert_eq!((s, json(&body)), (200, json!({"status": "UP"})), "{path}");
+    }
+    f.broker_up.store(false, Ordering::Relaxed);
+    assert_eq!(
+        get(&f.router, "/actuator/health/readiness", None).await.0,
+        503
+    );
+    assert_eq!(get(&f.router, "/healthz", None).await.0, 200, "ping only");
+    assert_eq!(
+        get(&f.router, "/actuator/health/liveness", None).await.0,
+        200
+    );
+}
+
+#[tokio::test]
 async fn exclude_wins_over_include() {
     let f = fixture(
         "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n        exclude: metrics,info\n",

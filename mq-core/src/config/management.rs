@@ -119,6 +119,38 @@ pub enum ShowDetails {
 pub struct HealthSettings {
     /// `never` or `always`.
     pub show_details: ShowDetails,
+    /// `management.endpoint.health.group.<name>.*`: health groups, as Spring Boot's. The
+    /// built-in `liveness` and `readiness` groups can be changed here too (e.g. a user
+    /// indicator joining readiness).
+    pub group: BTreeMap<String, HealthGroupSettings>,
+}
+
+/// `management.endpoint.health.group.<name>.*`: one health group, served at
+/// `<base-path>/health/<name>`.
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str(
+///     "management:\n  endpoint:\n    health:\n      group:\n        readiness:\n          include: kafka,listeners,warehouse\n",
+/// ).unwrap();
+/// assert_eq!(c.management.endpoint.health.group["readiness"].include, ["kafka", "listeners", "warehouse"]);
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HealthGroupSettings {
+    /// Health components in the group (`kafka`, `listeners`, `publisher`, `ping`, your
+    /// indicators), or `*`. Default: all (built-in groups: their own set).
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub include: Vec<String>,
+    /// Components left out even when `include` names them.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub exclude: Vec<String>,
+    /// Overrides `management.endpoint.health.show-details` for this group.
+    pub show_details: Option<ShowDetails>,
+    /// Another path that serves the group, Spring's `server:/healthz` or
+    /// `management:/healthz` style (mq has one HTTP server, the management one: both
+    /// prefixes mean it).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub additional_path: Option<String>,
 }
 
 /// `management.metrics.*`

@@ -42,8 +42,8 @@ pub use listener::{
     DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,
 };
 pub use management::{
-    EndpointSettings, Endpoints, Exposure, HealthSettings, ManagementConfig, ManagementServer,
-    MetricsSettings, ShowDetails, WebEndpoints,
+    EndpointSettings, Endpoints, Exposure, HealthGroupSettings, HealthSettings, ManagementConfig,
+    ManagementServer, MetricsSettings, ShowDetails, WebEndpoints,
 };
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,

@@ -88,6 +88,20 @@ impl Config {
                 self.mq.kafka.producer.acks
             ));
         }
+        for (name, group) in &self.management.endpoint.health.group {
+            if let Some(path) = &group.additional_path {
+                let path = path
+                    .strip_prefix("server:")
+                    .or_else(|| path.strip_prefix("management:"))
+                    .unwrap_or(path);
+                if !path.starts_with('/') || path.len() < 2 {
+                    problems.push(format!(
+                        "management.endpoint.health.group.{name}.additional-path must be a path \
+                         such as server:/healthz, not {path:?}"
+                    ));
+                }
+            }
+        }
         if !self.management.endpoints.web.base_path.starts_with('/') {
             problems.push("management.endpoints.web.base-path must start with /".to_owned());
         }
