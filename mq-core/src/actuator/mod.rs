@@ -39,6 +39,9 @@
 //!       application: order-service
 //! ```
 //!
+//! With `management.server.auth` (`username` + `password`, and/or `bearer-token`) every
+//! request but the liveness and readiness probes needs those credentials (401 otherwise).
+//!
 //! An endpoint that is not exposed answers 404. Values of keys that name a secret
 //! (`password`, `secret`, `sasl`, `token`, `key`, `credential`) never leave the process.
 //!
@@ -56,6 +59,7 @@
 // compiled for the transports to come.
 #![cfg_attr(not(feature = "kafka"), allow(dead_code, unused_imports))]
 
+mod auth;
 mod groups;
 mod health;
 mod info;
@@ -81,6 +85,7 @@ use tokio_util::sync::CancellationToken;
 pub use health::{Health, HealthFuture, HealthIndicator, Status};
 
 pub(crate) use health::Indicators;
+pub(crate) use info::sanitize;
 pub(crate) use listeners::{ConsumerSource, ConsumerView, StartupState};
 pub(crate) use publisher::{PublisherStats, TrackedSink};
 
@@ -308,7 +313,21 @@ fn router(parts: Parts) -> Router {
             );
         }
     }
-    router.fallback(not_found).with_state(state)
+    let mut open: Vec<String> = ["liveness", "readiness"]
+        .iter()
+        .map(|g| format!("{base}/health/{g}"))
+        .collect();
+    open.extend(
+        state
+            .groups
+            .iter()
+            .filter_map(|g| g.additional_path.clone()),
+    );
+    let router = router.fallback(not_found).with_state(state);
+    match auth::Auth::new(&config.management.server.auth, open) {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
+        None => router,
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

@@ -114,6 +114,62 @@ async fn health_groups_from_configuration() {
 }
 
 #[tokio::test]
+async fn auth_guards_everything_but_the_probes_and_never_shows_a_secret() {
+    let yaml = ALL.replacen(
+        "management:\n",
+        "management:\n  server:\n    auth:\n      username: ops\n      password: pa55-w0rd-xyz\n      bearer-token: t0ken-xyz\n",
+        1,
+    );
+    let f = fixture(&yaml);
+    let basic = "Basic b3BzOnBhNTUtdzByZC14eXo="; // ops:pa55-w0rd-xyz
+    let paths = [
+        "/actuator",
+        "/actuator/health",
+        "/actuator/health/kafka",
+        "/actuator/info",
+        "/actuator/metrics",
+        "/actuator/metrics/process_open_fds",
+        "/actuator/prometheus",
+    ];
+    for path in paths {
+        let (s, _, body) = get(&f.router, path, None).await;
+        assert_eq!(s, 401, "{path}: {body}");
+        for authorization in [basic, "Bearer t0ken-xyz"] {
+            let req = Request::get(path)
+                .header("authorization", authorization)
+                .body(Body::empty())
+                .unwrap();
+            let resp = f.router.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path} with {authorization}");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            for secret in ["pa55-w0rd-xyz", "t0ken-xyz", "top-secret-value"] {
+                assert!(!body.contains(secret), "{path} shows {secret}: {body}");
+            }
+        }
+    }
+    for probe in ["/actuator/health/liveness", "/actuator/health/readiness"] {
+        assert_eq!(get(&f.router, probe, None).await.0, 200, "{probe}");
+    }
+    let wrong = Request::get("/actuator/info")
+        .header("authorization", "Basic b3BzOndyb25n")
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.router.clone().oneshot(wrong).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let config = Config::from_yaml_str(&yaml).unwrap();
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("pa55-w0rd-xyz") && !debug.contains("t0ken-xyz"),
+        "{debug}"
+    );
+}
+
+#[tokio::test]
 async fn exclude_wins_over_include() {
     let f = fixture(
         "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n        exclude: metrics,info\n",

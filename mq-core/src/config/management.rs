@@ -32,6 +32,44 @@ pub struct ManagementServer {
     pub address: String,
     /// Port; 0 picks a free one. Default 8081.
     pub port: u16,
+    /// Credentials every actuator request needs, except the liveness and readiness probes
+    /// (and the groups' additional paths). Default none: open, as without Spring Security.
+    pub auth: AuthSettings,
+}
+
+/// `management.server.auth.*`: HTTP basic (`username` + `password`) and/or a bearer
+/// token. The values are masked in `/actuator/info` and never logged.
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str(
+///     "management:\n  server:\n    auth:\n      username: ops\n      password: s3cret\n",
+/// ).unwrap();
+/// assert_eq!(c.management.server.auth.username.as_deref(), Some("ops"));
+/// ```
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Basic auth user name (with `password`).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub username: Option<String>,
+    /// Basic auth password (with `username`).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub password: Option<String>,
+    /// `Authorization: Bearer <token>` accepted too.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    /// Never prints the secrets (a `{:?}` of the configuration may end up in a log).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |v: &Option<String>| v.as_ref().map(|_| "******");
+        f.debug_struct("AuthSettings")
+            .field("username", &self.username)
+            .field("password", &masked(&self.password))
+            .field("bearer_token", &masked(&self.bearer_token))
+            .finish()
+    }
 }
 
 impl Default for ManagementServer {
@@ -40,6 +78,7 @@ impl Default for ManagementServer {
             enabled: true,
             address: "0.0.0.0".to_owned(),
             port: 8081,
+            auth: AuthSettings::default(),
         }
     }
 }

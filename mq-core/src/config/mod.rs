@@ -42,8 +42,8 @@ pub use listener::{
     DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,
 };
 pub use management::{
-    EndpointSettings, Endpoints, Exposure, HealthGroupSettings, HealthSettings, ManagementConfig,
-    ManagementServer, MetricsSettings, ShowDetails, WebEndpoints,
+    AuthSettings, EndpointSettings, Endpoints, Exposure, HealthGroupSettings, HealthSettings,
+    ManagementConfig, ManagementServer, MetricsSettings, ShowDetails, WebEndpoints,
 };
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
@@ -56,7 +56,7 @@ pub use mq::{
 /// assert_eq!(config.mq.application.name, "shop");
 /// assert_eq!(config.mq.kafka.bootstrap_servers, "127.0.0.1:9092");
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
     /// Everything under `mq:`.
@@ -83,6 +83,21 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
+
+impl std::fmt::Debug for Config {
+    /// The settings with every secret masked, as `/actuator/info` shows them (a `{:?}` of
+    /// the configuration may end up in a log line): no password, token, `sasl.*` value or
+    /// URI password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut settings = serde_json::to_value(self).unwrap_or_default();
+        crate::actuator::sanitize(&mut settings);
+        f.debug_struct("Config")
+            .field("settings", &format_args!("{settings}"))
+            .field("sources", &self.sources)
+            .field("ignored_env", &self.ignored_env)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Config {
     /// The files that were read, in order.

@@ -88,6 +88,23 @@ impl Config {
                 self.mq.kafka.producer.acks
             ));
         }
+        let auth = &self.management.server.auth;
+        let blank = |v: &Option<String>| v.as_deref().is_some_and(|v| v.trim().is_empty());
+        if auth.username.is_some() != auth.password.is_some() {
+            problems.push(
+                "management.server.auth.username and management.server.auth.password go together"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("username", &auth.username),
+            ("password", &auth.password),
+            ("bearer-token", &auth.bearer_token),
+        ] {
+            if blank(value) {
+                problems.push(format!("management.server.auth.{key} must not be empty"));
+            }
+        }
         for (name, group) in &self.management.endpoint.health.group {
             if let Some(path) = &group.additional_path {
                 let path = path
