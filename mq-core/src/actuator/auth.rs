@@ -55,9 +55,11 @@ impl Auth {
     }
 
     fn allows(&self, path: &str, authorization: Option<&HeaderValue>) -> bool {
-        if self.open.iter().any(|p| p == path) {
-            return true;
-        }
+        self.open.iter().any(|p| p == path) || self.authenticated(authorization)
+    }
+
+    /// Whether `authorization` carries one of the configured credentials.
+    fn authenticated(&self, authorization: Option<&HeaderValue>) -> bool {
         let Some(given) = authorization.map(HeaderValue::as_bytes) else {
             return false;
         };
@@ -68,16 +70,22 @@ impl Auth {
     }
 }
 
+/// Marks a request that carried valid credentials (`show-details: when-authorized`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Authenticated;
+
 /// The middleware: 401 with a challenge unless the request may pass.
 pub(crate) async fn require(
     State(auth): State<Arc<Auth>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if auth.allows(
-        request.uri().path(),
-        request.headers().get(header::AUTHORIZATION),
-    ) {
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    if auth.authenticated(authorization) {
+        request.extensions_mut().insert(Authenticated);
+        return next.run(request).await;
+    }
+    if auth.allows(request.uri().path(), authorization) {
         return next.run(request).await;
     }
     let body = json!({"status": 401, "error": "Unauthorized", "path": request.uri().path()});

@@ -12,7 +12,7 @@ use crate::config::{HealthGroupSettings, ShowDetails};
 pub(crate) struct Group {
     pub(crate) name: String,
     pub(crate) indicators: Indicators,
-    pub(crate) show_details: bool,
+    pub(crate) show_details: ShowDetails,
     /// Another path serving the group (`/healthz`), without its `server:` prefix.
     pub(crate) additional_path: Option<String>,
 }
@@ -76,8 +76,7 @@ pub(crate) fn build(
             Group {
                 name: name.to_owned(),
                 indicators,
-                show_details: group.and_then(|g| g.show_details).unwrap_or(show_details)
-                    == ShowDetails::Always,
+                show_details: group.and_then(|g| g.show_details).unwrap_or(show_details),
                 additional_path: group.and_then(|g| g.additional_path.as_deref()).map(|p| {
                     p.strip_prefix("server:")
                         .or_else(|| p.strip_prefix("management:"))
@@ -145,7 +144,7 @@ mod tests {
         assert_eq!(groups.len(), 2);
         assert_eq!(names(&groups[0]), ["ping", "listeners"]);
         assert_eq!(names(&groups[1]), ["kafka", "listeners"]);
-        assert!(!groups[1].show_details);
+        assert_eq!(groups[1].show_details, ShowDetails::Never);
     }
 
     #[test]
@@ -162,7 +161,7 @@ mod tests {
         assert_eq!(names(by("liveness")), ["ping", "listeners"]);
         let probes = by("probes");
         assert_eq!(names(probes), ["kafka", "listeners", "publisher"]);
-        assert!(probes.show_details);
+        assert_eq!(probes.show_details, ShowDetails::Always);
         assert_eq!(probes.additional_path.as_deref(), Some("/healthz"));
     }
 }

@@ -73,7 +73,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -141,7 +141,7 @@ impl ActuatorHandle {
 
 /// Shared state of the handlers.
 struct Actuator {
-    show_details: bool,
+    show_details: ShowDetails,
     metrics: Arc<Metrics>,
     info: Value,
     /// `/actuator/health`
@@ -275,7 +275,7 @@ fn router(parts: Parts) -> Router {
     }
     let base = web.base_path.trim_end_matches('/').to_owned();
     let state = Arc::new(Actuator {
-        show_details: config.management.endpoint.health.show_details == ShowDetails::Always,
+        show_details: config.management.endpoint.health.show_details,
         info: info::info(&config, &specs),
         metrics,
         health,
@@ -305,11 +305,13 @@ fn router(parts: Parts) -> Router {
         if let Some(path) = &group.additional_path {
             router = router.route(
                 path,
-                get(move |State(a): State<Arc<Actuator>>| async move {
-                    let group = &a.groups[i];
-                    let h = health::evaluate(&group.indicators).await;
-                    health_response(&h, group.show_details)
-                }),
+                get(
+                    move |State(a): State<Arc<Actuator>>, caller: Caller| async move {
+                        let group = &a.groups[i];
+                        let h = health::evaluate(&group.indicators).await;
+                        health_response(&h, details(group.show_details, &caller))
+                    },
+                ),
             );
         }
     }
@@ -392,15 +394,28 @@ fn health_response(h: &Health, show_details: bool) -> Response {
     json_response(code, &h.to_json(show_details))
 }
 
-async fn health_all(State(a): State<Arc<Actuator>>) -> Response {
+/// Who asked: `Some` when the request carried the credentials of `management.server.auth`.
+type Caller = Option<Extension<auth::Authenticated>>;
+
+/// Whether this request sees health details.
+fn details(setting: ShowDetails, caller: &Caller) -> bool {
+    match setting {
+        ShowDetails::Never => false,
+        ShowDetails::Always => true,
+        ShowDetails::WhenAuthorized => caller.is_some(),
+    }
+}
+
+async fn health_all(State(a): State<Arc<Actuator>>, caller: Caller) -> Response {
     let h = health::evaluate(&a.health).await;
-    health_response(&h, a.show_details)
+    health_response(&h, details(a.show_details, &caller))
 }
 
 /// `/health/<group>` (`liveness`, `readiness`, configured ones), `/health/<component>[/<sub>...]`.
 async fn health_path(
     State(a): State<Arc<Actuator>>,
     Path(path): Path<String>,
+    caller: Caller,
     uri: Uri,
 ) -> Response {
     let mut segments = path.split('/').filter(|s| !s.is_empty());
@@ -422,7 +437,7 @@ async fn health_path(
             None => return not_found(uri).await,
         }
     }
-    health_response(&h, show_details)
+    health_response(&h, details(show_details, &caller))
 }
 
 async fn info_endpoint(State(a): State<Arc<Actuator>>) -> Response {

@@ -170,6 +170,37 @@ async fn auth_guards_everything_but_the_probes_and_never_shows_a_secret() {
 }
 
 #[tokio::test]
+async fn details_when_authorized() {
+    let yaml = "management:\n  server:\n    auth:\n      bearer-token: t0ken-xyz\n  endpoint:\n    health:\n      show-details: when-authorized\n";
+    let f = fixture(yaml);
+    let with_token = |path: &'static str| {
+        let router = f.router.clone();
+        async move {
+            let req = Request::get(path)
+                .header("authorization", "Bearer t0ken-xyz")
+                .body(Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            json(&String::from_utf8_lossy(&body))
+        }
+    };
+    assert!(with_token("/actuator/health").await["components"]["kafka"].is_object());
+    assert!(with_token("/actuator/health/readiness").await["components"].is_object());
+    let (s, _, body) = get(&f.router, "/actuator/health/readiness", None).await;
+    assert_eq!(
+        (s, json(&body)),
+        (200, json!({"status": "UP"})),
+        "a probe sees no details"
+    );
+    // No credential configured: when-authorized shows nothing, as Spring Boot without a user.
+    let open =
+        fixture("management:\n  endpoint:\n    health:\n      show-details: when-authorized\n");
+    let (_, _, body) = get(&open.router, "/actuator/health", None).await;
+    assert_eq!(json(&body), json!({"status": "UP"}));
+}
+
+#[tokio::test]
 async fn exclude_wins_over_include() {
     let f = fixture(
         "management:\n  endpoints:\n    web:\n      exposure:\n        include: '*'\n        exclude: metrics,info\n",

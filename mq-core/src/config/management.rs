@@ -150,13 +150,17 @@ pub enum ShowDetails {
     Never,
     /// Components and details.
     Always,
+    /// Components and details for requests with the credentials of
+    /// `management.server.auth`; status only for the others (the probes) and when no
+    /// credential is configured, as Spring Boot without an authenticated user.
+    WhenAuthorized,
 }
 
 /// `management.endpoint.health.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HealthSettings {
-    /// `never` or `always`.
+    /// `never`, `always` or `when-authorized`.
     pub show_details: ShowDetails,
     /// `management.endpoint.health.group.<name>.*`: health groups, as Spring Boot's. The
     /// built-in `liveness` and `readiness` groups can be changed here too (e.g. a user
