@@ -180,8 +180,11 @@ impl Listeners {
                 }
                 Err(e) => {
                     attempts += 1;
-                    if attempts == 1 {
-                        tracing::warn!(error = %e, "cannot create the listeners' topics yet; retrying until the broker answers");
+                    // Attempts 1, 2, 4, 8, ...: a lasting problem (no permission to create
+                    // topics, a replication factor the cluster cannot meet) stays visible
+                    // in the log without flooding it.
+                    if attempts.is_power_of_two() {
+                        tracing::warn!(error = %e, attempts, "cannot create the listeners' topics yet; retrying until the broker answers");
                     } else {
                         tracing::debug!(error = %e, attempts, "topics not created yet");
                     }
