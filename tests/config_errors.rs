@@ -225,3 +225,25 @@ fn configuration_layers_and_errors() {
     assert!(err.contains("multiplier"), "{err}");
     clear_env();
 }
+
+#[tokio::test]
+async fn a_bad_client_property_fails_the_start_even_without_a_broker() {
+    let config = Config::from_yaml_str(
+        "mq:\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n    consumer:\n      properties:\n        no.such.property: 1\nmanagement:\n  server:\n    enabled: false\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = App::new(config)
+        .with_state(Stock)
+        .only_listeners(["needs_stock"])
+        .start()
+        .await
+        .err()
+        .expect("the start fails")
+        .to_string();
+    assert!(
+        err.contains("invalid consumer configuration") && err.contains("no.such.property"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
