@@ -7,6 +7,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/kafka.sh install
+# promtool (Debian's prometheus package) checks real scrapes in tests/actuator.rs.
+command -v promtool >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+}
 started_here=0
 if ! scripts/kafka.sh status; then
   scripts/kafka.sh start

@@ -101,11 +101,47 @@ fn find<'a>(
 }
 
 async fn scrape_text(addr: SocketAddr) -> (String, prometheus_parse::Scrape) {
-    let r = get_with(addr, "/actuator/prometheus", Some("text/plain")).await;
+    let r = get_with(addr, "/actuator/prometheus", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, TEXT_004);
     let scrape = parse_prometheus(&r.body);
     (r.body, scrape)
+}
+
+/// Runs `promtool check metrics` (Debian's `prometheus` package; scripts/test.sh installs
+/// it) on a text 0.0.4 scrape and fails on any error it reports.
+fn promtool_check_metrics(scrape: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (scripts/test.sh installs Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("write the scrape to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool exits 3 for lint findings (e.g. naming advice) and 1 for errors; only an
+    // error (an unparsable scrape, a duplicate label) fails the test.
+    assert_ne!(
+        out.status.code(),
+        Some(1),
+        "promtool check metrics:\n{report}\n{scrape}"
+    );
+    assert!(
+        !report.contains("error"),
+        "promtool check metrics:\n{report}\n{scrape}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -142,6 +178,8 @@ management:
   metrics:
     tags:
       region: test-eu
+      deployment-env: prod   # not a legal label name: becomes deployment_env
+      name: shop             # shadowed by each series' own `name`
 "#
     ))
 }
@@ -266,14 +304,47 @@ async fn prometheus_metrics_info_and_health_match_the_traffic() {
         start > now - 86_400.0 && start <= now + 5.0,
         "start time {start}"
     );
-    // Common tags on every series.
+    // Common tags on every series, keys made legal label names; a series' own `name`
+    // wins over the common tag `name`.
     for s in &scrape.samples {
         assert_eq!(s.labels.get("application"), Some("act-svc"), "{}", s.metric);
         assert_eq!(s.labels.get("region"), Some("test-eu"), "{}", s.metric);
+        assert_eq!(s.labels.get("deployment_env"), Some("prod"), "{}", s.metric);
+    }
+    assert!(!text.contains("deployment-env"), "{text}");
+    assert!(find(&scrape, "mq_listener_in_flight", &[("name", "act_jobs")]).is_some());
+    // Micrometer's `_max` gauge of the timer: the longest handling of the last minutes.
+    let max = sum(
+        &scrape,
+        "spring_kafka_listener_seconds_max",
+        &[("name", "act_jobs"), ("result", "success")],
+    );
+    assert!(max > 0.0 && max < 30.0, "max {max}");
+    // Prometheus's own checker accepts the scrape (a repeated or illegal label would
+    // make Prometheus reject all of it).
+    promtool_check_metrics(&text);
+
+    // Spring Boot's negotiation: text 0.0.4 unless OpenMetrics is asked for by name.
+    for accept in [
+        Some("*/*"),
+        Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        Some("text/plain"),
+    ] {
+        let r = get_with(addr, "/actuator/prometheus", accept).await;
+        assert_eq!(
+            (r.status, r.content_type.as_str()),
+            (200, TEXT_004),
+            "{accept:?}"
+        );
     }
 
-    // The OpenMetrics scrape (the default) says the same.
-    let om = get(addr, "/actuator/prometheus").await;
+    // The OpenMetrics scrape, asked for by name (as Prometheus does), says the same.
+    let om = get_with(
+        addr,
+        "/actuator/prometheus",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+    )
+    .await;
     assert_eq!((om.status, om.content_type.as_str()), (200, OPENMETRICS));
     assert!(om.body.ends_with("# EOF\n"));
     assert!(om
@@ -405,7 +476,7 @@ async fn prometheus_metrics_info_and_health_match_the_traffic() {
         "/actuator/prometheus",
     ];
     for path in paths {
-        for accept in [None, Some("text/plain")] {
+        for accept in [None, Some("application/openmetrics-text")] {
             let r = get_with(addr, path, accept).await;
             assert_eq!(r.status, 200, "{path}");
             assert!(
@@ -453,7 +524,7 @@ management:
     );
     assert_eq!(
         links["health"],
-        json!({"href": format!("http://{addr}/manage/health"), "templated": false})
+        json!({"href": "/manage/health", "templated": false})
     );
 
     for path in [
@@ -503,10 +574,19 @@ async fn a_consumer_without_partitions_is_ready() {
         .expect("app starts");
     let addr = actuator(&app);
     let deadline = Instant::now() + WAIT;
+    // Ready once both joined; wait until the join's rebalance is over to look at them.
     let ready = loop {
         let r = get(addr, "/actuator/health/readiness").await;
         if r.status == 200 {
-            break r.json();
+            let body = r.json();
+            let consumers =
+                &body["components"]["listeners"]["components"]["act_jobs"]["details"]["consumers"];
+            if consumers
+                .as_array()
+                .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["member"] == true))
+            {
+                break body;
+            }
         }
         assert!(Instant::now() < deadline, "never ready: {}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;

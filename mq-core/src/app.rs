@@ -178,8 +178,42 @@ impl App {
             specs.retain(|s| only.iter().any(|n| n == s.name));
         }
         specs.retain(|s| s.auto_startup);
-        registry::check_started(&specs)?;
         Ok(specs)
+    }
+
+    /// [`App::listeners`], with every wiring problem found before any connection reported
+    /// together: listeners that do not resolve, listeners sharing a topic in one group, and
+    /// `State<T>` arguments without a [`App::with_state`].
+    pub(crate) fn checked_listeners(&self) -> Result<Vec<ListenerSpec>, Error> {
+        let mut problems = Vec::new();
+        let specs = match self.listeners() {
+            Ok(specs) => Some(specs),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        };
+        let names: Vec<&str> = match &specs {
+            Some(specs) => crate::startup::names(specs).collect(),
+            // Still check the states of the listeners that would start.
+            None => registry::registered()
+                .iter()
+                .map(|d| d.name)
+                .filter(|n| {
+                    self.only
+                        .as_ref()
+                        .is_none_or(|only| only.iter().any(|o| o == n))
+                })
+                .collect(),
+        };
+        problems.extend(crate::startup::missing_states(names, &self.state));
+        if let Some(specs) = &specs {
+            problems.extend(crate::startup::overlapping_groups(specs));
+        }
+        match specs {
+            Some(specs) if problems.is_empty() => Ok(specs),
+            _ => Err(crate::startup::StartupError::from_problems(problems).into()),
+        }
     }
 
     /// Runs until SIGTERM or ctrl-c, then shuts down gracefully: stop fetching, finish
@@ -209,7 +243,15 @@ impl App {
     /// ```
     pub async fn start(self) -> Result<RunningApp, Error> {
         crate::telemetry::try_init(&self.config.mq.logging);
-        let specs = self.listeners()?;
+        let ignored = self.config.ignored_environment();
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variables = %ignored.join(", "),
+                "ignored MQ_* environment variables that set no configuration key \
+                 (e.g. Kubernetes service links of a Service named mq)"
+            );
+        }
+        let specs = self.checked_listeners()?;
         transport::start(self, specs).await
     }
 }
@@ -219,7 +261,10 @@ pub struct RunningApp {
     pub(crate) publisher: Publisher,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub(crate) statuses: Vec<(&'static str, Arc<transport::ConsumerStatus>)>,
+    /// The listeners' consumers, once started (after the topics exist).
+    pub(crate) statuses: transport::Statuses,
+    /// How many consumers the listeners run when all are started.
+    pub(crate) consumers: usize,
     pub(crate) flush: Box<dyn Fn(Duration) + Send + Sync>,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
@@ -268,7 +313,15 @@ impl RunningApp {
         self.metrics.clone()
     }
 
-    /// True when every consumer of every listener has partitions assigned.
+    /// The started consumers (none while the broker is down at startup).
+    fn consumer_statuses(&self) -> Vec<(&'static str, Arc<transport::ConsumerStatus>)> {
+        self.statuses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True when every consumer of every listener has started and has partitions assigned.
     ///
     /// ```no_run
     /// # async fn f(app: mq_core::RunningApp) {
@@ -276,9 +329,11 @@ impl RunningApp {
     /// # }
     /// ```
     pub fn all_assigned(&self) -> bool {
-        self.statuses
-            .iter()
-            .all(|(_, s)| s.assigned.load(Ordering::Relaxed) > 0)
+        let statuses = self.consumer_statuses();
+        statuses.len() == self.consumers
+            && statuses
+                .iter()
+                .all(|(_, s)| s.assigned.load(Ordering::Relaxed) > 0)
     }
 
     /// Partitions assigned to this process, per listener.
@@ -289,7 +344,7 @@ impl RunningApp {
     /// # }
     /// ```
     pub fn assigned_partitions(&self) -> Vec<(&'static str, usize)> {
-        self.statuses
+        self.consumer_statuses()
             .iter()
             .map(|(n, s)| (*n, s.assigned.load(Ordering::Relaxed)))
             .collect()
@@ -307,8 +362,8 @@ impl RunningApp {
     /// # }
     /// ```
     pub fn lanes(&self) -> Vec<crate::consume::LaneInfo> {
-        self.statuses
-            .iter()
+        self.consumer_statuses()
+            .into_iter()
             .flat_map(|(n, s)| {
                 s.lanes
                     .get()
@@ -328,7 +383,7 @@ impl RunningApp {
     /// # }
     /// ```
     pub fn rebalances(&self) -> usize {
-        self.statuses
+        self.consumer_statuses()
             .iter()
             .map(|(_, s)| s.rebalances.load(Ordering::Relaxed))
             .sum()
@@ -422,158 +477,7 @@ pub(crate) fn decode_limits(config: &Config) -> DecodeLimits {
 }
 
 #[cfg(feature = "kafka")]
-mod transport {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use tokio_util::sync::CancellationToken;
-
-    pub(crate) use crate::kafka::rebalance::ConsumerStatus;
-
-    /// Keeps the process's embedded cluster alive.
-    pub(crate) type Embedded = Arc<crate::kafka::embedded::EmbeddedKafka>;
-
-    use super::{decode_limits, App, RunningApp};
-    use crate::actuator;
-    use crate::dispatch::ListenerRuntime;
-    use crate::kafka::{self, admin, producer::KafkaSink};
-    use crate::publisher::Publisher;
-    use crate::registry::ListenerSpec;
-    use crate::Error;
-
-    pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
-        let App {
-            mut config,
-            state,
-            metrics,
-            health_indicators,
-            ..
-        } = app;
-        // `embedded`: start (or join) the in-process cluster before any client exists.
-        let embedded = kafka::embedded::resolve(&mut config)?;
-        let sink = KafkaSink::new(&kafka::producer_config(&config))?;
-        let sends = Arc::new(actuator::PublisherStats::default());
-        let publisher = Publisher::new(
-            Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
-            format!("/{}", config.mq.application.name),
-            config.mq.kafka.producer.content_mode,
-        )
-        .with_metrics(metrics.clone());
-
-        if config.mq.kafka.admin.auto_create_topics && !specs.is_empty() {
-            match &embedded {
-                // The mock cluster has no admin CreateTopics: use its own API.
-                Some(cluster) => {
-                    let (cluster, cfg, topics) = (cluster.clone(), config.clone(), specs.clone());
-                    tokio::task::spawn_blocking(move || {
-                        cluster.create_listener_topics(&cfg, &topics)
-                    })
-                    .await
-                    .map_err(|e| Error::Kafka(e.to_string()))??;
-                }
-                None => create_topics(&config, &specs).await?,
-            }
-        }
-
-        // Bind the management port first: a taken port fails the start before any consumer.
-        let management = actuator::bind(&config).await?;
-        let actuator_specs = specs.clone();
-        let shutdown = CancellationToken::new();
-        let mut tasks = Vec::new();
-        let mut statuses = Vec::new();
-        for spec in specs {
-            let name = spec.name;
-            let group = spec.group.clone();
-            let concurrency = spec.concurrency;
-            let lane_settings = super::lane_settings(&config, &spec);
-            let runtime = Arc::new(ListenerRuntime::new(
-                spec,
-                publisher.clone(),
-                state.clone(),
-                decode_limits(&config),
-                &metrics,
-            ));
-            for i in 0..concurrency {
-                let client_id = format!("{}-{name}-{i}", config.mq.application.name);
-                let (task, status) = kafka::consumer::spawn(
-                    runtime.clone(),
-                    kafka::consumer_config(&config, &group, &client_id),
-                    lane_settings,
-                    shutdown.child_token(),
-                    metrics.clone(),
-                )?;
-                tasks.push(task);
-                statuses.push((name, status));
-            }
-            tracing::info!(listener = name, group = %group, concurrency, "listener started");
-        }
-        let actuator = management.map(|listener| {
-            let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &actuator_specs));
-            actuator::serve(
-                listener,
-                actuator::Parts {
-                    config: config.clone(),
-                    metrics: metrics.clone(),
-                    listeners: actuator_specs,
-                    consumers: kafka::health::consumer_source(statuses.clone()),
-                    broker: Some(("kafka".to_owned(), broker)),
-                    publisher: sends,
-                    user: health_indicators,
-                    app_shutdown: shutdown.clone(),
-                },
-            )
-        });
-        Ok(RunningApp {
-            publisher,
-            shutdown,
-            tasks,
-            statuses,
-            flush: Box::new(move |timeout| sink.flush(timeout)),
-            config,
-            metrics,
-            actuator,
-            embedded,
-        })
-    }
-
-    /// Creates missing listener topics and their dead-letter topics (same partition count
-    /// as the source topic).
-    async fn create_topics(config: &crate::Config, specs: &[ListenerSpec]) -> Result<(), Error> {
-        let admin_cfg = kafka::admin_config(config);
-        let cfg = admin_cfg.clone();
-        let existing: HashMap<String, i32> = tokio::task::spawn_blocking(move || {
-            admin::partition_counts(&cfg, Duration::from_secs(10))
-        })
-        .await
-        .map_err(|e| Error::Kafka(e.to_string()))?
-        .map_err(Error::Kafka)?;
-        let defaults = &config.mq.kafka.admin;
-        let mut wanted: Vec<(String, i32)> = Vec::new();
-        for spec in specs {
-            for topic in &spec.topics {
-                let partitions = existing.get(topic).copied().unwrap_or(defaults.partitions);
-                if !existing.contains_key(topic) {
-                    wanted.push((topic.clone(), partitions));
-                }
-                let mut derived = spec.retry_topics(topic);
-                if spec.dlt.enabled {
-                    derived.extend(spec.dlt_topics(topic));
-                }
-                for t in derived {
-                    if !existing.contains_key(&t) {
-                        wanted.push((t, partitions));
-                    }
-                }
-            }
-        }
-        wanted.sort();
-        wanted.dedup_by(|a, b| a.0 == b.0);
-        admin::ensure_topics(&admin_cfg, &wanted, defaults.replication_factor)
-            .await
-            .map_err(Error::Kafka)
-    }
-}
+mod transport;
 
 #[cfg(not(feature = "kafka"))]
 mod transport {
@@ -587,6 +491,10 @@ mod transport {
         pub(crate) rebalances: std::sync::atomic::AtomicUsize,
         pub(crate) lanes: std::sync::OnceLock<std::sync::Arc<crate::consume::LaneSet>>,
     }
+
+    /// The started consumers (there are none without a transport).
+    pub(crate) type Statuses =
+        std::sync::Arc<std::sync::RwLock<Vec<(&'static str, std::sync::Arc<ConsumerStatus>)>>>;
 
     /// No transport, no embedded cluster.
     pub(crate) type Embedded = ();

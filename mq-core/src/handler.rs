@@ -275,6 +275,10 @@ impl StateMap {
         states.push((id, Arc::new(value)));
     }
 
+    pub(crate) fn contains(&self, id: TypeId) -> bool {
+        self.0.iter().any(|(t, _)| *t == id)
+    }
+
     pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         let id = TypeId::of::<T>();
         self.0

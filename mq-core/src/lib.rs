@@ -51,6 +51,7 @@ pub mod telemetry;
 pub mod testing;
 
 mod app;
+mod startup;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -64,6 +65,7 @@ pub use dispatch::Disposition;
 pub use envelope::Event;
 pub use handler::{Context, HandlerError, State};
 pub use publisher::{Delivery, PublishError, PublishErrorKind, Publisher};
+pub use startup::StartupError;
 
 /// Marks an `async fn` as a message listener. See the crate docs and `mq_macros`.
 ///
@@ -116,6 +118,9 @@ pub enum Error {
     /// A publish failed.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// Wiring problems found before any connection (listeners, missing state), all at once.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     /// `mq-core` was built without a transport.
     #[error("mq-core was built without the `kafka` feature: no transport to run listeners on")]
     NoTransport,

@@ -15,6 +15,55 @@ use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, List
 use crate::publisher::Cause;
 use crate::record::Record;
 
+/// A state type a listener needs: its id and its name (for the startup report).
+pub type RequiredState = (std::any::TypeId, &'static str);
+
+/// The state types a listener's arguments need (one function per argument after the
+/// payload, `None` for extractors other than `State<T>`), checked at startup against
+/// [`App::with_state`](crate::App::with_state).
+pub struct ListenerStates {
+    /// The listener's name.
+    pub listener: &'static str,
+    /// One per argument after the payload.
+    pub states: &'static [fn() -> Option<RequiredState>],
+}
+
+inventory::collect!(ListenerStates);
+
+/// Autoref specialization (the macro sees tokens, not types, so it cannot tell a
+/// `State<T>` behind an alias): `(&Probe::<A>::NEW).required_state()` is `Some` for
+/// `A = State<T>` (the by-value match of [`NeedsState`]) and `None` for any other argument
+/// type (the autoref match of [`NoState`]), without a trait bound that would report a bad
+/// extractor a second time.
+pub struct Probe<A>(std::marker::PhantomData<A>);
+
+impl<A> Probe<A> {
+    /// The probe of `A`.
+    pub const NEW: Self = Probe(std::marker::PhantomData);
+}
+
+/// See [`Probe`]: the `State<T>` case.
+pub trait NeedsState {
+    /// The state type.
+    fn required_state(&self) -> Option<RequiredState>;
+}
+
+impl<T: Send + Sync + 'static> NeedsState for Probe<crate::handler::State<T>> {
+    fn required_state(&self) -> Option<RequiredState> {
+        Some((std::any::TypeId::of::<T>(), std::any::type_name::<T>()))
+    }
+}
+
+/// See [`Probe`]: every other argument.
+pub trait NoState {
+    /// No state.
+    fn required_state(&self) -> Option<RequiredState> {
+        None
+    }
+}
+
+impl<A> NoState for &Probe<A> {}
+
 /// How one handler call ended badly.
 #[derive(Debug)]
 pub enum Failure {

@@ -294,6 +294,18 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             (ident, stmt)
         })
         .collect();
+    // One fn per extra argument: the state type it needs (startup check of with_state).
+    let state_fns: Vec<_> = (1..types.len())
+        .map(|i| syn::Ident::new(&format!("__mq_state{i}"), Span::call_site()))
+        .collect();
+    let state_defs = types[1..].iter().zip(&state_fns).map(|(ty, f)| {
+        quote! {
+            fn #f() -> ::core::option::Option<(::core::any::TypeId, &'static str)> {
+                use #private::{NeedsState as _, NoState as _};
+                (&#private::Probe::<#ty>::NEW).required_state()
+            }
+        }
+    });
     let extra_idents = extra.iter().map(|(i, _)| i);
     let extra_stmts = extra.iter().map(|(_, s)| s);
     let call = quote!(#fn_name(#payload_expr #(, #extra_idents)*).await);
@@ -351,6 +363,13 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                     handler: __mq_handler,
                 }
             }
+            #(#state_defs)*
+            #private::inventory::submit! {
+                #private::ListenerStates {
+                    listener: #name,
+                    states: &[#(#state_fns),*],
+                }
+            }
         };
     })
 }
@@ -399,6 +418,25 @@ mod tests {
         assert!(out.contains(r#"topics : & ["a" , "b"]"#), "{out}");
         assert!(out.contains(r#"name : "on_x""#), "{out}");
         assert!(out.contains("decode :: < X >"), "{out}");
+    }
+
+    #[test]
+    fn records_the_state_of_each_extra_argument() {
+        let out = expand_str(
+            r#"topic = "a""#,
+            "async fn f(x: X, s: State<Db>, c: Context) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(
+            out.contains("Probe :: < State < Db > > :: NEW")
+                && out.contains("Probe :: < Context > :: NEW"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"ListenerStates { listener : "f" , states : & [__mq_state1 , __mq_state2] , }"#
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub(crate) struct ConsumerView {
 /// Reads the current views of every consumer.
 pub(crate) type ConsumerSource = Arc<dyn Fn() -> Vec<ConsumerView> + Send + Sync>;
 
+/// Why the consumers have not started yet (e.g. "waiting for the broker to create the
+/// topics: ..."), `None` once they run. A listener without consumers is not ready.
+pub(crate) type StartupState = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Which question the indicator answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -39,8 +43,10 @@ pub(crate) enum Mode {
     /// `/actuator/health`: also `OUT_OF_SERVICE` while shutting down, or until every
     /// consumer joined its group once (a rebalance later on is not an outage).
     Health,
-    /// `/actuator/health/readiness`: also `OUT_OF_SERVICE` while shutting down, or while
-    /// a consumer is not in its group (starting, rebalancing, lost its assignment).
+    /// `/actuator/health/readiness`: the same question as [`Mode::Health`]. Readiness
+    /// means "can serve": a rebalance (which every replica of a group goes through at
+    /// once) does not take the service out of its load balancer, or every replica would
+    /// be dropped together on each deployment.
     Readiness,
 }
 
@@ -53,6 +59,8 @@ pub(crate) struct ListenersIndicator {
     /// Cancelled when the app starts shutting down.
     pub(crate) shutdown: CancellationToken,
     pub(crate) mode: Mode,
+    /// Why the consumers are not started yet.
+    pub(crate) startup: StartupState,
 }
 
 impl HealthIndicator for ListenersIndicator {
@@ -72,7 +80,6 @@ impl ListenersIndicator {
                 views.iter().filter(|v| v.listener == spec.name).collect();
             let mut stalled = false;
             let mut never_joined = false;
-            let mut not_member = false;
             let mut failed_lanes = Vec::new();
             let mut stuck_lanes = Vec::new();
             let warn_ms = spec.handler_warn_after.as_millis() as i64;
@@ -99,7 +106,6 @@ impl ListenersIndicator {
                     };
                     stalled |= age.is_some_and(|a| a > stall_ms);
                     never_joined |= v.rebalances == 0 && !v.member;
-                    not_member |= !v.member;
                     json!({
                         "member": v.member,
                         "assignedPartitions": v.assigned,
@@ -120,9 +126,17 @@ impl ListenersIndicator {
                 )
             } else if self.mode != Mode::Liveness && shutting_down {
                 Health::out_of_service().with_detail("reason", "shutting down")
-            } else if (self.mode == Mode::Health && never_joined)
-                || (self.mode == Mode::Readiness && not_member)
-            {
+            } else if self.mode != Mode::Liveness && mine.is_empty() {
+                let why = self
+                    .startup
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Health::out_of_service().with_detail(
+                    "reason",
+                    why.unwrap_or_else(|| "consumers not started yet".to_owned()),
+                )
+            } else if self.mode != Mode::Liveness && never_joined {
                 Health::out_of_service().with_detail("reason", "joining the consumer group")
             } else {
                 Health::up()
@@ -189,6 +203,7 @@ mod tests {
             stall_after: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
             mode,
+            startup: StartupState::default(),
         }
     }
 
@@ -209,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn joining_is_out_of_service_for_readiness_only() {
+    fn joining_for_the_first_time_is_out_of_service_but_alive() {
         let now = 1_000_000;
         let views = vec![view("a", 1, now - 100, 1), view("b", 0, now - 100, 0)];
         let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
@@ -223,13 +238,14 @@ mod tests {
     }
 
     #[test]
-    fn a_rebalance_is_not_ready_but_healthy() {
+    fn a_rebalance_after_the_first_join_keeps_the_service_ready() {
         let now = 1_000_000;
         let mut revoked = view("b", 0, now, 2);
         revoked.member = false;
         let views = vec![view("a", 1, now, 1), revoked];
         let r = indicator(views.clone(), Mode::Readiness).evaluate(now);
-        assert_eq!(r.components["b"].status, Status::OutOfService);
+        assert_eq!(r.status, Status::Up, "mid-rebalance is still ready");
+        assert_eq!(r.components["b"].details["consumers"][0]["member"], false);
         let h = indicator(views, Mode::Health).evaluate(now);
         assert_eq!(h.status, Status::Up);
     }
@@ -284,5 +300,23 @@ mod tests {
         assert_eq!(i.evaluate(now).status, Status::Up);
         i.shutdown.cancel();
         assert_eq!(i.evaluate(now).status, Status::OutOfService);
+    }
+
+    #[test]
+    fn not_started_is_out_of_service_with_the_reason_but_alive() {
+        let now = 1_000_000;
+        let i = indicator(vec![view("a", 1, now, 1)], Mode::Readiness);
+        *i.startup.lock().unwrap() = Some("waiting for the broker: down".to_owned());
+        let r = i.evaluate(now);
+        assert_eq!(r.status, Status::OutOfService);
+        assert_eq!(r.components["a"].status, Status::Up);
+        assert_eq!(
+            r.components["b"].details["reason"],
+            json!("waiting for the broker: down")
+        );
+        let h = indicator(vec![view("a", 1, now, 1)], Mode::Health).evaluate(now);
+        assert_eq!(h.status, Status::OutOfService);
+        let l = indicator(vec![view("a", 1, now, 1)], Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Up);
     }
 }

@@ -10,7 +10,7 @@
 //! | `GET /actuator/info` | name, version, profiles, listeners (topics, group, retry, DLT), configuration with secrets masked |
 //! | `GET /actuator/metrics` | `{"names":[..]}` |
 //! | `GET /actuator/metrics/{name}?tag=k:v` | `{"name":..,"measurements":[{"statistic":"COUNT","value":..}],"availableTags":[..]}` |
-//! | `GET /actuator/prometheus` | the registry in OpenMetrics text, or Prometheus text 0.0.4 when `Accept` prefers `text/plain` |
+//! | `GET /actuator/prometheus` | the registry in Prometheus text 0.0.4, or OpenMetrics when `Accept` names `application/openmetrics-text` first |
 //!
 //! Configuration (as Spring Boot's keys):
 //!
@@ -24,13 +24,23 @@
 //!       base-path: /actuator
 //!       exposure:
 //!         include: health,info,prometheus   # or "*"; default health
+//!         exclude: metrics                  # wins over include; default none
 //!   endpoint:
 //!     health:
 //!       show-details: always                # default never: status only
+//!       group:                              # Spring Boot's health groups
+//!         readiness:
+//!           include: kafka,listeners,warehouse   # a user indicator joins readiness
+//!         probe:
+//!           include: ping
+//!           additional-path: server:/healthz     # also served at /healthz
 //!   metrics:
 //!     tags:
 //!       application: order-service
 //! ```
+//!
+//! With `management.server.auth` (`username` + `password`, and/or `bearer-token`) every
+//! request but the liveness and readiness probes needs those credentials (401 otherwise).
 //!
 //! An endpoint that is not exposed answers 404. Values of keys that name a secret
 //! (`password`, `secret`, `sasl`, `token`, `key`, `credential`) never leave the process.
@@ -49,6 +59,8 @@
 // compiled for the transports to come.
 #![cfg_attr(not(feature = "kafka"), allow(dead_code, unused_imports))]
 
+mod auth;
+mod groups;
 mod health;
 mod info;
 mod listeners;
@@ -61,7 +73,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -73,7 +85,8 @@ use tokio_util::sync::CancellationToken;
 pub use health::{Health, HealthFuture, HealthIndicator, Status};
 
 pub(crate) use health::Indicators;
-pub(crate) use listeners::{ConsumerSource, ConsumerView};
+pub(crate) use info::sanitize;
+pub(crate) use listeners::{ConsumerSource, ConsumerView, StartupState};
 pub(crate) use publisher::{PublisherStats, TrackedSink};
 
 use crate::config::{Config, ShowDetails};
@@ -96,6 +109,8 @@ pub(crate) struct Parts {
     pub(crate) user: Indicators,
     /// Cancelled when the app starts shutting down (readiness turns `OUT_OF_SERVICE`).
     pub(crate) app_shutdown: CancellationToken,
+    /// Why the consumers have not started yet (broker down at startup).
+    pub(crate) startup: StartupState,
 }
 
 /// The running actuator server.
@@ -126,15 +141,13 @@ impl ActuatorHandle {
 
 /// Shared state of the handlers.
 struct Actuator {
-    show_details: bool,
+    show_details: ShowDetails,
     metrics: Arc<Metrics>,
     info: Value,
     /// `/actuator/health`
     health: Indicators,
-    /// `/actuator/health/liveness`
-    liveness: Indicators,
-    /// `/actuator/health/readiness`
-    readiness: Indicators,
+    /// `/actuator/health/<group>`: `liveness`, `readiness` and the configured ones.
+    groups: Vec<groups::Group>,
     /// Exposed endpoint ids, in [`ENDPOINTS`] order.
     exposed: Vec<&'static str>,
     base: String,
@@ -189,6 +202,7 @@ fn router(parts: Parts) -> Router {
         publisher,
         user,
         app_shutdown,
+        startup,
     } = parts;
     metrics.register(|r| r.register_collector(Box::new(process::ProcessCollector)));
     // A rebalance may hold the poll loop for up to the drain timeout.
@@ -200,6 +214,7 @@ fn router(parts: Parts) -> Router {
             stall_after,
             shutdown: app_shutdown.clone(),
             mode,
+            startup: startup.clone(),
         })
     };
     let mut health: Indicators = Vec::new();
@@ -225,32 +240,46 @@ fn router(parts: Parts) -> Router {
         health.retain(|(n, _)| *n != name);
         health.push((name, indicator));
     }
-    let liveness: Indicators = vec![
-        ("ping".into(), Arc::new(Health::up)),
-        (
-            "listeners".into(),
-            listeners_indicator(listeners::Mode::Liveness),
-        ),
-    ];
+    let ping: Arc<dyn HealthIndicator> = Arc::new(Health::up);
+    let liveness_listeners = listeners_indicator(listeners::Mode::Liveness);
+    let health_settings = &config.management.endpoint.health;
+    let groups = groups::build(
+        &health_settings.group,
+        &groups::Members {
+            health: health.clone(),
+            liveness: vec![
+                ("ping".into(), ping.clone()),
+                ("listeners".into(), liveness_listeners.clone()),
+            ],
+            readiness,
+            ping,
+            liveness_listeners,
+        },
+        health_settings.show_details,
+    );
     let web = &config.management.endpoints.web;
-    let all = web.exposure.include.iter().any(|e| e.trim() == "*");
+    let names = |list: &[String], id: &str| list.iter().any(|e| e.trim() == "*" || e.trim() == id);
     let exposed: Vec<&'static str> = ENDPOINTS
         .into_iter()
-        .filter(|id| all || web.exposure.include.iter().any(|e| e.trim() == *id))
+        .filter(|id| names(&web.exposure.include, id) && !names(&web.exposure.exclude, id))
         .collect();
-    for id in &web.exposure.include {
-        if id.trim() != "*" && !ENDPOINTS.contains(&id.trim()) {
-            tracing::warn!(endpoint = %id, "management.endpoints.web.exposure.include names an unknown endpoint");
+    for (key, list) in [
+        ("include", &web.exposure.include),
+        ("exclude", &web.exposure.exclude),
+    ] {
+        for id in list {
+            if id.trim() != "*" && !ENDPOINTS.contains(&id.trim()) {
+                tracing::warn!(endpoint = %id, "management.endpoints.web.exposure.{key} names an unknown endpoint");
+            }
         }
     }
     let base = web.base_path.trim_end_matches('/').to_owned();
     let state = Arc::new(Actuator {
-        show_details: config.management.endpoint.health.show_details == ShowDetails::Always,
+        show_details: config.management.endpoint.health.show_details,
         info: info::info(&config, &specs),
         metrics,
         health,
-        liveness,
-        readiness,
+        groups,
         exposed,
         base,
     });
@@ -272,7 +301,35 @@ fn router(parts: Parts) -> Router {
             _ => router,
         };
     }
-    router.fallback(not_found).with_state(state)
+    for (i, group) in state.groups.iter().enumerate() {
+        if let Some(path) = &group.additional_path {
+            router = router.route(
+                path,
+                get(
+                    move |State(a): State<Arc<Actuator>>, caller: Caller| async move {
+                        let group = &a.groups[i];
+                        let h = health::evaluate(&group.indicators).await;
+                        health_response(&h, details(group.show_details, &caller))
+                    },
+                ),
+            );
+        }
+    }
+    let mut open: Vec<String> = ["liveness", "readiness"]
+        .iter()
+        .map(|g| format!("{base}/health/{g}"))
+        .collect();
+    open.extend(
+        state
+            .groups
+            .iter()
+            .filter_map(|g| g.additional_path.clone()),
+    );
+    let router = router.fallback(not_found).with_state(state);
+    match auth::Auth::new(&config.management.server.auth, open) {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
+        None => router,
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -294,14 +351,21 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-/// `GET /actuator`: Spring's links document.
-async fn links(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let root = format!("http://{host}{}", a.base);
-    let link = |path: &str, templated: bool| json!({"href": format!("{root}{path}"), "templated": templated});
+/// `GET /actuator`: Spring's links document. The links are paths from the server's root
+/// (`/actuator/health`), not built from the request's `Host` header: a client cannot make
+/// the service hand out links to another host, and the links stay right behind a proxy
+/// that keeps the path.
+async fn links(State(a): State<Arc<Actuator>>) -> Response {
+    let root = a.base.clone();
+    let link = |path: &str, templated: bool| {
+        let href = format!("{root}{path}");
+        let href = if href.is_empty() {
+            "/".to_owned()
+        } else {
+            href
+        };
+        json!({"href": href, "templated": templated})
+    };
     let mut links = serde_json::Map::new();
     links.insert("self".into(), link("", false));
     for id in &a.exposed {
@@ -325,28 +389,44 @@ async fn links(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &json!({ "_links": links }))
 }
 
-fn health_response(a: &Actuator, h: &Health) -> Response {
+fn health_response(h: &Health, show_details: bool) -> Response {
     let code = StatusCode::from_u16(h.status.http_status()).unwrap_or(StatusCode::OK);
-    json_response(code, &h.to_json(a.show_details))
+    json_response(code, &h.to_json(show_details))
 }
 
-async fn health_all(State(a): State<Arc<Actuator>>) -> Response {
+/// Who asked: `Some` when the request carried the credentials of `management.server.auth`.
+type Caller = Option<Extension<auth::Authenticated>>;
+
+/// Whether this request sees health details.
+fn details(setting: ShowDetails, caller: &Caller) -> bool {
+    match setting {
+        ShowDetails::Never => false,
+        ShowDetails::Always => true,
+        ShowDetails::WhenAuthorized => caller.is_some(),
+    }
+}
+
+async fn health_all(State(a): State<Arc<Actuator>>, caller: Caller) -> Response {
     let h = health::evaluate(&a.health).await;
-    health_response(&a, &h)
+    health_response(&h, details(a.show_details, &caller))
 }
 
-/// `/health/liveness`, `/health/readiness`, `/health/<component>[/<sub>...]`.
+/// `/health/<group>` (`liveness`, `readiness`, configured ones), `/health/<component>[/<sub>...]`.
 async fn health_path(
     State(a): State<Arc<Actuator>>,
     Path(path): Path<String>,
+    caller: Caller,
     uri: Uri,
 ) -> Response {
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     let first = segments.next().unwrap_or("");
-    let mut h = match first {
-        "liveness" => health::evaluate(&a.liveness).await,
-        "readiness" => health::evaluate(&a.readiness).await,
-        name => match a.health.iter().find(|(n, _)| n == name) {
+    let mut show_details = a.show_details;
+    let mut h = match a.groups.iter().find(|g| g.name == first) {
+        Some(group) => {
+            show_details = group.show_details;
+            health::evaluate(&group.indicators).await
+        }
+        None => match a.health.iter().find(|(n, _)| n == first) {
             Some((_, indicator)) => health::check(indicator.as_ref()).await,
             None => return not_found(uri).await,
         },
@@ -357,7 +437,7 @@ async fn health_path(
             None => return not_found(uri).await,
         }
     }
-    health_response(&a, &h)
+    health_response(&h, details(show_details, &caller))
 }
 
 async fn info_endpoint(State(a): State<Arc<Actuator>>) -> Response {
@@ -396,10 +476,10 @@ async fn metric_one(
 async fn prometheus_endpoint(State(a): State<Arc<Actuator>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
     let text = a.metrics.encode();
-    let (content_type, body) = if prometheus::wants_text_004(accept) {
-        (prometheus::TEXT_004, prometheus::to_text_004(&text))
-    } else {
+    let (content_type, body) = if prometheus::wants_openmetrics(accept) {
         (prometheus::OPENMETRICS, text)
+    } else {
+        (prometheus::TEXT_004, prometheus::to_text_004(&text))
     };
     (
         StatusCode::OK,

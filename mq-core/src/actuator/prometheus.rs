@@ -1,5 +1,5 @@
-//! `/actuator/prometheus`: the registry in OpenMetrics text (the default), or in the
-//! Prometheus text format 0.0.4 when the scraper's `Accept` prefers `text/plain`; plus a
+//! `/actuator/prometheus`: the registry in the Prometheus text format 0.0.4 (the default,
+//! as Spring Boot), or in OpenMetrics text when the scraper asks for it by name; plus a
 //! small parser of the exposition that `/actuator/metrics` reads.
 
 use std::collections::HashMap;
@@ -9,14 +9,21 @@ pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.
 /// Content type of the Prometheus text exposition.
 pub(crate) const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// True when `accept` prefers `text/plain` over `application/openmetrics-text` (by
-/// q-value; a tie, a wildcard or no header at all means OpenMetrics).
-pub(crate) fn wants_text_004(accept: Option<&str>) -> bool {
+/// True when `accept` asks for OpenMetrics by name, as Spring Boot negotiates
+/// `/actuator/prometheus`: the Prometheus text format 0.0.4 is the default (no `Accept`,
+/// `*/*`, a browser's header, anything else), and OpenMetrics is served only when
+/// `application/openmetrics-text` has a q-value above `text/plain` and the wildcards
+/// (a tie with `text/plain` goes to whichever is listed first; a tie with a wildcard goes
+/// to OpenMetrics, the more specific range). Prometheus itself sends
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`
+/// and gets OpenMetrics.
+pub(crate) fn wants_openmetrics(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
     };
-    let (mut om, mut text) = (0.0_f32, 0.0_f32);
-    for range in accept.split(',') {
+    // (q, position of the first range with that q)
+    let (mut om, mut text, mut wildcard) = ((0.0_f32, usize::MAX), (0.0_f32, usize::MAX), 0.0_f32);
+    for (i, range) in accept.split(',').enumerate() {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
@@ -24,13 +31,15 @@ pub(crate) fn wants_text_004(accept: Option<&str>) -> bool {
             .filter_map(|q| q.trim().parse::<f32>().ok())
             .next()
             .unwrap_or(1.0);
+        let best = |(current, at): (f32, usize)| if q > current { (q, i) } else { (current, at) };
         match media.as_str() {
-            "application/openmetrics-text" => om = om.max(q),
-            "text/plain" => text = text.max(q),
+            "application/openmetrics-text" => om = best(om),
+            "text/plain" => text = best(text),
+            "*/*" | "text/*" | "application/*" => wildcard = wildcard.max(q),
             _ => {}
         }
     }
-    text > 0.0 && text > om
+    om.0 > 0.0 && om.0 >= wildcard && (om.0 > text.0 || (om.0 == text.0 && om.1 < text.1))
 }
 
 /// One sample line of the exposition.
@@ -295,20 +304,32 @@ in_flight{application="shop"} -1
 "#;
 
     #[test]
-    fn accept_negotiation() {
-        assert!(!wants_text_004(None));
-        assert!(!wants_text_004(Some("*/*")));
-        assert!(wants_text_004(Some("text/plain")));
-        assert!(wants_text_004(Some(
-            "text/plain;version=0.0.4;q=1,*/*;q=0.1"
-        )));
-        // Prometheus 2.x/3.x default
-        assert!(!wants_text_004(Some(
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-        )));
-        assert!(wants_text_004(Some(
-            "application/openmetrics-text;q=0.2, text/plain;q=0.9"
-        )));
+    fn text_004_unless_openmetrics_is_asked_for_by_name() {
+        // Spring Boot's answers: text 0.0.4 by default.
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+            Some("application/json"),
+            Some("text/plain;version=0.0.4;q=1,*/*;q=0.1"),
+            Some("application/openmetrics-text;q=0.2, text/plain;q=0.9"),
+            Some("text/plain, application/openmetrics-text"),
+            Some("application/openmetrics-text;q=0.1, */*"),
+            Some("application/openmetrics-text;q=0"),
+        ] {
+            assert!(!wants_openmetrics(accept), "{accept:?}");
+        }
+        for accept in [
+            "application/openmetrics-text",
+            "application/openmetrics-text; version=1.0.0",
+            // Prometheus 2.x/3.x default
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            "application/openmetrics-text, text/plain",
+            "application/openmetrics-text, */*",
+        ] {
+            assert!(wants_openmetrics(Some(accept)), "{accept}");
+        }
     }
 
     #[test]

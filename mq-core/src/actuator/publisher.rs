@@ -4,7 +4,7 @@
 //! [`TrackedSink`] wraps the transport's [`RecordSink`] and counts what goes through it
 //! (every publish, the dead-letter ones included, goes through the app's one sink).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -14,8 +14,12 @@ use super::health::{Health, HealthFuture, HealthIndicator};
 use crate::publisher::{Delivery, PublishError, RecordSink};
 use crate::record::OutgoingRecord;
 
-/// How long a failed delivery keeps the publisher `DOWN` when nothing succeeded since.
+/// How long failed deliveries keep the publisher `DOWN` when nothing succeeded since.
 const RECENT: Duration = Duration::from_secs(60);
+/// Deliveries that must fail in a row (nothing delivered in between) before the publisher
+/// is `DOWN`: one record the broker refuses (too large, not authorised) is that record's
+/// problem, reported in the details, not an outage of the service.
+const FAILURES_FOR_DOWN: u64 = 3;
 
 /// Counters of one app's publishes.
 #[derive(Default)]
@@ -23,7 +27,8 @@ pub(crate) struct PublisherStats {
     in_flight: AtomicI64,
     delivered: AtomicU64,
     failed: AtomicU64,
-    last_failed: AtomicBool,
+    /// Failed deliveries since the last successful one.
+    failing_in_a_row: AtomicU64,
     last_failure_ms: AtomicI64,
     last_error: Mutex<Option<String>>,
     /// The transport's sink, for its own account (fatal errors, producer replaced).
@@ -36,13 +41,15 @@ impl PublisherStats {
         match result {
             Ok(_) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
-                self.last_failed.store(false, Ordering::Relaxed);
+                self.failing_in_a_row.store(0, Ordering::Relaxed);
             }
+            // The app shutting down is not a delivery problem.
+            Err(PublishError::Closed) => {}
             Err(e) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 self.last_failure_ms.store(now, Ordering::Relaxed);
-                self.last_failed.store(true, Ordering::Relaxed);
+                self.failing_in_a_row.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
         }
@@ -50,7 +57,7 @@ impl PublisherStats {
 
     fn health(&self, now_ms: i64) -> Health {
         let last_failure = self.last_failure_ms.load(Ordering::Relaxed);
-        let failing = self.last_failed.load(Ordering::Relaxed)
+        let failing = self.failing_in_a_row.load(Ordering::Relaxed) >= FAILURES_FOR_DOWN
             && now_ms - last_failure <= RECENT.as_millis() as i64;
         let mut h = if failing {
             Health::down()
@@ -175,8 +182,21 @@ mod tests {
         assert_eq!(stats.health(now).status, Status::Up);
         bad.send("t", "k", 1u8).await.unwrap_err();
         let h = stats.health(chrono::Utc::now().timestamp_millis());
-        assert_eq!(h.status, Status::Down);
+        assert_eq!(
+            h.status,
+            Status::Up,
+            "one refused record is no outage: {h:?}"
+        );
         assert_eq!(h.details["deliveryErrors"], 1);
+        assert!(h.details["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("all brokers down"));
+        bad.send("t", "k", 1u8).await.unwrap_err();
+        bad.send("t", "k", 1u8).await.unwrap_err();
+        let h = stats.health(chrono::Utc::now().timestamp_millis());
+        assert_eq!(h.status, Status::Down, "three in a row");
+        assert_eq!(h.details["deliveryErrors"], 3);
         assert_eq!(h.details["delivered"], 1);
         assert_eq!(h.details["inFlight"], 0);
         // A minute later, or after a success, it is up again.

@@ -6,7 +6,7 @@ use figment::providers::Format;
 use figment::Figment;
 use serde_saphyr::figment::Yaml;
 
-use super::env::env_provider;
+use super::env::EnvVars;
 use super::{split_list, Config, ConfigError, ProfilesConfig};
 
 impl Config {
@@ -40,6 +40,10 @@ impl Config {
     }
 
     /// Loads from `dir` (files), active profiles and `MQ_*` (environment).
+    ///
+    /// Environment values are strings (`MQ_KAFKA__CONSUMER__GROUP_ID=007` stays `"007"`);
+    /// `MQ_*` variables that set no key (Kubernetes service links such as `MQ_PORT`) are
+    /// ignored and listed by [`Config::ignored_environment`].
     ///
     /// ```
     /// let dir = std::env::temp_dir().join("mq-doc-load-from");
@@ -84,10 +88,12 @@ impl Config {
                 ),
             }
         }
-        figment = figment.merge(env_provider());
+        let (env, ignored) = EnvVars::from_process();
+        figment = figment.merge(env);
         let mut config = Self::from_figment(figment)?;
         config.mq.profiles.active = profiles;
         config.sources = sources;
+        config.ignored_env = ignored;
         Ok(config)
     }
 

@@ -5,7 +5,9 @@
 //!    directory, or `MQ_CONFIG_DIR`);
 //! 2. `application-{profile}.yaml` for each active profile, in order. Profiles come from
 //!    `MQ_PROFILES_ACTIVE` (comma-separated), else from `mq.profiles.active` in the base file;
-//! 3. environment variables `MQ_*`, `__` separating levels, `_` standing for `-`:
+//! 3. environment variables `MQ_*` (values are strings; variables that set no key are
+//!    ignored with a WARN, see [`Config::ignored_environment`]), `__` separating levels,
+//!    `_` standing for `-`:
 //!    `MQ_KAFKA__BOOTSTRAP_SERVERS` sets `mq.kafka.bootstrap-servers`,
 //!    `MQ_MANAGEMENT__SERVER__PORT` sets `management.server.port`, and below a
 //!    `properties` key `_` stands for `.`: `MQ_KAFKA__CONSUMER__PROPERTIES__FETCH_MIN_BYTES`
@@ -32,6 +34,7 @@ use std::path::PathBuf;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use duration::parse_duration;
 pub use kafka::{
     flatten_properties, AdminConfig, AutoOffsetReset, ConsumerConfig, KafkaConfig, ProducerConfig,
 };
@@ -39,8 +42,8 @@ pub use listener::{
     DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,
 };
 pub use management::{
-    EndpointSettings, Endpoints, Exposure, HealthSettings, ManagementConfig, ManagementServer,
-    MetricsSettings, ShowDetails, WebEndpoints,
+    AuthSettings, EndpointSettings, Endpoints, Exposure, HealthGroupSettings, HealthSettings,
+    ManagementConfig, ManagementServer, MetricsSettings, ShowDetails, WebEndpoints,
 };
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
@@ -53,7 +56,7 @@ pub use mq::{
 /// assert_eq!(config.mq.application.name, "shop");
 /// assert_eq!(config.mq.kafka.bootstrap_servers, "127.0.0.1:9092");
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
     /// Everything under `mq:`.
@@ -66,6 +69,8 @@ pub struct Config {
     figment: Option<Figment>,
     #[serde(skip)]
     sources: Vec<PathBuf>,
+    #[serde(skip)]
+    ignored_env: Vec<String>,
 }
 
 /// A configuration that could not be loaded; the message names the file (or environment
@@ -79,6 +84,21 @@ pub struct Config {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+impl std::fmt::Debug for Config {
+    /// The settings with every secret masked, as `/actuator/info` shows them (a `{:?}` of
+    /// the configuration may end up in a log line): no password, token, `sasl.*` value or
+    /// URI password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut settings = serde_json::to_value(self).unwrap_or_default();
+        crate::actuator::sanitize(&mut settings);
+        f.debug_struct("Config")
+            .field("settings", &format_args!("{settings}"))
+            .field("sources", &self.sources)
+            .field("ignored_env", &self.ignored_env)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Config {
     /// The files that were read, in order.
     ///
@@ -87,6 +107,18 @@ impl Config {
     /// ```
     pub fn sources(&self) -> &[PathBuf] {
         &self.sources
+    }
+
+    /// The `MQ_*` environment variables that set no configuration key and were ignored,
+    /// sorted: for instance the service links Kubernetes injects for a Service named `mq`
+    /// (`MQ_PORT=tcp://10.0.0.1:5672`, `MQ_SERVICE_HOST`, ...). [`App`](crate::App) logs
+    /// them in one WARN at start.
+    ///
+    /// ```
+    /// assert!(mq_core::Config::default().ignored_environment().is_empty());
+    /// ```
+    pub fn ignored_environment(&self) -> &[String] {
+        &self.ignored_env
     }
 
     /// The merged figment, to extract the application's own settings from the same files.
@@ -102,13 +134,14 @@ impl Config {
         self.figment.clone().unwrap_or_default()
     }
 
-    /// The `management.metrics.tags` as label pairs.
+    /// The `management.metrics.tags` as label pairs, keys made legal label names
+    /// (`deployment-env` → `deployment_env`, see [`crate::metrics::label_name`]).
     pub(crate) fn metric_tags(&self) -> Vec<(String, String)> {
         self.management
             .metrics
             .tags
             .iter()
-            .map(|(k, v)| (k.clone(), kafka::value_to_string(v)))
+            .map(|(k, v)| (crate::metrics::label_name(k), kafka::value_to_string(v)))
             .collect()
     }
 }

@@ -122,3 +122,194 @@ fn semantic_errors_name_the_key() {
         "{err}"
     );
 }
+
+/// A configuration from YAML and the given environment, as `Config::load_from` builds it.
+fn with_env(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    use figment::providers::Format;
+    let (env, ignored) = super::env::EnvVars::from_vars(vars.iter().copied());
+    let figment = figment::Figment::from(serde_saphyr::figment::Yaml::string(yaml)).merge(env);
+    let mut c = Config::from_figment(figment)?;
+    c.ignored_env = ignored;
+    Ok(c)
+}
+
+#[test]
+fn environment_values_stay_strings() {
+    let c = with_env(
+        "",
+        &[
+            ("MQ_APPLICATION__VERSION", "1.10"),
+            ("MQ_KAFKA__CONSUMER__GROUP_ID", "007"),
+            ("MQ_KAFKA__PROPERTIES__SASL_PASSWORD", "00123"),
+            ("MQ_LISTENER__DLT__SUFFIX", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.mq.application.version.as_deref(), Some("1.10"));
+    assert_eq!(c.mq.kafka.consumer.group_id.as_deref(), Some("007"));
+    assert_eq!(
+        flatten_properties(&c.mq.kafka.properties),
+        [("sasl.password".to_owned(), "00123".to_owned())]
+    );
+    assert_eq!(c.mq.listener.dlt.suffix, "1");
+    assert!(c.ignored_environment().is_empty());
+}
+
+#[test]
+fn typed_fields_parse_from_environment_strings() {
+    let c = with_env(
+        "",
+        &[
+            ("MQ_LISTENER__RETRY__MAX_ATTEMPTS", "7"),
+            ("MQ_LISTENER__RETRY__MULTIPLIER", "1.5"),
+            ("MQ_LISTENER__RETRY__JITTER", "true"),
+            ("MQ_LISTENER__RETRY__MODE", "topics"),
+            ("MQ_LISTENER__RETRY__INITIAL_INTERVAL", "250"),
+            ("MQ_SHUTDOWN__TIMEOUT", "PT5S"),
+            ("MQ_MANAGEMENT__SERVER__PORT", "9100"),
+            (
+                "MQ_MANAGEMENT__ENDPOINTS__WEB__EXPOSURE__INCLUDE",
+                "health,prometheus",
+            ),
+            ("MQ_LISTENERS__ON_ORDER__CONCURRENCY", "2"),
+            ("MQ_KAFKA__ADMIN__AUTO_CREATE_TOPICS", "false"),
+        ],
+    )
+    .unwrap();
+    let retry = &c.mq.listener.retry;
+    assert_eq!(retry.max_attempts, 7);
+    assert_eq!(retry.multiplier, 1.5);
+    assert!(retry.jitter);
+    assert_eq!(retry.mode, RetryMode::Topics);
+    assert_eq!(retry.initial_interval, Duration::from_millis(250));
+    assert_eq!(c.mq.shutdown.timeout, Duration::from_secs(5));
+    assert_eq!(c.management.server.port, 9100);
+    assert_eq!(
+        c.management.endpoints.web.exposure.include,
+        ["health", "prometheus"]
+    );
+    assert_eq!(c.mq.listeners["on_order"].concurrency, Some(2));
+    assert!(!c.mq.kafka.admin.auto_create_topics);
+}
+
+#[test]
+fn foreign_mq_variables_are_ignored_and_listed() {
+    let c = with_env(
+        "",
+        &[
+            ("MQ_PORT", "tcp://10.0.0.1:5672"),
+            ("MQ_SERVICE_HOST", "10.0.0.1"),
+            ("MQ_SERVICE_PORT", "5672"),
+            ("MQ_PORT_5672_TCP_ADDR", "10.0.0.1"),
+            ("MQ_PORT_5672_TCP", "tcp://10.0.0.1:5672"),
+            ("MQ_MANAGEMENT__NO_SUCH_THING", "x"),
+            ("MQ_KAFKA__BOOTSTRAP_SERVERS", "k:9092"),
+            ("MQ_PROFILES_ACTIVE", "dev"),
+            ("OTHER", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.mq.kafka.bootstrap_servers, "k:9092");
+    assert_eq!(
+        c.ignored_environment(),
+        [
+            "MQ_MANAGEMENT__NO_SUCH_THING",
+            "MQ_PORT",
+            "MQ_PORT_5672_TCP",
+            "MQ_PORT_5672_TCP_ADDR",
+            "MQ_SERVICE_HOST",
+            "MQ_SERVICE_PORT",
+        ]
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let err = with_env("", &[("MQ_LISTENER__RETRY__MAX_ATTEMPTS", "often")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MQ_LISTENER__RETRY__MAX_ATTEMPTS"), "{err}");
+    let err = with_env("", &[("MQ_LISTENER__RETRY__MAX_ATTEMPTS", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mq.listener.retry.max-attempts must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set by MQ_LISTENER__RETRY__MAX_ATTEMPTS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_files_stay_errors() {
+    let err = with_env("mq:\n  port: 5672\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("port"), "{err}");
+}
+
+#[test]
+fn protected_consumer_properties_are_refused_with_the_reason() {
+    let err = with_env(
+        "mq:\n  kafka:\n    consumer:\n      properties:\n        enable.auto.offset.store: true\n        group.id: x\n",
+        &[("MQ_KAFKA__PROPERTIES__ENABLE_AUTO_COMMIT", "false")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mq.kafka.consumer.properties.enable.auto.offset.store must not be set: mq stores an offset only after"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mq.kafka.consumer.properties.group.id must not be set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mq.kafka.properties.enable.auto.commit must not be set")
+            && err.contains("set by MQ_KAFKA__PROPERTIES__ENABLE_AUTO_COMMIT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn metric_tag_keys_become_label_names() {
+    let c = with_env(
+        "management:\n  metrics:\n    tags:\n      region: eu\n",
+        &[("MQ_MANAGEMENT__METRICS__TAGS__DEPLOYMENT_ENV", "prod")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.metric_tags(),
+        [
+            ("deployment_env".to_owned(), "prod".to_owned()),
+            ("region".to_owned(), "eu".to_owned())
+        ]
+    );
+    let err = with_env(
+        "management:\n  metrics:\n    tags:\n      deployment-env: a\n      deployment_env: b\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("management.metrics.tags.deployment_env becomes the label \"deployment_env\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_duration_names_the_key_and_the_accepted_forms() {
+    let err = with_env("", &[("MQ_SHUTDOWN__TIMEOUT", "1M")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MQ_SHUTDOWN__TIMEOUT"), "{err}");
+    assert!(err.contains("ISO-8601 (PT5S)"), "{err}");
+    let err = Config::from_yaml_str("mq:\n  listener:\n    retry:\n      max-interval: 1 month\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mq.listener.retry.max-interval"), "{err}");
+    let c = with_env("mq:\n  shutdown:\n    timeout: 1m\n", &[]).unwrap();
+    assert_eq!(c.mq.shutdown.timeout, Duration::from_secs(60));
+}

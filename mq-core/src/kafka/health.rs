@@ -138,12 +138,16 @@ impl Drop for KafkaHealth {
     }
 }
 
+/// The started consumers of the listeners (filled once the topics exist, so empty while
+/// the broker is down at startup).
+pub(crate) type Statuses = Arc<std::sync::RwLock<Vec<(&'static str, Arc<ConsumerStatus>)>>>;
+
 /// What the actuator reads of the listeners' consumers.
-pub(crate) fn consumer_source(
-    statuses: Vec<(&'static str, Arc<ConsumerStatus>)>,
-) -> ConsumerSource {
+pub(crate) fn consumer_source(statuses: Statuses) -> ConsumerSource {
     Arc::new(move || {
         statuses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(name, s)| ConsumerView {
                 listener: name,

@@ -78,6 +78,11 @@ impl ConsumerContext for MqContext {
             );
             self.block_on(self.lanes.close(Some(&keys)));
             commit_stored(consumer);
+            // A revoked partition's lag is its next owner's to report.
+            let listener = self.lanes.runtime().spec.name;
+            for k in &keys {
+                self.metrics.remove_lag(listener, &k.topic, k.partition);
+            }
             self.status
                 .assigned
                 .store(self.lanes.len(), Ordering::Relaxed);

@@ -4,7 +4,9 @@
 //! `spring_kafka_listener_seconds{name,result,exception}` and
 //! `spring_kafka_template_seconds{name,result,exception}`, plus `mq_listener_retries`,
 //! `mq_listener_dead_lettered`, `mq_listener_decode_errors`, `mq_listener_in_flight` and
-//! `mq_consumer_lag`. prometheus-client appends `_total` to counters itself.
+//! `mq_consumer_lag`. prometheus-client appends `_total` to counters itself. The timers
+//! also have Micrometer's `_max` gauges (`spring_kafka_listener_seconds_max`, ...): the
+//! longest duration of the last one to two minutes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +20,20 @@ use prometheus_client::registry::Registry;
 use crate::publisher::{Delivery, PublishError};
 
 mod in_flight;
+mod labels;
+mod max;
 mod sharded;
 mod timer;
 
 use in_flight::{InFlight, InFlightShard};
 use timer::{Timer, TimerShard};
+
+pub use labels::label_name;
+
+/// The listener timer's family (Spring Kafka's `spring.kafka.listener`).
+const LISTENER_SECONDS: &str = "spring_kafka_listener_seconds";
+/// The publisher timer's family (Spring Kafka's `spring.kafka.template`).
+const TEMPLATE_SECONDS: &str = "spring_kafka_template_seconds";
 
 /// Labels of a timer: which listener or publisher, and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,10 +71,15 @@ pub struct Metrics {
     decode_errors: Family<ListenerLabels, Counter>,
     in_flight: Family<ListenerLabels, InFlight>,
     lag: Family<LagLabels, Gauge>,
+    /// The timers whose `_max` gauges the scrape shows.
+    maxes: max::Maxes,
 }
 
 impl Metrics {
-    /// A registry whose every series carries `common_tags` (from `management.metrics.tags`).
+    /// A registry whose every series carries `common_tags` (from `management.metrics.tags`;
+    /// give legal label names, see [`label_name`]). A series' own label wins over a common
+    /// tag of the same name, as in Micrometer: with a tag `name: shop`, the listener timer
+    /// keeps `name="<listener>"`.
     ///
     /// ```
     /// use prometheus_client::metrics::counter::Counter;
@@ -84,12 +100,12 @@ impl Metrics {
         let in_flight = Family::<ListenerLabels, InFlight>::default();
         let lag = Family::<LagLabels, Gauge>::default();
         registry.register(
-            "spring_kafka_listener_seconds",
+            LISTENER_SECONDS,
             "Time spent in listener handlers",
             listener_seconds.clone(),
         );
         registry.register(
-            "spring_kafka_template_seconds",
+            TEMPLATE_SECONDS,
             "Time to publish a record, until the broker acknowledged it",
             template_seconds.clone(),
         );
@@ -118,7 +134,10 @@ impl Metrics {
             "Records behind the partition's high watermark",
             lag.clone(),
         );
+        let maxes = max::Maxes::default();
+        registry.register_collector(Box::new(maxes.clone()));
         Metrics {
+            maxes,
             registry: std::sync::RwLock::new(registry),
             listener_seconds,
             template_seconds,
@@ -153,11 +172,15 @@ impl Metrics {
     /// assert_eq!(m.encode(), "# EOF\n");
     /// ```
     pub fn encode(&self) -> String {
+        max::advance(std::time::Instant::now());
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
-        out
+        match labels::drop_shadowed_labels(&out) {
+            std::borrow::Cow::Borrowed(_) => out,
+            std::borrow::Cow::Owned(fixed) => fixed,
+        }
     }
 
     /// Handles for one listener, looked up once so the per-message path takes no lock.
@@ -166,20 +189,47 @@ impl Metrics {
             name: name.to_owned(),
         };
         ListenerMetrics {
-            success: self
-                .listener_seconds
-                .get_or_create(&TimerLabels {
+            success: self.timer(
+                LISTENER_SECONDS,
+                &TimerLabels {
                     name: name.to_owned(),
                     result: "success",
                     exception: "none".to_owned(),
-                })
-                .clone(),
+                },
+            ),
             retries: self.retries.get_or_create(&labels).clone(),
             dead_lettered: self.dead_lettered.get_or_create(&labels).clone(),
             decode_errors: self.decode_errors.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             name: name.to_owned(),
             metrics: self.clone(),
+        }
+    }
+
+    /// The timer of `family` for `labels`, created (and its `_max` exposed) on first use.
+    fn timer(&self, family: &'static str, labels: &TimerLabels) -> Timer {
+        let timers = self.timers(family);
+        if let Some(timer) = timers.get(labels) {
+            return timer.clone();
+        }
+        let timer = timers.get_or_create(labels).clone();
+        self.maxes.track(family, labels, &timer);
+        timer
+    }
+
+    /// Observes `elapsed` on the timer of `family` for `labels` (no clone when it exists).
+    fn observe(&self, family: &'static str, labels: &TimerLabels, elapsed: Duration) {
+        match self.timers(family).get(labels) {
+            Some(timer) => timer.observe(elapsed),
+            None => self.timer(family, labels).observe(elapsed),
+        }
+    }
+
+    fn timers(&self, family: &'static str) -> &Family<TimerLabels, Timer> {
+        if family == TEMPLATE_SECONDS {
+            &self.template_seconds
+        } else {
+            &self.listener_seconds
         }
     }
 
@@ -194,18 +244,31 @@ impl Metrics {
             .set(lag);
     }
 
+    /// Removes the lag series of a partition this process no longer reads (call it when the
+    /// partition is revoked), so a revoked partition's last lag does not stay in the scrape
+    /// forever. True when there was one.
+    pub(crate) fn remove_lag(&self, listener: &str, topic: &str, partition: i32) -> bool {
+        self.lag.remove(&LagLabels {
+            name: listener.to_owned(),
+            topic: topic.to_owned(),
+            partition: partition.to_string(),
+        })
+    }
+
     pub(crate) fn observe_send(&self, elapsed: Duration, result: &Result<Delivery, PublishError>) {
         let (result, exception) = match result {
             Ok(_) => ("success", "none".to_owned()),
             Err(e) => ("failure", publish_error_kind(e).to_owned()),
         };
-        self.template_seconds
-            .get_or_create(&TimerLabels {
+        self.observe(
+            TEMPLATE_SECONDS,
+            &TimerLabels {
                 name: "publisher".to_owned(),
                 result,
                 exception,
-            })
-            .observe(elapsed);
+            },
+            elapsed,
+        );
     }
 }
 
@@ -238,14 +301,15 @@ impl ListenerMetrics {
     }
 
     pub(crate) fn failure(&self, elapsed: Duration, exception: &str) {
-        self.metrics
-            .listener_seconds
-            .get_or_create(&TimerLabels {
+        self.metrics.observe(
+            LISTENER_SECONDS,
+            &TimerLabels {
                 name: self.name.clone(),
                 result: "failure",
                 exception: exception.to_owned(),
-            })
-            .observe(elapsed);
+            },
+            elapsed,
+        );
     }
 }
 
@@ -282,5 +346,55 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"spring_kafka_listener_seconds_count{application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn a_series_own_label_wins_over_a_common_tag() {
+        let m = Arc::new(Metrics::new(vec![
+            ("name".into(), "shop".into()),
+            ("topic".into(), "all".into()),
+            ("application".into(), "order-service".into()),
+        ]));
+        m.listener("on_order")
+            .worker()
+            .success(Duration::from_millis(3));
+        m.set_lag("on_order", "orders", 0, 4);
+        let text = m.encode();
+        assert!(text.contains(r#"spring_kafka_listener_seconds_count{topic="all",application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
+        assert!(text.contains(r#"mq_consumer_lag{application="order-service",name="on_order",topic="orders",partition="0"} 4"#), "{text}");
+        assert!(!text.contains("shop"), "{text}");
+    }
+
+    #[test]
+    fn a_revoked_partition_lag_series_goes() {
+        let m = Metrics::new(vec![]);
+        m.set_lag("l", "orders", 0, 4);
+        m.set_lag("l", "orders", 1, 2);
+        assert!(m.remove_lag("l", "orders", 0));
+        assert!(!m.remove_lag("l", "orders", 0));
+        let text = m.encode();
+        assert!(!text.contains(r#"partition="0""#), "{text}");
+        assert!(
+            text.contains(r#"mq_consumer_lag{name="l",topic="orders",partition="1"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn timers_have_a_max_gauge() {
+        let m = Arc::new(Metrics::new(vec![("application".into(), "shop".into())]));
+        let l = m.listener("on_order");
+        l.worker().success(Duration::from_millis(3));
+        l.worker().success(Duration::from_millis(40));
+        l.failure(Duration::from_millis(7), "Boom");
+        m.observe_send(Duration::from_millis(2), &Err(PublishError::Closed));
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE spring_kafka_listener_seconds_max gauge"),
+            "{text}"
+        );
+        assert!(text.contains(r#"spring_kafka_listener_seconds_max{application="shop",name="on_order",result="success",exception="none"} 0.04"#), "{text}");
+        assert!(text.contains(r#"spring_kafka_listener_seconds_max{application="shop",name="on_order",result="failure",exception="Boom"} 0.007"#), "{text}");
+        assert!(text.contains(r#"spring_kafka_template_seconds_max{application="shop",name="publisher",result="failure",exception="Closed"} 0.002"#), "{text}");
     }
 }

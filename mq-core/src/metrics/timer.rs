@@ -12,6 +12,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::max::{self, MaxSlots};
 use super::sharded::{Shard, ShardValue, Sharded};
 
 /// Upper bounds of the finite buckets: 0.25 ms doubling 18 times (up to about 33 s).
@@ -33,6 +34,8 @@ pub(crate) struct Counts {
     /// Observations per bucket (not cumulative); the last one is `+Inf`.
     buckets: [AtomicU64; BUCKETS + 1],
     sum_nanos: AtomicU64,
+    /// The longest durations of the current and the previous window (the `_max` gauge).
+    max: MaxSlots,
 }
 
 /// Index of the first bucket whose upper bound (`FIRST_BOUND_NANOS << i`) is ≥ `nanos`.
@@ -60,6 +63,7 @@ impl Counts {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.max.observe(nanos, max::epoch());
     }
 }
 
@@ -71,6 +75,7 @@ impl ShardValue for Counts {
         total
             .sum_nanos
             .fetch_add(self.sum_nanos.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.max.add_to(&total.max, max::epoch());
     }
 }
 
@@ -83,6 +88,11 @@ impl Timer {
     /// A shard for one worker.
     pub(crate) fn shard(&self) -> TimerShard {
         self.0.shard()
+    }
+
+    /// The longest duration of the last one to two minutes, in seconds (see [`max`]).
+    pub(crate) fn max_seconds(&self) -> f64 {
+        self.0.total().max.seconds(max::epoch())
     }
 }
 

@@ -108,7 +108,7 @@ impl TestApp {
     /// # let _ = app;
     /// ```
     pub fn new(app: App) -> Result<TestApp, crate::Error> {
-        let specs = app.listeners()?;
+        let specs = app.checked_listeners()?;
         let parts = app.into_parts();
         let broker = TestBroker::new();
         let publisher = Publisher::new(
