@@ -1,0 +1,103 @@
+//! Loading: `application.yaml`, `application-{profile}.yaml`, then the environment.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::Format;
+use figment::Figment;
+use serde_saphyr::figment::Yaml;
+
+use super::env::env_provider;
+use super::{split_list, Config, ConfigError, ProfilesConfig};
+
+impl Config {
+    /// Loads from the current directory (or `MQ_CONFIG_DIR`), active profiles and `MQ_*`.
+    ///
+    /// ```no_run
+    /// let config = mq_core::Config::load().expect("valid application.yaml");
+    /// ```
+    pub fn load() -> Result<Config, ConfigError> {
+        let dir = std::env::var_os("MQ_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::load_from(dir)
+    }
+
+    /// Like [`Config::load`], but when `MQ_CONFIG_DIR` is unset and the current directory
+    /// has no `application.yaml`/`.yml`, reads the files from `fallback` instead (e.g.
+    /// `env!("CARGO_MANIFEST_DIR")`, so `cargo run -p my-service` works from a workspace
+    /// root).
+    ///
+    /// ```no_run
+    /// let config = mq_core::Config::load_or_from(env!("CARGO_MANIFEST_DIR")).unwrap();
+    /// ```
+    pub fn load_or_from(fallback: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
+        if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
+            Self::load()
+        } else {
+            Self::load_from(fallback)
+        }
+    }
+
+    /// Loads from `dir` (files), active profiles and `MQ_*` (environment).
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("mq-doc-load-from");
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join("application.yaml"), "mq:\n  application:\n    name: doc\n").unwrap();
+    /// let config = mq_core::Config::load_from(&dir).unwrap();
+    /// assert_eq!(config.mq.application.name, "doc");
+    /// ```
+    pub fn load_from(dir: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let dir = dir.as_ref();
+        let base = ["application.yaml", "application.yml"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.exists());
+        let mut figment = Figment::new();
+        let mut sources = Vec::new();
+        if let Some(base) = &base {
+            figment = figment.merge(Yaml::file_exact(base));
+            sources.push(base.clone());
+        }
+        let profiles = match std::env::var("MQ_PROFILES_ACTIVE") {
+            Ok(list) => split_list(&list),
+            Err(_) => figment
+                .extract_inner::<ProfilesConfig>("mq.profiles")
+                .map(|p| p.active)
+                .unwrap_or_default(),
+        };
+        for profile in &profiles {
+            let file = ["yaml", "yml"]
+                .iter()
+                .map(|ext| dir.join(format!("application-{profile}.{ext}")))
+                .find(|p| p.exists());
+            match file {
+                Some(file) => {
+                    figment = figment.merge(Yaml::file_exact(&file));
+                    sources.push(file);
+                }
+                None => tracing::warn!(
+                    profile,
+                    dir = %dir.display(),
+                    "active profile has no application-{profile}.yaml"
+                ),
+            }
+        }
+        figment = figment.merge(env_provider());
+        let mut config = Self::from_figment(figment)?;
+        config.mq.profiles.active = profiles;
+        config.sources = sources;
+        Ok(config)
+    }
+
+    /// Parses one YAML document (no files, no environment): handy in tests.
+    ///
+    /// ```
+    /// let c = mq_core::Config::from_yaml_str("management:\n  server:\n    port: 0\n").unwrap();
+    /// assert_eq!(c.management.server.port, 0);
+    /// ```
+    pub fn from_yaml_str(yaml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Yaml::string(yaml)))
+    }
+}

@@ -1,0 +1,160 @@
+//! `mq.kafka.*`: bootstrap servers, librdkafka properties, consumer, producer, admin.
+
+use std::collections::BTreeMap;
+
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+use super::lenient;
+use crate::envelope::ContentMode;
+
+/// `mq.kafka.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list. Default `127.0.0.1:9092`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub bootstrap_servers: String,
+    /// librdkafka properties for every client (consumers, producer, admin), like Spring's
+    /// `spring.kafka.properties.*`: the place for `security.protocol`, `sasl.*`, `ssl.*`.
+    /// `consumer.properties` and `producer.properties` win over these.
+    pub properties: BTreeMap<String, Value>,
+    /// Consumer settings.
+    pub consumer: ConsumerConfig,
+    /// Producer settings.
+    pub producer: ProducerConfig,
+    /// Topic administration at startup.
+    pub admin: AdminConfig,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            properties: BTreeMap::new(),
+            consumer: ConsumerConfig::default(),
+            producer: ProducerConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// `mq.kafka.admin.*`: topics created at startup (like Spring's `NewTopic` beans and
+/// `@RetryableTopic(autoCreateTopics)`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Create missing listener topics and their dead-letter topics. Default true.
+    pub auto_create_topics: bool,
+    /// Partitions of a created listener topic (a DLT gets its source's count). Default 1.
+    pub partitions: i32,
+    /// Replication factor of created topics; -1 takes the broker's default. Default -1.
+    pub replication_factor: i32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            auto_create_topics: true,
+            partitions: 1,
+            replication_factor: -1,
+        }
+    }
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutoOffsetReset {
+    /// From the oldest retained record (the default: a new service misses nothing).
+    #[default]
+    Earliest,
+    /// Only records produced after the group first joined.
+    Latest,
+}
+
+/// `mq.kafka.consumer.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Default group of every listener (else the application name).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub group_id: Option<String>,
+    /// `earliest` (default) or `latest`.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// librdkafka consumer properties, passed as they are (they win over mq's defaults).
+    pub properties: BTreeMap<String, Value>,
+}
+
+/// `mq.kafka.producer.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// `all` (default), `1` or `0`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub acks: String,
+    /// `structured` (default) or `binary` CloudEvents mode.
+    pub content_mode: ContentMode,
+    /// librdkafka producer properties, passed as they are.
+    pub properties: BTreeMap<String, Value>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: "all".to_owned(),
+            content_mode: ContentMode::default(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Flattens a `properties` map into librdkafka `key=value` pairs: nested maps join with
+/// `.` (so `fetch: {min.bytes: 1}` and `fetch.min.bytes: 1` mean the same), scalars become
+/// strings.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use figment::value::Value;
+/// let mut m = BTreeMap::new();
+/// m.insert("linger.ms".to_string(), Value::from(5u32));
+/// assert_eq!(mq_core::config::flatten_properties(&m), vec![("linger.ms".to_string(), "5".to_string())]);
+/// ```
+pub fn flatten_properties(map: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Dict(_, dict) => {
+                for (k, v) in dict {
+                    walk(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), value_to_string(other))),
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in map {
+        walk(k, v, &mut out);
+    }
+    out
+}
+
+pub(super) fn value_to_string(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => s.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .or_else(|| n.to_f64().map(|n| n.to_string()))
+            .unwrap_or_default(),
+        Value::Empty(_, _) => String::new(),
+        Value::Array(_, items) => items
+            .iter()
+            .map(value_to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Dict(_, _) => String::new(),
+    }
+}

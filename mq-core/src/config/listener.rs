@@ -1,0 +1,176 @@
+//! `mq.listener.*` (defaults for every listener) and `mq.listeners.<name>.*` (overrides).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::{self, opt_duration};
+use super::lenient;
+
+/// Blocking retries in the partition's worker, or Spring-style retry topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryMode {
+    /// Retry in place; only this partition waits.
+    #[default]
+    Blocking,
+    /// Non-blocking: republish to `<topic>-retry-N` topics.
+    Topics,
+}
+
+/// `mq.listener.retry.*`: how a failing message is retried before it is dead-lettered.
+///
+/// ```
+/// let r = mq_core::config::RetryConfig::default();
+/// assert_eq!(r.max_attempts, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Total attempts including the first (>= 1). Default 3.
+    pub max_attempts: u32,
+    /// First backoff. Default `1s`.
+    #[serde(with = "duration")]
+    pub initial_interval: Duration,
+    /// Backoff growth factor (>= 1). Default 2.
+    pub multiplier: f64,
+    /// Backoff ceiling. Default `10s`.
+    #[serde(with = "duration")]
+    pub max_interval: Duration,
+    /// Randomise each backoff (full jitter on top of the delay). Default false.
+    pub jitter: bool,
+    /// `blocking` (default) or `topics`.
+    pub mode: RetryMode,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            initial_interval: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(10),
+            jitter: false,
+            mode: RetryMode::Blocking,
+        }
+    }
+}
+
+/// Partial retry settings (per listener in config, or in the macro).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetryOverride {
+    /// See [`RetryConfig::max_attempts`].
+    pub max_attempts: Option<u32>,
+    /// See [`RetryConfig::initial_interval`].
+    #[serde(with = "opt_duration")]
+    pub initial_interval: Option<Duration>,
+    /// See [`RetryConfig::multiplier`].
+    pub multiplier: Option<f64>,
+    /// See [`RetryConfig::max_interval`].
+    #[serde(with = "opt_duration")]
+    pub max_interval: Option<Duration>,
+    /// See [`RetryConfig::jitter`].
+    pub jitter: Option<bool>,
+    /// See [`RetryConfig::mode`].
+    pub mode: Option<RetryMode>,
+}
+
+impl RetryConfig {
+    /// These settings with `o`'s set fields on top.
+    ///
+    /// ```
+    /// use mq_core::config::{RetryConfig, RetryOverride};
+    /// let r = RetryConfig::default().merged(&RetryOverride { max_attempts: Some(5), ..Default::default() });
+    /// assert_eq!(r.max_attempts, 5);
+    /// ```
+    pub fn merged(&self, o: &RetryOverride) -> RetryConfig {
+        RetryConfig {
+            max_attempts: o.max_attempts.unwrap_or(self.max_attempts),
+            initial_interval: o.initial_interval.unwrap_or(self.initial_interval),
+            multiplier: o.multiplier.unwrap_or(self.multiplier),
+            max_interval: o.max_interval.unwrap_or(self.max_interval),
+            jitter: o.jitter.unwrap_or(self.jitter),
+            mode: o.mode.unwrap_or(self.mode),
+        }
+    }
+}
+
+/// `mq.listener.dlt.*`: the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DltConfig {
+    /// Publish failed messages to `<topic><suffix>`. Default true. When false, a message
+    /// that exhausted its retries is logged at ERROR and skipped (Spring's behaviour without
+    /// a recoverer).
+    pub enabled: bool,
+    /// Default `-dlt`; `.DLT` for Spring interop.
+    #[serde(deserialize_with = "lenient::string")]
+    pub suffix: String,
+}
+
+impl Default for DltConfig {
+    fn default() -> Self {
+        DltConfig {
+            enabled: true,
+            suffix: "-dlt".to_owned(),
+        }
+    }
+}
+
+/// Partial dead-letter settings for one listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DltOverride {
+    /// See [`DltConfig::enabled`].
+    pub enabled: Option<bool>,
+    /// See [`DltConfig::suffix`].
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub suffix: Option<String>,
+}
+
+/// `mq.listener.*`: defaults for every listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Dead-letter topic.
+    pub dlt: DltConfig,
+    /// Consumers per listener in this process (Spring's `concurrency`). Default 1; each
+    /// consumer already runs one worker per assigned partition.
+    pub concurrency: u32,
+    /// Larger record values are poison (straight to the DLT). Default 1 MiB.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            retry: RetryConfig::default(),
+            dlt: DltConfig::default(),
+            concurrency: 1,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `mq.listeners.<name>.*`: overrides for one listener (they win over the macro's values).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListenerOverride {
+    /// Topics to read instead of the macro's.
+    #[serde(deserialize_with = "lenient::opt_string_list")]
+    pub topics: Option<Vec<String>>,
+    /// Consumer group.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub group: Option<String>,
+    /// Consumers in this process.
+    pub concurrency: Option<u32>,
+    /// Start with the app (default true).
+    pub auto_startup: Option<bool>,
+    /// Retry settings.
+    pub retry: RetryOverride,
+    /// Dead-letter settings.
+    pub dlt: DltOverride,
+}

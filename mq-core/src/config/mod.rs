@@ -1,0 +1,122 @@
+//! Typed configuration, loaded with figment the way Spring Boot loads `application.yml`.
+//!
+//! Sources, later ones winning:
+//! 1. `application.yaml` (or `application.yml`) in the config directory (the current
+//!    directory, or `MQ_CONFIG_DIR`);
+//! 2. `application-{profile}.yaml` for each active profile, in order. Profiles come from
+//!    `MQ_PROFILES_ACTIVE` (comma-separated), else from `mq.profiles.active` in the base file;
+//! 3. environment variables `MQ_*`, `__` separating levels, `_` standing for `-`:
+//!    `MQ_KAFKA__BOOTSTRAP_SERVERS` sets `mq.kafka.bootstrap-servers`,
+//!    `MQ_MANAGEMENT__SERVER__PORT` sets `management.server.port`, and below a
+//!    `properties` key `_` stands for `.`: `MQ_KAFKA__CONSUMER__PROPERTIES__FETCH_MIN_BYTES`
+//!    sets the librdkafka property `fetch.min.bytes`.
+//!
+//! Unknown keys under `mq` and `management` are errors (a typo must not be silently ignored);
+//! other top-level keys are left for the application ([`Config::figment`]).
+
+mod duration;
+mod env;
+mod files;
+mod kafka;
+mod lenient;
+mod listener;
+mod management;
+mod mq;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use kafka::{
+    flatten_properties, AdminConfig, AutoOffsetReset, ConsumerConfig, KafkaConfig, ProducerConfig,
+};
+pub use listener::{
+    DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,
+};
+pub use management::{
+    EndpointSettings, Endpoints, Exposure, HealthSettings, ManagementConfig, ManagementServer,
+    MetricsSettings, ShowDetails, WebEndpoints,
+};
+pub use mq::{
+    ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
+};
+
+/// The whole configuration of an `mq` application.
+///
+/// ```
+/// let config = mq_core::Config::from_yaml_str("mq:\n  application:\n    name: shop\n").unwrap();
+/// assert_eq!(config.mq.application.name, "shop");
+/// assert_eq!(config.mq.kafka.bootstrap_servers, "127.0.0.1:9092");
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Config {
+    /// Everything under `mq:`.
+    #[serde(default)]
+    pub mq: MqConfig,
+    /// Everything under `management:` (actuator).
+    #[serde(default)]
+    pub management: ManagementConfig,
+    #[serde(skip)]
+    figment: Option<Figment>,
+    #[serde(skip)]
+    sources: Vec<PathBuf>,
+}
+
+/// A configuration that could not be loaded; the message names the file (or environment
+/// variable) and the key.
+///
+/// ```
+/// let err = mq_core::Config::from_yaml_str("mq:\n  listener:\n    retry:\n      max-attempts: many\n").unwrap_err();
+/// assert!(err.to_string().contains("mq.listener.retry.max-attempts"), "{err}");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// The files that were read, in order.
+    ///
+    /// ```
+    /// assert!(mq_core::Config::default().sources().is_empty());
+    /// ```
+    pub fn sources(&self) -> &[PathBuf] {
+        &self.sources
+    }
+
+    /// The merged figment, to extract the application's own settings from the same files.
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize)]
+    /// struct Shop { currency: String }
+    /// let c = mq_core::Config::from_yaml_str("shop:\n  currency: EUR\n").unwrap();
+    /// let shop: Shop = c.figment().extract_inner("shop").unwrap();
+    /// assert_eq!(shop.currency, "EUR");
+    /// ```
+    pub fn figment(&self) -> Figment {
+        self.figment.clone().unwrap_or_default()
+    }
+
+    /// The `management.metrics.tags` as label pairs.
+    pub(crate) fn metric_tags(&self) -> Vec<(String, String)> {
+        self.management
+            .metrics
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), kafka::value_to_string(v)))
+            .collect()
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

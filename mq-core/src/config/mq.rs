@@ -1,0 +1,112 @@
+//! `mq.application`, `mq.profiles`, `mq.shutdown`, `mq.logging` and the `mq` root.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{duration, lenient};
+use super::{KafkaConfig, ListenerConfig, ListenerOverride};
+
+/// `mq.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MqConfig {
+    /// `mq.application.*`
+    pub application: ApplicationConfig,
+    /// `mq.profiles.*`
+    pub profiles: ProfilesConfig,
+    /// `mq.kafka.*`
+    pub kafka: KafkaConfig,
+    /// `mq.listener.*`: defaults for every listener.
+    pub listener: ListenerConfig,
+    /// `mq.listeners.<name>.*`: per-listener overrides.
+    pub listeners: BTreeMap<String, ListenerOverride>,
+    /// `mq.shutdown.*`
+    pub shutdown: ShutdownConfig,
+    /// `mq.logging.*`
+    pub logging: LoggingConfig,
+}
+
+/// `mq.application.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApplicationConfig {
+    /// Service name: the CloudEvents `source` (`/<name>`), the default consumer group, the
+    /// `application` tag of metrics. Default `mq-app`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub name: String,
+    /// The application's version, shown by `/actuator/info` (e.g. set
+    /// `MQ_APPLICATION__VERSION` from your build). Default none.
+    #[serde(
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub version: Option<String>,
+}
+
+impl Default for ApplicationConfig {
+    fn default() -> Self {
+        ApplicationConfig {
+            name: "mq-app".to_owned(),
+            version: None,
+        }
+    }
+}
+
+/// `mq.profiles.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProfilesConfig {
+    /// Active profiles (`MQ_PROFILES_ACTIVE` wins over this key).
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub active: Vec<String>,
+}
+
+/// `mq.shutdown.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight handlers get to finish on shutdown. Default `30s`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `mq.logging.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// `tracing` filter directive (`RUST_LOG` wins). Default `info`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
