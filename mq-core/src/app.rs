@@ -406,6 +406,14 @@ mod transport {
     use crate::Error;
 
     pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
+        // librdkafka's errors can quote configuration: no secret leaves in one.
+        let secrets = app.config.mq.kafka.security().secrets();
+        start_clients(app, specs)
+            .await
+            .map_err(|e| kafka::security::scrub_error(e, &secrets))
+    }
+
+    async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
         let App {
             mut config,
             state,
@@ -415,7 +423,11 @@ mod transport {
         } = app;
         // `embedded`: start (or join) the in-process cluster before any client exists.
         let embedded = kafka::embedded::resolve(&mut config)?;
-        let sink = KafkaSink::new(&kafka::producer_config(&config))?;
+        if embedded.is_none() {
+            // A wrong password or an untrusted certificate fails here, naming the key.
+            kafka::security::check_connection(&config).await?;
+        }
+        let sink = KafkaSink::new(&kafka::producer_config(&config)?)?;
         let sends = Arc::new(actuator::PublisherStats::default());
         let publisher = Publisher::new(
             Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
@@ -460,7 +472,7 @@ mod transport {
                 let client_id = format!("{}-{name}-{i}", config.mq.application.name);
                 let (task, status) = kafka::consumer::spawn(
                     runtime.clone(),
-                    kafka::consumer_config(&config, &group, &client_id),
+                    kafka::consumer_config(&config, &group, &client_id)?,
                     shutdown.child_token(),
                     config.mq.shutdown.timeout,
                     metrics.clone(),
@@ -470,8 +482,8 @@ mod transport {
             }
             tracing::info!(listener = name, group = %group, concurrency, "listener started");
         }
+        let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &actuator_specs)?);
         let actuator = management.map(|listener| {
-            let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &actuator_specs));
             actuator::serve(
                 listener,
                 actuator::Parts {
@@ -502,7 +514,7 @@ mod transport {
     /// Creates missing listener topics and their dead-letter topics (same partition count
     /// as the source topic).
     async fn create_topics(config: &crate::Config, specs: &[ListenerSpec]) -> Result<(), Error> {
-        let admin_cfg = kafka::admin_config(config);
+        let admin_cfg = kafka::admin_config(config)?;
         let cfg = admin_cfg.clone();
         let existing: HashMap<String, i32> = tokio::task::spawn_blocking(move || {
             admin::partition_counts(&cfg, Duration::from_secs(10))

@@ -22,6 +22,7 @@ mod lenient;
 mod listener;
 mod management;
 mod mq;
+pub mod security;
 mod validate;
 
 #[cfg(test)]
@@ -45,6 +46,9 @@ pub use management::{
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
 };
+pub use security::{
+    KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,
+};
 
 /// The whole configuration of an `mq` application.
 ///
@@ -53,7 +57,7 @@ pub use mq::{
 /// assert_eq!(config.mq.application.name, "shop");
 /// assert_eq!(config.mq.kafka.bootstrap_servers, "127.0.0.1:9092");
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
     /// Everything under `mq:`.
@@ -66,6 +70,17 @@ pub struct Config {
     figment: Option<Figment>,
     #[serde(skip)]
     sources: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the figment: it holds every raw value, secrets included.
+        f.debug_struct("Config")
+            .field("mq", &self.mq)
+            .field("management", &self.management)
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configuration that could not be loaded; the message names the file (or environment

@@ -38,9 +38,9 @@ pub(crate) async fn replay(
     dlt_topic: &str,
     limit: Option<usize>,
 ) -> Result<ReplayReport, Error> {
-    let sink = super::producer::KafkaSink::new(&super::producer_config(config))?;
+    let sink = super::producer::KafkaSink::new(&super::producer_config(config)?)?;
     let group = format!("{}-dlt-replay", config.mq.application.name);
-    let consumer: BaseConsumer = super::consumer_config(config, &group, &group)
+    let consumer: BaseConsumer = super::consumer_config(config, &group, &group)?
         .set("enable.auto.commit", "false")
         .set("statistics.interval.ms", "0")
         .create()
