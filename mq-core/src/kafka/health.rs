@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use super::consumer::ConsumerStatus;
-use super::security::{explain, SecuredContext};
+use super::security::{refusal, SecuredContext};
 use crate::actuator::{ConsumerSource, ConsumerView, Health, HealthFuture, HealthIndicator};
 use crate::config::{flatten_properties, Config};
 use crate::registry::ListenerSpec;
@@ -89,7 +89,7 @@ impl KafkaHealth {
                 }
             }
             let consumer = guard.as_ref().expect("set above");
-            probe(consumer, topic.as_deref())
+            probe(consumer, topic.as_deref(), &config)
         })
         .await
         .unwrap_or_else(|e| Health::down().with_detail("error", e.to_string()))
@@ -99,7 +99,11 @@ impl KafkaHealth {
     }
 }
 
-fn probe(consumer: &BaseConsumer<SecuredContext>, topic: Option<&str>) -> Health {
+fn probe(
+    consumer: &BaseConsumer<SecuredContext>,
+    topic: Option<&str>,
+    client: &ClientConfig,
+) -> Health {
     let started = Instant::now();
     let result = consumer.fetch_metadata(topic, PROBE_TIMEOUT);
     // Serve the client's queue (errors, logs) so it does not grow during an outage.
@@ -126,14 +130,8 @@ fn probe(consumer: &BaseConsumer<SecuredContext>, topic: Option<&str>) -> Health
         Err(e) => {
             // The broker's own reason (a rejected password, an untrusted certificate) and
             // the key to fix, when there is one.
-            let reason = consumer.context().last_error();
-            match reason
-                .as_deref()
-                .and_then(|r| explain(r).map(|hint| (r, hint)))
-            {
-                Some((reason, hint)) => {
-                    Health::down().with_detail("error", format!("{hint} (broker: {reason})"))
-                }
+            match refusal(consumer.context(), client) {
+                Some(refusal) => Health::down().with_detail("error", refusal),
                 None => {
                     Health::down().with_detail("error", format!("cannot reach the brokers: {e}"))
                 }

@@ -38,6 +38,8 @@ pub(crate) async fn replay(
     dlt_topic: &str,
     limit: Option<usize>,
 ) -> Result<ReplayReport, Error> {
+    // A wrong password or an untrusted certificate fails here, naming the key to fix.
+    super::security::check_connection(config).await?;
     let sink = super::producer::KafkaSink::new(&super::producer_config(config)?)?;
     let group = format!("{}-dlt-replay", config.mq.application.name);
     let consumer: BaseConsumer = super::consumer_config(config, &group, &group)?

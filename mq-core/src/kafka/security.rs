@@ -43,12 +43,12 @@ impl SecuredContext {
         scrub(text, &self.secrets)
     }
 
-    /// The last error the client reported, scrubbed.
-    pub(crate) fn last_error(&self) -> Option<String> {
+    /// The last error the client reported since the last call, scrubbed.
+    pub(crate) fn take_last_error(&self) -> Option<String> {
         self.last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .take()
     }
 }
 
@@ -157,18 +157,10 @@ fn verdict(
         }
         // Serve the client's events: the error callback records the broker's reason.
         let _ = consumer.poll(Duration::ZERO);
-        if let Some(mut reason) = context.last_error() {
-            if reason.contains("certificate verify failed") {
-                // librdkafka does not say why: ask OpenSSL with the same trust settings.
-                if let Some(why) = super::tls_check::certificate_problem(&client_config) {
-                    reason = format!("{reason}; OpenSSL's verifier says: {why}");
-                }
-            }
-            if let Some(hint) = explain(&reason) {
-                break Err(Error::Kafka(format!(
-                    "cannot connect to the Kafka brokers at {bootstrap}: {hint} (broker: {reason})"
-                )));
-            }
+        if let Some(refusal) = refusal(&context, &client_config) {
+            break Err(Error::Kafka(format!(
+                "cannot connect to the Kafka brokers at {bootstrap}: {refusal}"
+            )));
         }
         if started.elapsed() >= CHECK_FOR {
             break Ok(());
@@ -177,6 +169,21 @@ fn verdict(
     // Destroying a client can block; this is a blocking thread already.
     drop(consumer);
     outcome
+}
+
+/// The client's last error when it is a TLS or SASL refusal: the hint naming the key to
+/// fix, then the broker's reason (scrubbed). `None` for anything else (an unreachable
+/// broker, say).
+pub(crate) fn refusal(context: &SecuredContext, client: &ClientConfig) -> Option<String> {
+    let mut reason = context.take_last_error()?;
+    if reason.contains("certificate verify failed") {
+        // librdkafka does not say why: ask OpenSSL with the same trust settings.
+        if let Some(why) = super::tls_check::certificate_problem(client) {
+            reason = format!("{reason}; OpenSSL's verifier says: {why}");
+        }
+    }
+    let hint = explain(&reason)?;
+    Some(format!("{hint} (broker: {reason})"))
 }
 
 /// `e` with every secret of `secrets` replaced by `******`.
@@ -222,6 +229,9 @@ mod tests {
             KafkaError::Global(rdkafka::types::RDKafkaErrorCode::Authentication),
             "bad password pa55word-xyz",
         );
-        assert_eq!(context.last_error().as_deref(), Some("bad password ******"));
+        assert_eq!(
+            context.take_last_error().as_deref(),
+            Some("bad password ******")
+        );
     }
 }
