@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use super::consumer::ConsumerStatus;
-use super::security::{refusal, SecuredContext};
+use super::security::{refusal, serve_events, SecuredContext};
 use crate::actuator::{ConsumerSource, ConsumerView, Health, HealthFuture, HealthIndicator};
 use crate::config::{flatten_properties, Config};
 use crate::registry::ListenerSpec;
@@ -107,7 +107,7 @@ fn probe(
     let started = Instant::now();
     let result = consumer.fetch_metadata(topic, PROBE_TIMEOUT);
     // Serve the client's queue (errors, logs) so it does not grow during an outage.
-    let _ = consumer.poll(Duration::ZERO);
+    serve_events(consumer);
     match result {
         Ok(md) => {
             let brokers: Vec<_> = md

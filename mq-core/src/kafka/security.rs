@@ -22,7 +22,7 @@ use crate::Error;
 /// How long the startup check waits for a verdict on an unreachable cluster.
 const CHECK_FOR: Duration = Duration::from_secs(5);
 
-/// A client context that remembers the last error the client reported and passes
+/// A client context that remembers the last TLS or SASL error the client reported and passes
 /// librdkafka's log lines and errors to `tracing` with the configured secrets scrubbed.
 #[derive(Clone, Default)]
 pub(crate) struct SecuredContext {
@@ -43,7 +43,7 @@ impl SecuredContext {
         scrub(text, &self.secrets)
     }
 
-    /// The last error the client reported since the last call, scrubbed.
+    /// The last TLS or SASL error the client reported since the last call, scrubbed.
     pub(crate) fn take_last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -52,10 +52,25 @@ impl SecuredContext {
     }
 }
 
+impl SecuredContext {
+    /// Keeps `reason` when it is about TLS or SASL: "all brokers are down" follows every
+    /// refusal and must not hide it.
+    fn keep_if_refusal(&self, reason: &str) {
+        if explain(reason).is_some() {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+        }
+    }
+}
+
 impl ClientContext for SecuredContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         let message = self.scrub(log_message);
+        // A broker that closes the connection is reported as a FAIL log line, not as an
+        // error event.
+        if fac == "FAIL" {
+            self.keep_if_refusal(&message);
+        }
         match level {
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "librdkafka", "{fac} {message}")
@@ -69,7 +84,7 @@ impl ClientContext for SecuredContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let reason = self.scrub(reason);
         tracing::debug!(target: "librdkafka", error = %error, "{reason}");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.keep_if_refusal(&reason);
     }
 }
 
@@ -94,8 +109,15 @@ pub(crate) fn explain(reason: &str) -> Option<&'static str> {
     } else if r.contains("certificate verify failed") || r.contains("unable to get local issuer") {
         "the broker's certificate is not signed by a trusted CA: set \
          mq.kafka.ssl.trust-certificates to the CA that signed it"
-    } else if r.contains("connecting to a ssl listener") {
-        "the broker expects TLS: set mq.kafka.security.protocol to SSL or SASL_SSL"
+    } else if r.contains("connecting to a ssl listener")
+        || (r.contains("disconnected")
+            && r.contains("in state apiversion_query")
+            && !r.contains("ssl://"))
+    {
+        // A plaintext client's first request, answered by closing the connection: what a
+        // TLS listener does with bytes that are not a TLS handshake.
+        "the broker closed the connection at the first request, as a TLS listener does: \
+         set mq.kafka.security.protocol to SSL or SASL_SSL"
     } else if r.contains("broker might require sasl authentication") {
         "the broker requires SASL: set mq.kafka.security.protocol to SASL_SSL (or \
          SASL_PLAINTEXT) and mq.kafka.sasl.*"
@@ -155,8 +177,7 @@ fn verdict(
         {
             break Ok(());
         }
-        // Serve the client's events: the error callback records the broker's reason.
-        let _ = consumer.poll(Duration::ZERO);
+        serve_events(&consumer);
         if let Some(refusal) = refusal(&context, &client_config) {
             break Err(Error::Kafka(format!(
                 "cannot connect to the Kafka brokers at {bootstrap}: {refusal}"
@@ -169,6 +190,15 @@ fn verdict(
     // Destroying a client can block; this is a blocking thread already.
     drop(consumer);
     outcome
+}
+
+/// Serves the client's queued events (log lines, errors: the error callback records the
+/// broker's reason). One poll serves one event, and at librdkafka's debug levels hundreds
+/// of log lines queue up between two metadata requests.
+pub(crate) fn serve_events(consumer: &BaseConsumer<SecuredContext>) {
+    for _ in 0..10_000 {
+        let _ = consumer.poll(Duration::ZERO);
+    }
 }
 
 /// The client's last error when it is a TLS or SASL refusal: the hint naming the key to
@@ -207,6 +237,7 @@ mod tests {
             ("SSL handshake failed: certificate verify failed: certificate has expired", "renew it on the broker"),
             ("127.0.0.1:1/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request)", "mq.kafka.security.protocol"),
             ("SSL handshake failed: error:0A00010B:SSL routines::wrong version number", "PLAINTEXT"),
+            ("127.0.0.1:9093/bootstrap: Disconnected: connection closed by peer: receive 0 after POLLIN (after 0ms in state APIVERSION_QUERY)", "mq.kafka.security.protocol to SSL"),
         ];
         for (reason, key) in cases {
             let hint = explain(reason).unwrap_or_else(|| panic!("no hint for {reason}"));
@@ -227,11 +258,11 @@ mod tests {
         let context = SecuredContext::new(&config);
         context.error(
             KafkaError::Global(rdkafka::types::RDKafkaErrorCode::Authentication),
-            "bad password pa55word-xyz",
+            "SASL authentication error: bad password pa55word-xyz",
         );
         assert_eq!(
             context.take_last_error().as_deref(),
-            Some("bad password ******")
+            Some("SASL authentication error: bad password ******")
         );
     }
 }
