@@ -260,7 +260,26 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 7. A client key that does not belong to the client certificate: refused before any
+    // 7. Mechanisms nisshi does not offer (it has SCRAM only): PLAIN and OAUTHBEARER (an
+    //    unsecured JWS token) get as far as the SASL handshake, where the broker says no.
+    for (mechanism, credentials) in [
+        ("PLAIN", format!("password: {ALICE_PASSWORD}")),
+        (
+            "OAUTHBEARER",
+            "password: unused\n    properties:\n      enable.sasl.oauthbearer.unsecure.jwt: true\n      sasl.oauthbearer.config: principal=alice".to_owned(),
+        ),
+    ] {
+        let yaml = sasl_ssl(mechanism, "alice", &credentials, &ca_file, "").replace(
+            "    properties:\n      debug: security,broker,protocol\n",
+            "",
+        );
+        let err = start_error(&bootstrap, &yaml).await;
+        assert!(err.contains("mq.kafka.sasl.mechanism"), "{mechanism}: {err}");
+        assert!(err.contains("SCRAM-SHA-512,SCRAM-SHA-256"), "the broker's list: {err}");
+        shown.push(err);
+    }
+
+    // 8. A client key that does not belong to the client certificate: refused before any
     //    connection, naming the keys, never quoting the key.
     let mismatched = format!(
         "      certificate: {}      private-key: {}",
@@ -276,7 +295,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     shown.push(err);
     drop(broker);
 
-    // 8. An expired broker certificate.
+    // 9. An expired broker certificate.
     let expired_dir = tempfile::tempdir().unwrap();
     let expired = broker::secured(
         expired_dir.path(),

@@ -156,8 +156,9 @@ pub enum SaslMechanism {
     /// Salted challenge-response with SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
-    /// OAuth 2 bearer tokens; configure the token with
-    /// `mq.kafka.properties.sasl.oauthbearer.config` (unsecured JWS) or the OIDC properties.
+    /// OAuth 2 bearer tokens: librdkafka's unsecured JWS, with
+    /// `mq.kafka.properties.enable.sasl.oauthbearer.unsecure.jwt: true` and the claims in
+    /// `mq.kafka.properties.sasl.oauthbearer.config` (OIDC needs libcurl, not built in).
     #[serde(rename = "OAUTHBEARER")]
     OauthBearer,
 }

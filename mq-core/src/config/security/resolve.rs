@@ -179,6 +179,20 @@ impl<'a> KafkaSecurity<'a> {
         if let Some(p) = password {
             out.push(("sasl.password", p));
         }
+        // librdkafka's own OAUTHBEARER token is the unsecured JWS of
+        // `sasl.oauthbearer.config`, and only when enabled; without it (and with no OIDC,
+        // which needs libcurl, not built) the client waits for a token for ever.
+        let unsecured_jwt = user_set(&["enable.sasl.oauthbearer.unsecure.jwt"])
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
+        if mechanism.as_deref() == Some("OAUTHBEARER") && !unsecured_jwt {
+            problems.push(
+                "mq.kafka.sasl.mechanism OAUTHBEARER needs \
+                 mq.kafka.properties.enable.sasl.oauthbearer.unsecure.jwt: true and the token's \
+                 claims in mq.kafka.properties.sasl.oauthbearer.config (OIDC token fetching is \
+                 not built in)"
+                    .to_owned(),
+            );
+        }
         let needs_credentials = matches!(
             mechanism.as_deref(),
             Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512")

@@ -99,6 +99,10 @@ fn mistakes_name_their_key_before_any_connection() {
             "unknown variant",
         ),
         (
+            "mq:\n  kafka:\n    security:\n      protocol: SASL_SSL\n    sasl:\n      mechanism: OAUTHBEARER\n",
+            "mq.kafka.sasl.mechanism OAUTHBEARER needs mq.kafka.properties.enable.sasl.oauthbearer.unsecure.jwt: true",
+        ),
+        (
             "mq:\n  kafka:\n    security:\n      protocol: SASL_SSL\n    sasl:\n      mechanism: PLAIN\n      username: u\n      password: p\n    properties:\n      sasl.username: v\n",
             "mq.kafka.sasl.username and mq.kafka.properties.sasl.username both set librdkafka's sasl.username",
         ),
