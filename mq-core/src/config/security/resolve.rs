@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{is_secret_property, SaslConfig, Secret, SecurityConfig, SecurityProtocol, SslConfig};
 
 /// The security settings of every Kafka client, resolved into librdkafka properties
-/// ([`KafkaConfig::security`](super::KafkaConfig::security)).
+/// ([`KafkaConfig::security`](crate::config::KafkaConfig::security)).
 ///
 /// ```
 /// let c = mq_core::Config::from_yaml_str(
