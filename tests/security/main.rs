@@ -208,7 +208,13 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     .replace("    sasl:\n", &format!("{client_tls}    sasl:\n"));
     shown.extend(round_trip(&bootstrap, &bob, &seen).await);
 
-    // 3. A wrong password.
+    // 3. The same through librdkafka's own properties, as before these keys existed.
+    let raw = format!(
+        "mq:\n  kafka:\n    properties:\n      security.protocol: SASL_SSL\n      ssl.ca.location: {ca_file}\n      sasl.mechanisms: SCRAM-SHA-256\n      sasl.username: alice\n      sasl.password: {ALICE_PASSWORD}\n"
+    );
+    shown.extend(round_trip(&bootstrap, &raw, &seen).await);
+
+    // 4. A wrong password.
     let wrong = sasl_ssl(
         "SCRAM-SHA-256",
         "alice",
@@ -224,7 +230,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 4. A broker certificate from a CA the client does not trust.
+    // 5. A broker certificate from a CA the client does not trust.
     let untrusted = sasl_ssl(
         "SCRAM-SHA-256",
         "alice",
@@ -240,14 +246,14 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 5. A host the certificate does not name (it names 127.0.0.1, not localhost).
+    // 6. A host the certificate does not name (it names 127.0.0.1, not localhost).
     let localhost = bootstrap.replace("127.0.0.1", "localhost");
     let err = start_error(&localhost, &alice).await;
     assert!(err.contains("mq.kafka.bootstrap-servers"), "{err}");
     assert!(err.contains("hostname mismatch"), "the reason: {err}");
     shown.push(err);
 
-    // 6. Plaintext to the TLS listener.
+    // 7. Plaintext to the TLS listener.
     let err = start_error(
         &bootstrap,
         "mq:\n  kafka:\n    properties:\n      debug: broker\n",
@@ -260,7 +266,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 7. Mechanisms nisshi does not offer (it has SCRAM only): PLAIN and OAUTHBEARER (an
+    // 8. Mechanisms nisshi does not offer (it has SCRAM only): PLAIN and OAUTHBEARER (an
     //    unsecured JWS token) get as far as the SASL handshake, where the broker says no.
     for (mechanism, credentials) in [
         ("PLAIN", format!("password: {ALICE_PASSWORD}")),
@@ -279,7 +285,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
         shown.push(err);
     }
 
-    // 8. A client key that does not belong to the client certificate: refused before any
+    // 9. A client key that does not belong to the client certificate: refused before any
     //    connection, naming the keys, never quoting the key.
     let mismatched = format!(
         "      certificate: {}      private-key: {}",
@@ -295,7 +301,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     shown.push(err);
     drop(broker);
 
-    // 9. An expired broker certificate.
+    // 10. An expired broker certificate.
     let expired_dir = tempfile::tempdir().unwrap();
     let expired = broker::secured(
         expired_dir.path(),

@@ -148,6 +148,13 @@ pub(crate) async fn check_connection(config: &Config) -> Result<(), Error> {
             format!("{}-security-check", config.mq.application.name),
         )
         .set("reconnect.backoff.max.ms", "1000");
+    // Security settings given to the consumers alone (as the health probe does): the check
+    // must connect as the listeners will.
+    for (k, v) in crate::config::flatten_properties(&config.mq.kafka.consumer.properties) {
+        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
+            client_config.set(k, v);
+        }
+    }
     let bootstrap = config.mq.kafka.bootstrap_servers.clone();
     let ctx = context.clone();
     tokio::task::spawn_blocking(move || verdict(client_config, ctx, &bootstrap))
