@@ -315,30 +315,42 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     shown.push(err);
     drop(expired);
 
-    // The examples' `secure` profiles are valid configuration (paths pointed at real files).
+    // The examples' `secure` profiles load over their application.yaml with
+    // MQ_PROFILES_ACTIVE=secure, the CA path pointed at a real file and the password from
+    // MQ_KAFKA__SASL__PASSWORD instead of the file (the two ways the profile offers).
     for service in ["order-service", "product-service"] {
-        let path = format!(
-            "{}/../examples/{service}/application-secure.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let profile = std::fs::read_to_string(&path)
+        let example = format!("{}/../examples/{service}", env!("CARGO_MANIFEST_DIR"));
+        let conf = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            format!("{example}/application.yaml"),
+            conf.path().join("application.yaml"),
+        )
+        .unwrap();
+        let profile = std::fs::read_to_string(format!("{example}/application-secure.yaml"))
             .unwrap()
             .replace(&format!("/etc/{service}/kafka-ca.pem"), &ca_file)
-            .replace(
-                "/var/run/secrets/kafka/password",
-                &password_file.display().to_string(),
-            );
-        let config =
-            mq_core::Config::from_yaml_str(&profile).unwrap_or_else(|e| panic!("{path}: {e}"));
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("password-file:"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        std::fs::write(conf.path().join("application-secure.yaml"), profile).unwrap();
+        std::env::set_var("MQ_PROFILES_ACTIVE", "secure");
+        std::env::set_var("MQ_KAFKA__SASL__PASSWORD", BOB_PASSWORD);
+        let loaded = mq_core::Config::load_from(conf.path());
+        std::env::remove_var("MQ_PROFILES_ACTIVE");
+        std::env::remove_var("MQ_KAFKA__SASL__PASSWORD");
+        let config = loaded.unwrap_or_else(|e| panic!("{service}: {e}"));
         let props = config.mq.kafka.security().client_properties().unwrap();
         for (key, value) in [
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanisms", "SCRAM-SHA-512"),
-            ("sasl.password", ALICE_PASSWORD),
+            ("sasl.username", service),
+            ("sasl.password", BOB_PASSWORD),
+            ("ssl.ca.pem", pki.ca_pem.as_str()),
         ] {
             assert!(
                 props.iter().any(|(k, v)| k == key && v == value),
-                "{path}: {key}"
+                "{service}: {key}"
             );
         }
     }
