@@ -97,6 +97,14 @@ impl Nisshi {
         );
     }
 
+    /// Restarts on the same port and storage with another certificate.
+    pub fn restart_with(&mut self, dir: &Path, chain: &Path, key: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let next = Nisshi::start(dir, self.port, Some((chain, key)), "broker-restarted.log");
+        *self = next;
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -15,7 +15,7 @@ mod pki;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mq_core::prelude::*;
 use support::{config_for, http, unique, Seen};
@@ -168,7 +168,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
             mechanism: "scram512",
         },
     ];
-    let broker = broker::secured(
+    let mut broker = broker::secured(
         dir.path(),
         &pki.broker.chain_file,
         &pki.broker.key_file,
@@ -214,7 +214,51 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.extend(round_trip(&bootstrap, &raw, &seen).await);
 
-    // 4. A wrong password.
+    // 4. While the app runs, the broker's certificate is replaced by one from a CA the
+    //    client does not trust: health turns DOWN naming the key and the reason.
+    let yaml = format!(
+        "{alice}  listeners:\n    on_secure_ping:\n      topics: [\"{}\"]\n      group: \"{}\"\nmanagement:\n  endpoint:\n    health:\n      show-details: always\n",
+        unique("secure-pings"),
+        unique("g")
+    );
+    let app = App::new(config_for(&bootstrap, &yaml))
+        .with_state(seen.clone())
+        .only_listeners(["on_secure_ping"])
+        .start()
+        .await
+        .expect("the app starts");
+    let addr = app.actuator_addr().expect("actuator");
+    broker.restart_with(
+        dir.path(),
+        &pki.foreign_broker.chain_file,
+        &pki.foreign_broker.key_file,
+    );
+    let deadline = Instant::now() + WAIT;
+    let down = loop {
+        let r = http(addr, "GET", "/actuator/health", None, None).await;
+        let kafka = r.json()["components"]["kafka"].clone();
+        let error = kafka["details"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if kafka["status"] == "DOWN" && error.contains("mq.kafka.ssl.trust-certificates") {
+            assert!(error.contains("certificate verify failed"), "{error}");
+            eprintln!("health DOWN: {error}");
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never named the key: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(down.status, 503, "{}", down.body);
+    shown.push(down.body);
+    broker.restart_with(dir.path(), &pki.broker.chain_file, &pki.broker.key_file);
+    app.shutdown().await.unwrap();
+
+    // 5. A wrong password.
     let wrong = sasl_ssl(
         "SCRAM-SHA-256",
         "alice",
@@ -230,7 +274,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 5. A broker certificate from a CA the client does not trust.
+    // 6. A broker certificate from a CA the client does not trust.
     let untrusted = sasl_ssl(
         "SCRAM-SHA-256",
         "alice",
@@ -246,14 +290,14 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 6. A host the certificate does not name (it names 127.0.0.1, not localhost).
+    // 7. A host the certificate does not name (it names 127.0.0.1, not localhost).
     let localhost = bootstrap.replace("127.0.0.1", "localhost");
     let err = start_error(&localhost, &alice).await;
     assert!(err.contains("mq.kafka.bootstrap-servers"), "{err}");
     assert!(err.contains("hostname mismatch"), "the reason: {err}");
     shown.push(err);
 
-    // 7. Plaintext to the TLS listener.
+    // 8. Plaintext to the TLS listener.
     let err = start_error(
         &bootstrap,
         "mq:\n  kafka:\n    properties:\n      debug: broker\n",
@@ -266,7 +310,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     );
     shown.push(err);
 
-    // 8. Mechanisms nisshi does not offer (it has SCRAM only): PLAIN and OAUTHBEARER (an
+    // 9. Mechanisms nisshi does not offer (it has SCRAM only): PLAIN and OAUTHBEARER (an
     //    unsecured JWS token) get as far as the SASL handshake, where the broker says no.
     for (mechanism, credentials) in [
         ("PLAIN", format!("password: {ALICE_PASSWORD}")),
@@ -285,7 +329,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
         shown.push(err);
     }
 
-    // 9. A client key that does not belong to the client certificate: refused before any
+    // 10. A client key that does not belong to the client certificate: refused before any
     //    connection, naming the keys, never quoting the key.
     let mismatched = format!(
         "      certificate: {}      private-key: {}",
@@ -301,7 +345,7 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
     shown.push(err);
     drop(broker);
 
-    // 10. An expired broker certificate.
+    // 11. An expired broker certificate.
     let expired_dir = tempfile::tempdir().unwrap();
     let expired = broker::secured(
         expired_dir.path(),

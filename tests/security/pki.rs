@@ -23,6 +23,8 @@ pub struct Pki {
     pub ca_file: PathBuf,
     pub other_ca_pem: String,
     pub broker: Leaf,
+    /// A broker certificate for 127.0.0.1 from the other CA (a rotation gone wrong).
+    pub foreign_broker: Leaf,
     pub expired_broker: Leaf,
     pub client: Leaf,
 }
@@ -72,22 +74,19 @@ fn leaf(
 
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
+        let other = ca("someone else's CA");
         let ca = ca("mq test CA");
-        let other = ca_pem_only("someone else's CA");
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).unwrap();
         Pki {
             ca_pem: ca.pem(),
             ca_file,
-            other_ca_pem: other,
+            other_ca_pem: other.pem(),
+            foreign_broker: leaf(dir, "foreign-broker", &["127.0.0.1"], false, &other),
             // The broker's certificate names 127.0.0.1 only: `localhost` is a mismatch.
             broker: leaf(dir, "broker", &["127.0.0.1"], false, &ca),
             expired_broker: leaf(dir, "expired-broker", &["127.0.0.1"], true, &ca),
             client: leaf(dir, "client", &["mq-tests"], false, &ca),
         }
     }
-}
-
-fn ca_pem_only(name: &str) -> String {
-    ca(name).pem()
 }
