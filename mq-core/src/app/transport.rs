@@ -22,8 +22,17 @@ use crate::registry::ListenerSpec;
 use crate::Error;
 
 /// Starts `app` with `specs`: fails only for what a broker cannot fix (the management port,
-/// client settings); everything that needs the broker happens in the background.
+/// client settings, a TLS or SASL refusal); everything that needs the broker happens in the
+/// background.
 pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
+    // librdkafka's errors can quote configuration: no secret leaves in one.
+    let secrets = app.config.mq.kafka.security().secrets();
+    start_clients(app, specs)
+        .await
+        .map_err(|e| kafka::security::scrub_error(e, &secrets))
+}
+
+async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp, Error> {
     let App {
         mut config,
         state,
@@ -35,7 +44,12 @@ pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningA
     let management = actuator::bind(&config).await?;
     // `embedded`: start (or join) the in-process cluster before any client exists.
     let embedded = kafka::embedded::resolve(&mut config)?;
-    let sink = KafkaSink::new(&kafka::producer_config(&config))?;
+    if embedded.is_none() {
+        // A wrong password or an untrusted certificate fails here, naming the key to fix;
+        // a broker that does not answer lets the start go on.
+        kafka::security::check_connection(&config).await?;
+    }
+    let sink = KafkaSink::new(&kafka::producer_config(&config)?)?;
     let sends = Arc::new(actuator::PublisherStats::default());
     let publisher = Publisher::new(
         Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
@@ -59,8 +73,8 @@ pub(super) async fn start(app: App, specs: Vec<ListenerSpec>) -> Result<RunningA
     let statuses = Statuses::default();
     let startup = actuator::StartupState::default();
     let consumers = specs.iter().map(|s| s.concurrency as usize).sum();
+    let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &specs)?);
     let actuator = management.map(|listener| {
-        let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &specs));
         actuator::serve(
             listener,
             actuator::Parts {
@@ -138,13 +152,17 @@ impl Listeners {
             ));
             for i in 0..concurrency {
                 let client_id = format!("{}-{name}-{i}", self.config.mq.application.name);
-                match kafka::consumer::spawn(
-                    runtime.clone(),
-                    kafka::consumer_config(&self.config, &group, &client_id),
-                    lane_settings,
-                    self.shutdown.child_token(),
-                    self.metrics.clone(),
-                ) {
+                let spawned =
+                    kafka::consumer_config(&self.config, &group, &client_id).and_then(|client| {
+                        kafka::consumer::spawn(
+                            runtime.clone(),
+                            client,
+                            lane_settings,
+                            self.shutdown.child_token(),
+                            self.metrics.clone(),
+                        )
+                    });
+                match spawned {
                     Ok((task, status)) => {
                         tasks.push(task);
                         self.statuses
@@ -217,7 +235,7 @@ async fn check_consumer_configs(
     let Some(spec) = specs.first() else {
         return Ok(());
     };
-    let client = kafka::consumer_config(config, &spec.group, "mq-config-check");
+    let client = kafka::consumer_config(config, &spec.group, "mq-config-check")?;
     tokio::task::spawn_blocking(move || {
         client
             .create::<rdkafka::consumer::BaseConsumer>()
@@ -234,7 +252,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 /// Creates missing listener topics and their dead-letter topics (same partition count
 /// as the source topic).
 async fn create_topics(config: &crate::Config, specs: &[ListenerSpec]) -> Result<(), Error> {
-    let admin_cfg = kafka::admin_config(config);
+    let admin_cfg = kafka::admin_config(config)?;
     let cfg = admin_cfg.clone();
     let existing: HashMap<String, i32> =
         tokio::task::spawn_blocking(move || admin::partition_counts(&cfg, METADATA_TIMEOUT))

@@ -6,10 +6,11 @@ use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
 use super::lenient;
+use super::security::{self, KafkaSecurity, SaslConfig, SecurityConfig, SslConfig};
 use crate::envelope::ContentMode;
 
 /// `mq.kafka.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list. Default `127.0.0.1:9092`.
@@ -25,6 +26,56 @@ pub struct KafkaConfig {
     pub producer: ProducerConfig,
     /// Topic administration at startup.
     pub admin: AdminConfig,
+    /// `mq.kafka.security.*`: the security protocol.
+    pub security: SecurityConfig,
+    /// `mq.kafka.ssl.*`: TLS trust and client certificate (PEM files or text).
+    pub ssl: SslConfig,
+    /// `mq.kafka.sasl.*`: SASL mechanism and credentials.
+    pub sasl: SaslConfig,
+}
+
+impl KafkaConfig {
+    /// The security settings (`security`, `ssl`, `sasl`) with every `properties` map,
+    /// ready to resolve into librdkafka properties.
+    ///
+    /// ```
+    /// let c = mq_core::Config::default();
+    /// assert!(c.mq.kafka.security().client_properties().unwrap().is_empty());
+    /// ```
+    pub fn security(&self) -> KafkaSecurity<'_> {
+        KafkaSecurity::new(
+            &self.security,
+            &self.ssl,
+            &self.sasl,
+            vec![
+                ("mq.kafka.properties", flatten_properties(&self.properties)),
+                (
+                    "mq.kafka.consumer.properties",
+                    flatten_properties(&self.consumer.properties),
+                ),
+                (
+                    "mq.kafka.producer.properties",
+                    flatten_properties(&self.producer.properties),
+                ),
+            ],
+        )
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `properties` may hold `sasl.password` and friends: masked.
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &security::DebugProperties(&self.properties))
+            .field("consumer", &self.consumer)
+            .field("producer", &self.producer)
+            .field("admin", &self.admin)
+            .field("security", &self.security)
+            .field("ssl", &self.ssl)
+            .field("sasl", &self.sasl)
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -35,6 +86,9 @@ impl Default for KafkaConfig {
             consumer: ConsumerConfig::default(),
             producer: ProducerConfig::default(),
             admin: AdminConfig::default(),
+            security: SecurityConfig::default(),
+            ssl: SslConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -74,7 +128,7 @@ pub enum AutoOffsetReset {
 }
 
 /// `mq.kafka.consumer.*`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Default group of every listener (else the application name).
@@ -87,7 +141,7 @@ pub struct ConsumerConfig {
 }
 
 /// `mq.kafka.producer.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ProducerConfig {
     /// `all` (default), `1` or `0`.
@@ -97,6 +151,26 @@ pub struct ProducerConfig {
     pub content_mode: ContentMode,
     /// librdkafka producer properties, passed as they are.
     pub properties: BTreeMap<String, Value>,
+}
+
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerConfig")
+            .field("group_id", &self.group_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("properties", &security::DebugProperties(&self.properties))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("acks", &self.acks)
+            .field("content_mode", &self.content_mode)
+            .field("properties", &security::DebugProperties(&self.properties))
+            .finish()
+    }
 }
 
 impl Default for ProducerConfig {

@@ -24,6 +24,7 @@ mod lenient;
 mod listener;
 mod management;
 mod mq;
+pub mod security;
 mod validate;
 
 #[cfg(test)]
@@ -47,6 +48,9 @@ pub use management::{
 };
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
+};
+pub use security::{
+    KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,
 };
 
 /// The whole configuration of an `mq` application.
@@ -86,8 +90,8 @@ pub struct ConfigError(String);
 
 impl std::fmt::Debug for Config {
     /// The settings with every secret masked, as `/actuator/info` shows them (a `{:?}` of
-    /// the configuration may end up in a log line): no password, token, `sasl.*` value or
-    /// URI password.
+    /// the configuration may end up in a log line): no password, token, key, `sasl.*` value
+    /// or URI password; never the figment, which holds every raw value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut settings = serde_json::to_value(self).unwrap_or_default();
         crate::actuator::sanitize(&mut settings);

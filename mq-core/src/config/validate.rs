@@ -76,6 +76,9 @@ impl Config {
         if self.mq.listener.concurrency == 0 {
             problems.push("mq.listener.concurrency must be at least 1".to_owned());
         }
+        if let Err(security) = self.mq.kafka.security().client_properties() {
+            problems.extend(security);
+        }
         if self.mq.kafka.bootstrap_servers.trim().is_empty() {
             problems.push("mq.kafka.bootstrap-servers must not be empty".to_owned());
         }

@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use super::rebalance::ConsumerStatus;
+use super::security::{refusal, serve_events, SecuredContext};
 use crate::actuator::{ConsumerSource, ConsumerView, Health, HealthFuture, HealthIndicator};
 use crate::config::{flatten_properties, Config};
 use crate::registry::ListenerSpec;
@@ -22,10 +23,11 @@ const CACHE_FOR: Duration = Duration::from_millis(1500);
 /// The broker reachability probe.
 pub(crate) struct KafkaHealth {
     client_config: ClientConfig,
+    context: SecuredContext,
     bootstrap: String,
     /// A topic to ask about (a listener's), so the answer stays small on big clusters.
     topic: Option<String>,
-    client: Arc<Mutex<Option<BaseConsumer>>>,
+    client: Arc<Mutex<Option<BaseConsumer<SecuredContext>>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Health)>>,
 }
 
@@ -33,9 +35,9 @@ impl KafkaHealth {
     /// A probe of the configured cluster, with the user's security settings
     /// (`security.*`, `sasl.*`, `ssl.*` of the consumer properties). It asks about the
     /// first listener's first topic (all topics when there is no listener).
-    pub(crate) fn new(config: &Config, listeners: &[ListenerSpec]) -> Self {
+    pub(crate) fn new(config: &Config, listeners: &[ListenerSpec]) -> Result<Self, crate::Error> {
         let topic = listeners.iter().find_map(|l| l.topics.first().cloned());
-        let mut c = super::admin_config(config);
+        let mut c = super::admin_config(config)?;
         c.set(
             "client.id",
             format!("{}-health", config.mq.application.name),
@@ -52,13 +54,14 @@ impl KafkaHealth {
                 c.set(k, v);
             }
         }
-        KafkaHealth {
+        Ok(KafkaHealth {
             client_config: c,
+            context: SecuredContext::new(config),
             bootstrap: config.mq.kafka.bootstrap_servers.clone(),
             topic,
             client: Arc::new(Mutex::new(None)),
             cache: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     async fn check(&self) -> Health {
@@ -71,20 +74,22 @@ impl KafkaHealth {
         }
         let client = self.client.clone();
         let config = self.client_config.clone();
+        let context = self.context.clone();
         let topic = self.topic.clone();
         let health = tokio::task::spawn_blocking(move || {
             let mut guard = client.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                match config.create::<BaseConsumer>() {
+                match config.create_with_context::<_, BaseConsumer<_>>(context.clone()) {
                     Ok(c) => *guard = Some(c),
                     Err(e) => {
+                        let e = context.scrub(&e.to_string());
                         return Health::down()
-                            .with_detail("error", format!("cannot create a client: {e}"))
+                            .with_detail("error", format!("cannot create a client: {e}"));
                     }
                 }
             }
             let consumer = guard.as_ref().expect("set above");
-            probe(consumer, topic.as_deref())
+            probe(consumer, topic.as_deref(), &config)
         })
         .await
         .unwrap_or_else(|e| Health::down().with_detail("error", e.to_string()))
@@ -94,11 +99,15 @@ impl KafkaHealth {
     }
 }
 
-fn probe(consumer: &BaseConsumer, topic: Option<&str>) -> Health {
+fn probe(
+    consumer: &BaseConsumer<SecuredContext>,
+    topic: Option<&str>,
+    client: &ClientConfig,
+) -> Health {
     let started = Instant::now();
     let result = consumer.fetch_metadata(topic, PROBE_TIMEOUT);
     // Serve the client's queue (errors, logs) so it does not grow during an outage.
-    let _ = consumer.poll(Duration::ZERO);
+    serve_events(consumer);
     match result {
         Ok(md) => {
             let brokers: Vec<_> = md
@@ -118,7 +127,16 @@ fn probe(consumer: &BaseConsumer, topic: Option<&str>) -> Health {
             }
             h
         }
-        Err(e) => Health::down().with_detail("error", format!("cannot reach the brokers: {e}")),
+        Err(e) => {
+            // The broker's own reason (a rejected password, an untrusted certificate) and
+            // the key to fix, when there is one.
+            match refusal(consumer.context(), client) {
+                Some(refusal) => Health::down().with_detail("error", refusal),
+                None => {
+                    Health::down().with_detail("error", format!("cannot reach the brokers: {e}"))
+                }
+            }
+        }
     }
 }
 

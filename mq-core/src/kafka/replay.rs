@@ -47,9 +47,11 @@ pub(crate) async fn replay(
 ) -> Result<ReplayReport, Error> {
     let commit = !opts.dry_run && !opts.is_filtered();
     let limit = opts.limit;
-    let sink = super::producer::KafkaSink::new(&super::producer_config(config))?;
+    // A wrong password or an untrusted certificate fails here, naming the key to fix.
+    super::security::check_connection(config).await?;
+    let sink = super::producer::KafkaSink::new(&super::producer_config(config)?)?;
     let group = format!("{}-dlt-replay", config.mq.application.name);
-    let consumer: BaseConsumer = super::consumer_config(config, &group, &group)
+    let consumer: BaseConsumer = super::consumer_config(config, &group, &group)?
         .set("enable.auto.commit", "false")
         .set("statistics.interval.ms", "0")
         .create()
