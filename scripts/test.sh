@@ -11,6 +11,8 @@ scripts/kafka.sh install
 command -v promtool >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 }
+# FastStream (PyPI) is the Python subscriber of tests/interop_faststream.rs.
+python3 -c 'import faststream' 2>/dev/null || pip install -q 'faststream[kafka]'
 started_here=0
 if ! scripts/kafka.sh status; then
   scripts/kafka.sh start
