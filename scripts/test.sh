@@ -12,7 +12,13 @@ command -v promtool >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 }
 # FastStream (PyPI) is the Python subscriber of tests/interop_faststream.rs.
-python3 -c 'import faststream' 2>/dev/null || pip install -q 'faststream[kafka]'
+python3 -c 'import faststream' 2>/dev/null || {
+  command -v pip >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+  }
+  # A Debian system Python refuses plain `pip install` (PEP 668).
+  pip install -q 'faststream[kafka]' || pip install -q --break-system-packages 'faststream[kafka]'
+}
 started_here=0
 if ! scripts/kafka.sh status; then
   scripts/kafka.sh start
