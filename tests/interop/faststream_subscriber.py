@@ -72,8 +72,8 @@ class HandlerErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
         if record.exc_info is None or record.exc_info[1] is None:
             return
-        group = getattr(record, "group_id", None)
-        if group is not None and group != self.typed_group:
+        # FastStream's log records of a message carry its subscriber's group.
+        if getattr(record, "group_id", None) != self.typed_group:
             return
         error = record.exc_info[1]
         emit({"subscriber": "typed", "error": type(error).__name__, "detail": str(error)[:300]})
