@@ -686,8 +686,11 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
     }
 
     if b.o.wants("lag") {
-        let mb: u64 = if b.o.quick { 1 } else { 100 };
-        println!("\n## lag: RSS of a slow consumer (1 ms per record) joining 1 and 48 partitions with {mb} MB of backlog each");
+        let mb: u64 = std::env::var("MQ_BENCH_LAG_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if b.o.quick { 1 } else { 100 });
+        println!("\n## lag: RSS of a slow consumer (50 ms per record) joining 1 and 48 partitions with {mb} MB of backlog each");
         for partitions in [1usize, 48] {
             let topic = b.topic(&format!("lag{partitions}"));
             common::create_topics(&b.o.bootstrap, &[(&topic, partitions as i32)]).await?;
@@ -703,8 +706,8 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
                     .await
                     .map_err(|e| e.to_string())??;
             println!(
-                "  {partitions:>2} partitions x {mb} MB backlog: RSS {:.1} MB, peak {:.1} MB",
-                r.rss_mb, r.peak_rss_mb
+                "  {partitions:>2} partitions x {mb} MB backlog: RSS {:.1} MB, peak {:.1} MB, {} records handled in the watch",
+                r.rss_mb, r.peak_rss_mb, r.handled
             );
             report.lag.push(r);
         }
