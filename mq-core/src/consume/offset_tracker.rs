@@ -11,8 +11,11 @@ use std::collections::BTreeSet;
 /// Tracks received and done offsets of one lane.
 #[derive(Debug, Default)]
 pub(crate) struct OffsetTracker {
-    /// Received, not yet done.
-    pending: BTreeSet<i64>,
+    /// The lowest offset received and not yet done. In partition order it is the only one,
+    /// so the common case never touches `more` (no allocation per record).
+    lowest: Option<i64>,
+    /// The other offsets received and not yet done (key order).
+    more: BTreeSet<i64>,
     /// The lowest and the highest offset received so far.
     received: Option<(i64, i64)>,
     /// The highest offset handed out by [`OffsetTracker::take_committable`].
@@ -22,7 +25,17 @@ pub(crate) struct OffsetTracker {
 impl OffsetTracker {
     /// `offset` entered the lane.
     pub(crate) fn received(&mut self, offset: i64) {
-        self.pending.insert(offset);
+        match self.lowest {
+            None => self.lowest = Some(offset),
+            Some(l) if offset < l => {
+                self.more.insert(l);
+                self.lowest = Some(offset);
+            }
+            Some(l) if offset == l => {}
+            Some(_) => {
+                self.more.insert(offset);
+            }
+        }
         self.received = Some(match self.received {
             None => (offset, offset),
             Some((lo, hi)) => (lo.min(offset), hi.max(offset)),
@@ -31,20 +44,24 @@ impl OffsetTracker {
 
     /// `offset` is done.
     pub(crate) fn done(&mut self, offset: i64) {
-        self.pending.remove(&offset);
+        if self.lowest == Some(offset) {
+            self.lowest = self.more.pop_first();
+        } else {
+            self.more.remove(&offset);
+        }
     }
 
     /// Records received and not yet done.
     pub(crate) fn pending(&self) -> usize {
-        self.pending.len()
+        usize::from(self.lowest.is_some()) + self.more.len()
     }
 
     /// The offset through which everything received is done, when that is more than was
     /// already handed out.
     pub(crate) fn committable(&self) -> Option<i64> {
         let (lowest_received, highest_received) = self.received?;
-        let through = match self.pending.first() {
-            Some(&lowest_pending) => lowest_pending - 1,
+        let through = match self.lowest {
+            Some(lowest_pending) => lowest_pending - 1,
             None => highest_received,
         };
         let fresh = self.last_committed.is_none_or(|c| through > c);
