@@ -36,6 +36,8 @@ pub struct ListenerDef {
     pub name: &'static str,
     /// Topics from the macro.
     pub topics: &'static [&'static str],
+    /// RabbitMQ queues from the macro (`queue = ".."`); a listener has topics or queues.
+    pub queues: &'static [&'static str],
     /// Group from the macro.
     pub group: Option<&'static str>,
     /// Consumers from the macro.
@@ -71,8 +73,11 @@ pub fn registered() -> Vec<&'static ListenerDef> {
 pub struct ListenerSpec {
     /// Name.
     pub name: &'static str,
-    /// Topics to subscribe to.
+    /// Kafka topics to subscribe to (none for a queue listener).
     pub topics: Vec<String>,
+    /// RabbitMQ queues to consume (none for a Kafka listener): which broker the listener
+    /// reads is decided by which of the two is set.
+    pub queues: Vec<String>,
     /// Consumer group.
     pub group: String,
     /// Consumers in this process.
@@ -100,11 +105,19 @@ impl ListenerSpec {
     /// Every topic the listener's consumers subscribe to: its topics, plus their retry
     /// topics in retry-topics mode.
     pub fn subscriptions(&self) -> Vec<String> {
+        if self.is_queue_listener() {
+            return self.queues.clone();
+        }
         let mut all = self.topics.clone();
         for t in &self.topics {
             all.extend(self.retry_topics(t));
         }
         all
+    }
+
+    /// Whether the listener reads RabbitMQ queues rather than Kafka topics.
+    pub fn is_queue_listener(&self) -> bool {
+        !self.queues.is_empty()
     }
 
     /// The retry topics of `topic` (none unless the retry mode is `topics`).
@@ -223,9 +236,20 @@ pub(crate) fn resolve(
             .topics
             .clone()
             .unwrap_or_else(|| def.topics.iter().map(|t| (*t).to_owned()).collect());
-        if topics.is_empty() {
+        let queues: Vec<String> = def.queues.iter().map(|q| (*q).to_owned()).collect();
+        let topics = if queues.is_empty() {
+            topics
+        } else {
+            Vec::new()
+        };
+        if topics.is_empty() && queues.is_empty() {
             problems.push(format!("listener {} has no topic", def.name));
         }
+        let default_concurrency = if queues.is_empty() {
+            defaults.concurrency
+        } else {
+            config.mq.rabbitmq.listener.concurrency
+        };
         let group = o
             .group
             .clone()
@@ -240,11 +264,12 @@ pub(crate) fn resolve(
         specs.push(ListenerSpec {
             name: def.name,
             topics,
+            queues,
             group,
             concurrency: o
                 .concurrency
                 .or(def.concurrency)
-                .unwrap_or(defaults.concurrency)
+                .unwrap_or(default_concurrency)
                 .max(1),
             retry,
             dlt,

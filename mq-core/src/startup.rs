@@ -113,6 +113,7 @@ mod tests {
         ListenerSpec {
             name,
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            queues: Vec::new(),
             group: group.into(),
             concurrency: 1,
             retry: Default::default(),

@@ -23,6 +23,8 @@ struct Retry {
 #[derive(Default)]
 struct Args {
     topics: Vec<LitStr>,
+    /// RabbitMQ queues (`queue = ".."`): a queue listener.
+    queues: Vec<LitStr>,
     group: Option<LitStr>,
     name: Option<LitStr>,
     concurrency: Option<syn::LitInt>,
@@ -33,7 +35,7 @@ struct Args {
 }
 
 const KNOWN: &str =
-    "topic, topics, group, name, concurrency, ordering, max_in_flight, retry, crate";
+    "topic, topics, queue, group, name, concurrency, ordering, max_in_flight, retry, crate";
 
 impl Args {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -44,6 +46,7 @@ impl Args {
             .unwrap_or_default();
         match key.as_str() {
             "topic" => self.topics.push(meta.value()?.parse()?),
+            "queue" => self.queues.push(meta.value()?.parse()?),
             "topics" => {
                 let array: ExprArray = meta.value()?.parse()?;
                 for elem in array.elems {
@@ -209,15 +212,30 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
         }
         ReturnType::Type(_, ty) => Some(ty.clone()),
     };
-    if args.topics.is_empty() {
+    if args.topics.is_empty() && args.queues.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
-            "#[listener] needs a topic: #[listener(topic = \"orders\")]",
+            "#[listener] needs a topic: #[listener(topic = \"orders\")] (Kafka) or a queue: #[listener(queue = \"task_queue\")] (RabbitMQ)",
         ));
     }
-    for t in &args.topics {
+    if let (Some(_), Some(q)) = (args.topics.first(), args.queues.first()) {
+        errors.push(syn::Error::new_spanned(
+            q,
+            "a #[listener] reads Kafka topics or a RabbitMQ queue, not both: remove `topic` or `queue`",
+        ));
+    }
+    if let Some(extra) = args.queues.get(1) {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            "a #[listener] reads one queue; write one listener per queue",
+        ));
+    }
+    for t in args.topics.iter().chain(&args.queues) {
         if t.value().trim().is_empty() {
-            errors.push(syn::Error::new_spanned(t, "topic must not be empty"));
+            errors.push(syn::Error::new_spanned(
+                t,
+                "topic or queue must not be empty",
+            ));
         }
     }
     let mut types = Vec::new();
@@ -313,6 +331,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
     let send_check = quote_spanned!(sig.fn_token.span()=> #private::assert_send);
 
     let topics = &args.topics;
+    let queues = &args.queues;
     let group = option(&args.group);
     let concurrency = option(&args.concurrency);
     let ordering = match &args.ordering {
@@ -347,6 +366,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                 #private::ListenerDef {
                     name: #name,
                     topics: &[#(#topics),*],
+                    queues: &[#(#queues),*],
                     group: #group,
                     concurrency: #concurrency,
                     ordering: #ordering,

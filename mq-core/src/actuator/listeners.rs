@@ -182,6 +182,7 @@ mod tests {
         ListenerSpec {
             name,
             topics: vec![format!("{name}-topic")],
+            queues: Vec::new(),
             group: "g".into(),
             concurrency: 1,
             retry: crate::config::RetryConfig::default(),

@@ -18,6 +18,10 @@ use crate::actuator;
 use crate::dispatch::ListenerRuntime;
 use crate::kafka::{self, admin, producer::KafkaSink};
 use crate::publisher::Publisher;
+use crate::rabbitmq::connection::Rabbit;
+use crate::rabbitmq::consumer::QueueConsumer;
+use crate::rabbitmq::health::RabbitHealth;
+use crate::rabbitmq::publisher::Routed;
 use crate::registry::ListenerSpec;
 use crate::Error;
 
@@ -37,14 +41,20 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         mut config,
         state,
         metrics,
-        health_indicators,
+        mut health_indicators,
         ..
     } = app;
+    // Queue listeners run on RabbitMQ, the others on Kafka; the one connection to RabbitMQ
+    // is opened by the first queue consumer or `amqp://` publish.
+    let (queue_specs, specs): (Vec<ListenerSpec>, Vec<ListenerSpec>) =
+        specs.into_iter().partition(ListenerSpec::is_queue_listener);
+    let rabbit = Arc::new(Rabbit::new(config.mq.rabbitmq.clone()));
+    let queues_only = specs.is_empty() && !queue_specs.is_empty();
     // Bind the management port first: a taken port fails the start before any client.
     let management = actuator::bind(&config).await?;
     // `embedded`: start (or join) the in-process cluster before any client exists.
     let embedded = kafka::embedded::resolve(&mut config)?;
-    if embedded.is_none() {
+    if embedded.is_none() && !queues_only {
         // A wrong password or an untrusted certificate fails here, naming the key to fix;
         // a broker that does not answer lets the start go on.
         kafka::security::check_connection(&config).await?;
@@ -52,7 +62,10 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     let sink = KafkaSink::new(&kafka::producer_config(&config)?)?;
     let sends = Arc::new(actuator::PublisherStats::default());
     let publisher = Publisher::new(
-        Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
+        Arc::new(actuator::TrackedSink::new(
+            Routed::new(rabbit.clone(), sink.clone()),
+            sends.clone(),
+        )),
         format!("/{}", config.mq.application.name),
         config.mq.kafka.producer.content_mode,
     )
@@ -72,8 +85,22 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     let shutdown = CancellationToken::new();
     let statuses = Statuses::default();
     let startup = actuator::StartupState::default();
-    let consumers = specs.iter().map(|s| s.concurrency as usize).sum();
-    let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &specs)?);
+    let consumers = specs
+        .iter()
+        .chain(&queue_specs)
+        .map(|s| s.concurrency as usize)
+        .sum();
+    let rabbit_health: Arc<dyn actuator::HealthIndicator> = Arc::new(RabbitHealth(rabbit.clone()));
+    let broker: (String, Arc<dyn actuator::HealthIndicator>) = if queues_only {
+        ("rabbit".to_owned(), rabbit_health)
+    } else {
+        if !queue_specs.is_empty() {
+            health_indicators.retain(|(n, _)| n != "rabbit");
+            health_indicators.push(("rabbit".to_owned(), rabbit_health));
+        }
+        let kafka = kafka::health::KafkaHealth::new(&config, &specs)?;
+        ("kafka".to_owned(), Arc::new(kafka))
+    };
     let actuator = management.map(|listener| {
         actuator::serve(
             listener,
@@ -82,7 +109,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
                 metrics: metrics.clone(),
                 listeners: specs.clone(),
                 consumers: kafka::health::consumer_source(statuses.clone()),
-                broker: Some(("kafka".to_owned(), broker)),
+                broker: Some(broker),
                 publisher: sends,
                 user: health_indicators,
                 app_shutdown: shutdown.clone(),
@@ -103,11 +130,12 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         statuses: statuses.clone(),
         startup,
     };
-    let task = tokio::spawn(listeners.run(create));
+    let mut tasks = listeners.start_queue_consumers(&queue_specs, &rabbit);
+    tasks.push(tokio::spawn(listeners.run(create)));
     Ok(RunningApp {
         publisher,
         shutdown,
-        tasks: vec![task],
+        tasks,
         statuses,
         consumers,
         flush: Box::new(move |timeout| sink.flush(timeout)),
@@ -131,6 +159,43 @@ struct Listeners {
 }
 
 impl Listeners {
+    /// Starts the consumers of the queue listeners (each connects, declares its queue and
+    /// consumes in the background, again whenever RabbitMQ was away).
+    fn start_queue_consumers(
+        &self,
+        specs: &[ListenerSpec],
+        rabbit: &Arc<Rabbit>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for spec in specs {
+            let runtime = Arc::new(ListenerRuntime::new(
+                spec.clone(),
+                self.publisher.clone(),
+                self.state.clone(),
+                decode_limits(&self.config),
+                &self.metrics,
+            ));
+            for index in 0..spec.concurrency {
+                let consumer = QueueConsumer {
+                    rabbit: rabbit.clone(),
+                    runtime: runtime.clone(),
+                    index: index as i32,
+                    settings: super::lane_settings(&self.config, spec),
+                    listener: self.config.mq.rabbitmq.listener.clone(),
+                    shutdown: self.shutdown.child_token(),
+                };
+                let (task, status) = consumer.spawn();
+                tasks.push(task);
+                self.statuses
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((spec.name, status));
+            }
+            tracing::info!(listener = spec.name, queue = %spec.queues[0], concurrency = spec.concurrency, "queue listener started");
+        }
+        tasks
+    }
+
     /// Creates the topics (when `create`, retrying until the broker answers), starts
     /// every consumer, and waits for them to end (on shutdown).
     async fn run(self, create: bool) {
