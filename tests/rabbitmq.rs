@@ -257,6 +257,19 @@ async fn a_handler_that_fails_twice_then_succeeds_is_acked_and_not_dead_lettered
         .await
         .unwrap();
     wait_for("three calls", || FLAKY_CALLS.load(Ordering::SeqCst) == 3).await;
+    let metrics = running.metrics();
+    wait_for("the success timed", || {
+        metrics.encode().lines().any(|l| {
+            l.starts_with("spring_rabbitmq_listener_seconds_count{")
+                && l.contains(r#"name="on_flaky",result="success",exception="none"} 1"#)
+        })
+    })
+    .await;
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"mq_listener_retries_total{application="rabbit-test",name="on_flaky"} 2"#),
+        "{text}"
+    );
     running.shutdown().await.unwrap();
     assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 3);
     assert!(drain(&ch, "mq_t_flaky.dlq").await.is_empty());

@@ -83,7 +83,7 @@ impl ListenerRuntime {
         limits: DecodeLimits,
         metrics: &Arc<Metrics>,
     ) -> Self {
-        let listener_metrics = metrics.listener(spec.name);
+        let listener_metrics = metrics.listener_on(spec.name, spec.is_queue_listener());
         ListenerRuntime {
             env: Arc::new(ListenerEnv {
                 listener: spec.name,
