@@ -46,9 +46,11 @@ async fn fresh(ch: &Channel, queue: &str) {
         .unwrap();
 }
 
+/// Starts the app with `listener` alone. Kafka points at a port where nothing listens: an
+/// app whose listeners are all queue listeners must neither need nor wait for it.
 async fn start(listener: &str, extra_yaml: &str) -> mq_core::RunningApp {
     let yaml = format!(
-        "mq:\n  application:\n    name: rabbit-test\n{extra_yaml}management:\n  server:\n    enabled: false\n"
+        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}management:\n  server:\n    enabled: false\n"
     );
     let config = mq_core::Config::from_yaml_str(&yaml).unwrap();
     let running = App::new(config)

@@ -477,6 +477,8 @@ pub(crate) fn decode_limits(config: &Config) -> DecodeLimits {
 }
 
 #[cfg(feature = "kafka")]
+mod lazy_sink;
+#[cfg(feature = "kafka")]
 pub(crate) mod transport;
 
 #[cfg(not(feature = "kafka"))]

@@ -13,10 +13,11 @@ pub(crate) use crate::kafka::rebalance::ConsumerStatus;
 /// Keeps the process's embedded cluster alive.
 pub(crate) type Embedded = Arc<crate::kafka::embedded::EmbeddedKafka>;
 
+use super::lazy_sink::LazyKafka;
 use super::{decode_limits, App, RunningApp};
 use crate::actuator;
 use crate::dispatch::ListenerRuntime;
-use crate::kafka::{self, admin, producer::KafkaSink};
+use crate::kafka::{self, admin};
 use crate::publisher::Publisher;
 use crate::rabbitmq::connection::Rabbit;
 use crate::rabbitmq::consumer::QueueConsumer;
@@ -59,7 +60,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         // a broker that does not answer lets the start go on.
         kafka::security::check_connection(&config).await?;
     }
-    let sink = KafkaSink::new(&kafka::producer_config(&config)?)?;
+    let sink = LazyKafka::new(kafka::producer_config(&config)?, !queues_only)?;
     let sends = Arc::new(actuator::PublisherStats::default());
     let publisher = Publisher::new(
         Arc::new(actuator::TrackedSink::new(
