@@ -7,11 +7,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mq_core::prelude::*;
 use mq_core::App;
 
@@ -97,7 +97,12 @@ fn header(props: &BasicProperties, name: &str) -> Option<String> {
 
 static ROUND_TRIP: Mutex<Vec<(u32, String, String)>> = Mutex::new(Vec::new());
 
-#[listener(queue = "mq_t_round_trip")]
+#[listener(
+    queue = "mq_t_round_trip",
+    exchange = "mq_t_orders",
+    exchange_type = "topic",
+    routing_key = "order.*"
+)]
 async fn on_round_trip(event: Event<Task>, ctx: Context) -> Result<(), HandlerError> {
     let h = ctx.headers();
     ROUND_TRIP.lock().unwrap().push((
@@ -114,24 +119,11 @@ async fn on_round_trip(event: Event<Task>, ctx: Context) -> Result<(), HandlerEr
 async fn typed_round_trip_through_a_topic_exchange() {
     let (_c, ch) = channel().await;
     fresh(&ch, "mq_t_round_trip").await;
+    // The exchange and the binding are the listener's: declared at startup.
     let exchange = "mq_t_orders";
-    ch.exchange_declare(
-        exchange,
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        "mq_t_round_trip",
-        exchange,
-        "order.*",
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    ch.exchange_delete(exchange, ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
     let running = start("on_round_trip", "").await;
     let publisher = running.publisher();
     for n in 0..10 {

@@ -26,6 +26,16 @@ pub struct MacroRetry {
     pub mode: Option<&'static str>,
 }
 
+/// A queue's binding written in the macro (`exchange = "orders", exchange_type = "topic",
+/// routing_key = "order.*"`), checked by the macro.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct MacroBinding {
+    pub exchange: &'static str,
+    pub exchange_type: &'static str,
+    pub routing_key: &'static str,
+}
+
 /// One `#[listener]` as registered at compile time.
 ///
 /// Listeners are collected with `inventory`: a listener defined in a library crate is only
@@ -38,6 +48,9 @@ pub struct ListenerDef {
     pub topics: &'static [&'static str],
     /// RabbitMQ queues from the macro (`queue = ".."`); a listener has topics or queues.
     pub queues: &'static [&'static str],
+    /// The queue's binding from the macro.
+    #[doc(hidden)]
+    pub binding: Option<MacroBinding>,
     /// Group from the macro.
     pub group: Option<&'static str>,
     /// Consumers from the macro.
@@ -78,6 +91,8 @@ pub struct ListenerSpec {
     /// RabbitMQ queues to consume (none for a Kafka listener): which broker the listener
     /// reads is decided by which of the two is set.
     pub queues: Vec<String>,
+    /// Bindings of the queue declared at startup (exchange, kind, routing key).
+    pub bindings: Vec<crate::rabbitmq::Binding>,
     /// Consumer group.
     pub group: String,
     /// Consumers in this process.
@@ -265,6 +280,15 @@ pub(crate) fn resolve(
             name: def.name,
             topics,
             queues,
+            bindings: def
+                .binding
+                .iter()
+                .map(|b| crate::rabbitmq::Binding {
+                    exchange: b.exchange.to_owned(),
+                    kind: b.exchange_type.to_owned(),
+                    routing_key: b.routing_key.to_owned(),
+                })
+                .collect(),
             group,
             concurrency: o
                 .concurrency

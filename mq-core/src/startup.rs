@@ -114,6 +114,7 @@ mod tests {
             name,
             topics: topics.iter().map(|t| t.to_string()).collect(),
             queues: Vec::new(),
+            bindings: Vec::new(),
             group: group.into(),
             concurrency: 1,
             retry: Default::default(),

@@ -183,6 +183,7 @@ mod tests {
             name,
             topics: vec![format!("{name}-topic")],
             queues: Vec::new(),
+            bindings: Vec::new(),
             group: "g".into(),
             concurrency: 1,
             retry: crate::config::RetryConfig::default(),

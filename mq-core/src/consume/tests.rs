@@ -40,6 +40,7 @@ fn spec(name: &'static str, handler: crate::registry::HandlerFn) -> ListenerSpec
         name,
         topics: vec!["t".into()],
         queues: Vec::new(),
+        bindings: Vec::new(),
         group: "g".into(),
         concurrency: 1,
         retry: Default::default(),

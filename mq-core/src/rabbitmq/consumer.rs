@@ -158,7 +158,7 @@ impl QueueConsumer {
             .create_channel()
             .await
             .map_err(|e| format!("cannot open a channel: {e}"))?;
-        topology::declare(&channel, queue).await?;
+        topology::declare(&channel, queue, &self.runtime.spec.bindings).await?;
         channel
             .basic_qos(self.listener.prefetch, BasicQosOptions::default())
             .await

@@ -68,3 +68,23 @@ impl Exchange {
 pub fn is_rabbit(destination: &str) -> bool {
     destination.starts_with(SCHEME)
 }
+
+/// Where the in-memory broker of [`crate::testing`] puts a record for `destination`: a
+/// queue's name for the default exchange (`amqp:///task_queue` → `task_queue`, which a
+/// queue listener of `TestApp` reads), `<queue>.dlq` for a dead letter; any other
+/// destination as it is (exchanges route nothing in memory).
+///
+/// ```
+/// use mq_core::rabbitmq::destination::in_memory_topic;
+/// assert_eq!(in_memory_topic("amqp:///task_queue"), "task_queue");
+/// assert_eq!(in_memory_topic("amqp://mq.dlx/task_queue"), "task_queue.dlq");
+/// assert_eq!(in_memory_topic("amqp://orders/order.created"), "amqp://orders/order.created");
+/// assert_eq!(in_memory_topic("orders"), "orders");
+/// ```
+pub fn in_memory_topic(destination: &str) -> String {
+    match Exchange::parse(destination, None) {
+        Some(e) if e.exchange.is_empty() => e.routing_key,
+        Some(e) if e.exchange == super::DEAD_LETTER_EXCHANGE => super::dlq(&e.routing_key),
+        _ => destination.to_owned(),
+    }
+}

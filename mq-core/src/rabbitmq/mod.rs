@@ -37,6 +37,23 @@ pub(crate) mod publisher;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod topology;
 
+/// A binding of a listener's queue to an exchange, declared (exchange included, durable)
+/// at startup.
+///
+/// ```
+/// let b = mq_core::rabbitmq::Binding { exchange: "orders".into(), kind: "topic".into(), routing_key: "order.*".into() };
+/// assert_eq!(b.kind, "topic");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The exchange.
+    pub exchange: String,
+    /// Its kind: `direct`, `fanout`, `topic` or `headers`.
+    pub kind: String,
+    /// The binding's routing key (a pattern for a topic exchange).
+    pub routing_key: String,
+}
+
 /// The direct exchange every queue listener's dead letters are published to; the queue
 /// `<queue>.dlq` is bound to it with the routing key `<queue>`.
 pub const DEAD_LETTER_EXCHANGE: &str = "mq.dlx";

@@ -5,13 +5,17 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 
-use super::{dlq, DEAD_LETTER_EXCHANGE};
+use super::{dlq, Binding, DEAD_LETTER_EXCHANGE};
 
-/// Declares `queue`, the dead-letter exchange and `queue`'s dead-letter queue (all
-/// durable; declaring what exists with the same settings changes nothing). A queue that
-/// exists with other settings is refused by RabbitMQ (`PRECONDITION_FAILED`): the error
-/// names the queue and what mq declares.
-pub(crate) async fn declare(channel: &Channel, queue: &str) -> Result<(), String> {
+/// Declares `queue`, its `bindings` (with their exchanges), the dead-letter exchange and
+/// `queue`'s dead-letter queue (all durable; declaring what exists with the same settings
+/// changes nothing). A queue that exists with other settings is refused by RabbitMQ
+/// (`PRECONDITION_FAILED`): the error names the queue and what mq declares.
+pub(crate) async fn declare(
+    channel: &Channel,
+    queue: &str,
+    bindings: &[Binding],
+) -> Result<(), String> {
     let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -20,6 +24,32 @@ pub(crate) async fn declare(channel: &Channel, queue: &str) -> Result<(), String
         .queue_declare(queue, durable, FieldTable::default())
         .await
         .map_err(|e| refused(queue, &e))?;
+    for b in bindings {
+        let kind = match b.kind.as_str() {
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            _ => ExchangeKind::Direct,
+        };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(&b.exchange, kind, durable, FieldTable::default())
+            .await
+            .map_err(|e| format!("cannot declare {} exchange {}: {e}", b.kind, b.exchange))?;
+        channel
+            .queue_bind(
+                queue,
+                &b.exchange,
+                &b.routing_key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot bind {queue} to {}: {e}", b.exchange))?;
+    }
     channel
         .exchange_declare(
             DEAD_LETTER_EXCHANGE,

@@ -25,6 +25,11 @@ async fn extractors(_e: mq_core::Event<Order>, State(_s): State<Stock>, _h: Head
 }
 
 #[listener(queue = "task_queue", concurrency = 2, retry(max_attempts = 3))]
+async fn on_plain_queue(_o: Order) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[listener(queue = "notifications", exchange = "orders", exchange_type = "topic", routing_key = "order.*")]
 async fn on_task(_o: Order, _ctx: Context) -> Result<(), HandlerError> {
     Ok(())
 }
