@@ -15,6 +15,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mq_core::prelude::*;
 use mq_core::App;
 
+mod support;
+
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,8 +51,13 @@ async fn fresh(ch: &Channel, queue: &str) {
 /// Starts the app with `listener` alone. Kafka points at a port where nothing listens: an
 /// app whose listeners are all queue listeners must neither need nor wait for it.
 async fn start(listener: &str, extra_yaml: &str) -> mq_core::RunningApp {
+    let management = "management:\n  server:\n    enabled: false\n";
+    start_with(listener, extra_yaml, management).await
+}
+
+async fn start_with(listener: &str, extra_yaml: &str, management: &str) -> mq_core::RunningApp {
     let yaml = format!(
-        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}management:\n  server:\n    enabled: false\n"
+        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}{management}"
     );
     let config = mq_core::Config::from_yaml_str(&yaml).unwrap();
     let running = App::new(config)
@@ -369,4 +376,166 @@ async fn spring_amqp_plain_json_with_a_type_id_decodes() {
     running.shutdown().await.unwrap();
     assert_eq!(SPRING.lock().unwrap().as_slice(), &[Task { n: 42 }]);
     assert!(drain(&ch, "mq_t_spring.dlq").await.is_empty());
+}
+
+// --- concurrency, health, recovery ---------------------------------------------------
+
+static SPREAD: Mutex<Vec<(u32, i32)>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_spread", concurrency = 2)]
+async fn on_spread(task: Task, ctx: Context) -> Result<(), HandlerError> {
+    SPREAD.lock().unwrap().push((task.n, ctx.partition()));
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_consumers_are_two_lanes_and_the_rabbit_health_component_is_up() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_spread").await;
+    let management =
+        "management:\n  server:\n    port: 0\n  endpoint:\n    health:\n      show-details: always\n";
+    let running = start_with("on_spread", "", management).await;
+    let mut lanes: Vec<(String, i32)> = running
+        .lanes()
+        .into_iter()
+        .map(|l| (l.topic, l.partition))
+        .collect();
+    lanes.sort();
+    assert_eq!(
+        lanes,
+        vec![("mq_t_spread".to_owned(), 0), ("mq_t_spread".to_owned(), 1)]
+    );
+    let publisher = running.publisher();
+    for n in 0..100 {
+        publisher
+            .send("amqp:///mq_t_spread", "k", Task { n })
+            .await
+            .unwrap();
+    }
+    wait_for("100 handled", || SPREAD.lock().unwrap().len() == 100).await;
+    let seen = SPREAD.lock().unwrap().clone();
+    let mut ns: Vec<u32> = seen.iter().map(|s| s.0).collect();
+    ns.sort();
+    assert_eq!(ns, (0..100).collect::<Vec<_>>(), "each once");
+    assert!(
+        seen.iter().any(|s| s.1 == 0) && seen.iter().any(|s| s.1 == 1),
+        "both consumers took messages"
+    );
+    let addr = running.actuator_addr().unwrap();
+    let health = support::http(addr, "GET", "/actuator/health/readiness", None, None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let json: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(json["components"]["rabbit"]["status"], "UP", "{json}");
+    assert_eq!(
+        json["components"]["rabbit"]["details"]["address"],
+        "127.0.0.1:5672"
+    );
+    running.shutdown().await.unwrap();
+}
+
+static RECOVERED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_recover")]
+async fn on_recover(task: Task) -> Result<(), HandlerError> {
+    RECOVERED.lock().unwrap().push(task.n);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_whose_queue_vanished_redeclares_it_and_consumes_again() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_recover").await;
+    let running = start("on_recover", "").await;
+    let publisher = running.publisher();
+    publisher
+        .send("amqp:///mq_t_recover", "k", Task { n: 1 })
+        .await
+        .unwrap();
+    wait_for("the first handled", || RECOVERED.lock().unwrap().len() == 1).await;
+    // RabbitMQ cancels the consumer of a deleted queue.
+    ch.queue_delete("mq_t_recover", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    // Until the consumer has declared the queue again, the message is unroutable: the
+    // publish fails (mandatory) rather than dropping it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match publisher
+            .send("amqp:///mq_t_recover", "k", Task { n: 2 })
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.to_string().contains("unroutable"), "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "never redeclared");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    wait_for("the second handled", || {
+        RECOVERED.lock().unwrap().len() == 2
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(RECOVERED.lock().unwrap().as_slice(), &[1, 2]);
+}
+
+// --- CloudEvents AMQP binding, binary mode -------------------------------------------
+
+static BINARY: Mutex<Vec<(String, String, u32)>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_ce_binary")]
+async fn on_ce_binary(event: Event<Task>) -> Result<(), HandlerError> {
+    BINARY
+        .lock()
+        .unwrap()
+        .push((event.id.clone(), event.source.clone(), event.data.n));
+    Ok(())
+}
+
+#[tokio::test]
+async fn binary_mode_cloud_events_in_application_properties_decode_with_either_prefix() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_ce_binary").await;
+    let running = start("on_ce_binary", "").await;
+    for (i, prefix) in ["cloudEvents:", "cloudEvents_"].into_iter().enumerate() {
+        let mut headers = FieldTable::default();
+        for (attr, value) in [
+            ("specversion", "1.0".to_owned()),
+            ("id", format!("ce-{i}")),
+            ("source", "/java-service".to_owned()),
+            ("type", "com.example.Task".to_owned()),
+        ] {
+            headers.insert(
+                format!("{prefix}{attr}").into(),
+                AMQPValue::LongString(LongString::from(value)),
+            );
+        }
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        let body = format!(r#"{{"n":{i}}}"#);
+        ch.basic_publish(
+            "",
+            "mq_t_ce_binary",
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    wait_for("both handled", || BINARY.lock().unwrap().len() == 2).await;
+    running.shutdown().await.unwrap();
+    let seen = BINARY.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            ("ce-0".to_owned(), "/java-service".to_owned(), 0),
+            ("ce-1".to_owned(), "/java-service".to_owned(), 1)
+        ]
+    );
 }
