@@ -1,0 +1,112 @@
+//! Running: concurrency as lanes, the `rabbit` health component, recovery of a consumer.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lapin::options::QueueDeleteOptions;
+use mq_core::prelude::*;
+
+use super::*;
+
+// --- concurrency, health, recovery ---------------------------------------------------
+
+static SPREAD: Mutex<Vec<(u32, i32)>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_spread", concurrency = 2)]
+async fn on_spread(task: Task, ctx: Context) -> Result<(), HandlerError> {
+    SPREAD.lock().unwrap().push((task.n, ctx.partition()));
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_consumers_are_two_lanes_and_the_rabbit_health_component_is_up() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_spread").await;
+    let management =
+        "management:\n  server:\n    port: 0\n  endpoint:\n    health:\n      show-details: always\n";
+    let running = start_with("on_spread", "", management).await;
+    let mut lanes: Vec<(String, i32)> = running
+        .lanes()
+        .into_iter()
+        .map(|l| (l.topic, l.partition))
+        .collect();
+    lanes.sort();
+    assert_eq!(
+        lanes,
+        vec![("mq_t_spread".to_owned(), 0), ("mq_t_spread".to_owned(), 1)]
+    );
+    let publisher = running.publisher();
+    for n in 0..100 {
+        publisher
+            .send("amqp:///mq_t_spread", "k", Task { n })
+            .await
+            .unwrap();
+    }
+    wait_for("100 handled", || SPREAD.lock().unwrap().len() == 100).await;
+    let seen = SPREAD.lock().unwrap().clone();
+    let mut ns: Vec<u32> = seen.iter().map(|s| s.0).collect();
+    ns.sort();
+    assert_eq!(ns, (0..100).collect::<Vec<_>>(), "each once");
+    assert!(
+        seen.iter().any(|s| s.1 == 0) && seen.iter().any(|s| s.1 == 1),
+        "both consumers took messages"
+    );
+    let addr = running.actuator_addr().unwrap();
+    let health = support::http(addr, "GET", "/actuator/health/readiness", None, None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let json: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(json["components"]["rabbit"]["status"], "UP", "{json}");
+    assert_eq!(
+        json["components"]["rabbit"]["details"]["address"],
+        "127.0.0.1:5672"
+    );
+    running.shutdown().await.unwrap();
+}
+
+static RECOVERED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_recover")]
+async fn on_recover(task: Task) -> Result<(), HandlerError> {
+    RECOVERED.lock().unwrap().push(task.n);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_whose_queue_vanished_redeclares_it_and_consumes_again() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_recover").await;
+    let running = start("on_recover", "").await;
+    let publisher = running.publisher();
+    publisher
+        .send("amqp:///mq_t_recover", "k", Task { n: 1 })
+        .await
+        .unwrap();
+    wait_for("the first handled", || RECOVERED.lock().unwrap().len() == 1).await;
+    // RabbitMQ cancels the consumer of a deleted queue.
+    ch.queue_delete("mq_t_recover", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    // Until the consumer has declared the queue again, the message is unroutable: the
+    // publish fails (mandatory) rather than dropping it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match publisher
+            .send("amqp:///mq_t_recover", "k", Task { n: 2 })
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.to_string().contains("unroutable"), "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "never redeclared");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    wait_for("the second handled", || {
+        RECOVERED.lock().unwrap().len() == 2
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(RECOVERED.lock().unwrap().as_slice(), &[1, 2]);
+}
