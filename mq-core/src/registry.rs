@@ -118,7 +118,7 @@ pub struct ListenerSpec {
 
 impl ListenerSpec {
     /// Every topic the listener's consumers subscribe to: its topics, plus their retry
-    /// topics in retry-topics mode.
+    /// topics in retry-topics mode; a queue listener's queues.
     pub fn subscriptions(&self) -> Vec<String> {
         if self.is_queue_listener() {
             return self.queues.clone();
