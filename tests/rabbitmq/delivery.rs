@@ -92,7 +92,7 @@ async fn poison_goes_to_the_dlq_with_headers_and_good_messages_are_handled_once(
     fresh(&ch, "mq_t_poison").await;
     let running = start("on_poison_mix", "").await;
     let publisher = running.publisher();
-    let (good, poison) = (200u32, 20u32);
+    let (good, poison) = (10_000u32, 1_000u32);
     for n in 0..good {
         publisher
             .send("amqp:///mq_t_poison", "k", Task { n })
@@ -115,7 +115,7 @@ async fn poison_goes_to_the_dlq_with_headers_and_good_messages_are_handled_once(
     wait_for("all good handled", || GOOD.load(Ordering::SeqCst) == good).await;
     let (_c2, dlq_ch) = channel().await;
     let mut dead = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while dead.len() < poison as usize && tokio::time::Instant::now() < deadline {
         dead.extend(drain(&dlq_ch, "mq_t_poison.dlq").await);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -131,6 +131,15 @@ async fn poison_goes_to_the_dlq_with_headers_and_good_messages_are_handled_once(
             header(props, "x-original-routingKey").as_deref(),
             Some("mq_t_poison")
         );
+    }
+    // Poison is never retried.
+    let text = running.metrics().encode();
+    for line in [
+        r#"mq_listener_decode_errors_total{application="rabbit-test",name="on_poison_mix"} 1000"#,
+        r#"mq_listener_retries_total{application="rabbit-test",name="on_poison_mix"} 0"#,
+        r#"mq_listener_dead_lettered_total{application="rabbit-test",name="on_poison_mix"} 1000"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
     }
     running.shutdown().await.unwrap();
     let mut seen = GOOD_SEEN.lock().unwrap().clone();
