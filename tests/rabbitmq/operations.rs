@@ -1,5 +1,7 @@
-//! Running: concurrency as lanes, the `rabbit` health component, recovery of a consumer.
+//! Running: concurrency as lanes, the `rabbit` health component, recovery of a consumer,
+//! the delivery limit of a message the process keeps failing on.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -109,4 +111,52 @@ async fn a_consumer_whose_queue_vanished_redeclares_it_and_consumes_again() {
     .await;
     running.shutdown().await.unwrap();
     assert_eq!(RECOVERED.lock().unwrap().as_slice(), &[1, 2]);
+}
+
+// --- a message that hangs its handler every time -------------------------------------
+
+static HUNG: AtomicU32 = AtomicU32::new(0);
+
+#[listener(queue = "mq_t_limit")]
+async fn on_hang(_task: Task) -> Result<(), HandlerError> {
+    HUNG.fetch_add(1, Ordering::SeqCst);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_never_gets_acked_stops_coming_back_after_the_delivery_limit() {
+    let (_c, ch) = channel().await;
+    for q in ["mq_t_limit", "mq_t_limit.dlq"] {
+        ch.queue_delete(q, QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    // A quorum queue with x-delivery-limit 1; each shutdown kills the hung handler after
+    // 100 ms, so the message goes back unacked, as if the process had died on it.
+    let yaml =
+        "  rabbitmq:\n    listener:\n      delivery-limit: 1\n  shutdown:\n    timeout: 100ms\n";
+    for cycle in 1..=2 {
+        let running = start("on_hang", yaml).await;
+        if cycle == 1 {
+            running
+                .publisher()
+                .send("amqp:///mq_t_limit", "k", Task { n: 1 })
+                .await
+                .unwrap();
+        }
+        wait_for("the handler hangs", || HUNG.load(Ordering::SeqCst) == cycle).await;
+        running.shutdown().await.unwrap();
+    }
+    // Returned twice with a limit of 1: RabbitMQ dead-letters it to mq.dlx → the DLQ.
+    let mut dead = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while dead.is_empty() && tokio::time::Instant::now() < deadline {
+        dead = drain(&ch, "mq_t_limit.dlq").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert!(header(&dead[0].delivery.properties, "x-death").is_some());
+    assert!(drain(&ch, "mq_t_limit").await.is_empty());
+    assert_eq!(HUNG.load(Ordering::SeqCst), 2);
 }

@@ -114,6 +114,11 @@ pub struct RabbitListenerConfig {
     pub concurrency: u32,
     /// `auto` (ack after the work) or `none`.
     pub acknowledge_mode: AcknowledgeMode,
+    /// When set, listeners' queues are declared as quorum queues with this
+    /// `x-delivery-limit` and `mq.dlx` as their dead-letter exchange: a message that keeps
+    /// coming back unacked (the process crashed or hung on it again and again) goes to
+    /// `<queue>.dlq` instead of looping. Default none (classic queues).
+    pub delivery_limit: Option<u32>,
 }
 
 impl Default for RabbitListenerConfig {
@@ -122,6 +127,7 @@ impl Default for RabbitListenerConfig {
             prefetch: 250,
             concurrency: 1,
             acknowledge_mode: AcknowledgeMode::Auto,
+            delivery_limit: None,
         }
     }
 }

@@ -158,7 +158,8 @@ impl QueueConsumer {
             .create_channel()
             .await
             .map_err(|e| format!("cannot open a channel: {e}"))?;
-        topology::declare(&channel, queue, &self.runtime.spec.bindings).await?;
+        let bindings = &self.runtime.spec.bindings;
+        topology::declare(&channel, queue, bindings, self.listener.delivery_limit).await?;
         channel
             .basic_qos(self.listener.prefetch, BasicQosOptions::default())
             .await
