@@ -56,20 +56,29 @@ async fn start(listener: &str, extra_yaml: &str) -> mq_core::RunningApp {
 }
 
 async fn start_with(listener: &str, extra_yaml: &str, management: &str) -> mq_core::RunningApp {
-    let yaml = format!(
-        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}{management}"
-    );
-    let config = mq_core::Config::from_yaml_str(&yaml).unwrap();
-    let running = App::new(config)
-        .only_listeners([listener])
-        .start()
-        .await
-        .unwrap();
+    let running = start_unchecked(listener, extra_yaml, management).await;
     assert!(
         running.wait_assigned(Duration::from_secs(20)).await,
         "the queue consumer did not start"
     );
     running
+}
+
+/// [`start_with`] without waiting for the consumers.
+async fn start_unchecked(
+    listener: &str,
+    extra_yaml: &str,
+    management: &str,
+) -> mq_core::RunningApp {
+    let yaml = format!(
+        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}{management}"
+    );
+    let config = mq_core::Config::from_yaml_str(&yaml).unwrap();
+    App::new(config)
+        .only_listeners([listener])
+        .start()
+        .await
+        .unwrap()
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

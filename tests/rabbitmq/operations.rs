@@ -63,6 +63,12 @@ async fn two_consumers_are_two_lanes_and_the_rabbit_health_component_is_up() {
         json["components"]["rabbit"]["details"]["address"],
         "127.0.0.1:5672"
     );
+    let listener = &json["components"]["listeners"]["components"]["on_spread"];
+    assert_eq!(listener["status"], "UP", "{json}");
+    assert_eq!(
+        listener["details"]["queues"],
+        serde_json::json!(["mq_t_spread"])
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -159,4 +165,34 @@ async fn a_message_that_never_gets_acked_stops_coming_back_after_the_delivery_li
     assert!(header(&dead[0].delivery.properties, "x-death").is_some());
     assert!(drain(&ch, "mq_t_limit").await.is_empty());
     assert_eq!(HUNG.load(Ordering::SeqCst), 2);
+}
+
+// --- a queue declared otherwise ------------------------------------------------------
+
+#[listener(queue = "mq_t_inequivalent")]
+async fn on_inequivalent(_task: Task) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_queue_that_exists_with_other_arguments_keeps_the_listener_unready_and_says_why() {
+    let (_c, ch) = channel().await;
+    // A classic queue; the app wants a quorum queue with a delivery limit.
+    fresh(&ch, "mq_t_inequivalent").await;
+    let yaml = "  rabbitmq:\n    listener:\n      delivery-limit: 3\n";
+    let management =
+        "management:\n  server:\n    port: 0\n  endpoint:\n    health:\n      show-details: always\n";
+    let running = start_unchecked("on_inequivalent", yaml, management).await;
+    assert!(!running.wait_assigned(Duration::from_secs(2)).await);
+    let addr = running.actuator_addr().unwrap();
+    let health = support::http(addr, "GET", "/actuator/health/readiness", None, None).await;
+    assert_eq!(health.status, 503, "{}", health.body);
+    for part in [
+        "queue mq_t_inequivalent exists with other settings",
+        "x-queue-type=quorum, x-delivery-limit=3",
+        "PRECONDITION_FAILED",
+    ] {
+        assert!(health.body.contains(part), "{part} in {}", health.body);
+    }
+    running.shutdown().await.unwrap();
 }

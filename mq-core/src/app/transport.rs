@@ -47,6 +47,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     } = app;
     // Queue listeners run on RabbitMQ, the others on Kafka; the one connection to RabbitMQ
     // is opened by the first queue consumer or `amqp://` publish.
+    let all_specs = specs.clone();
     let (queue_specs, specs): (Vec<ListenerSpec>, Vec<ListenerSpec>) =
         specs.into_iter().partition(ListenerSpec::is_queue_listener);
     let rabbit = Arc::new(Rabbit::new(config.mq.rabbitmq.clone()));
@@ -108,7 +109,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
             actuator::Parts {
                 config: config.clone(),
                 metrics: metrics.clone(),
-                listeners: specs.clone(),
+                listeners: all_specs,
                 consumers: kafka::health::consumer_source(statuses.clone()),
                 broker: Some(broker),
                 publisher: sends,
@@ -184,13 +185,10 @@ impl Listeners {
                     settings: super::lane_settings(&self.config, spec),
                     listener: self.config.mq.rabbitmq.listener.clone(),
                     shutdown: self.shutdown.child_token(),
+                    statuses: self.statuses.clone(),
+                    startup: self.startup.clone(),
                 };
-                let (task, status) = consumer.spawn();
-                tasks.push(task);
-                self.statuses
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((spec.name, status));
+                tasks.push(consumer.spawn());
             }
             tracing::info!(listener = spec.name, queue = %spec.queues[0], concurrency = spec.concurrency, "queue listener started");
         }

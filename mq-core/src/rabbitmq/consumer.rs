@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::Rabbit;
 use super::{properties, topology};
-use crate::app::transport::ConsumerStatus;
+use crate::actuator::StartupState;
+use crate::app::transport::{ConsumerStatus, Statuses};
 use crate::config::{AcknowledgeMode, RabbitListenerConfig};
 use crate::consume::{self, LaneKey, LaneSet, LaneSettings, LaneSource, Valve};
 use crate::dispatch::ListenerRuntime;
@@ -108,12 +109,17 @@ pub(crate) struct QueueConsumer {
     pub(crate) settings: LaneSettings,
     pub(crate) listener: RabbitListenerConfig,
     pub(crate) shutdown: CancellationToken,
+    /// Where the consumer shows itself once it consumes (until then the listener is not
+    /// ready, and `startup` says why).
+    pub(crate) statuses: Statuses,
+    /// Why the consumer is not consuming (broker away, a refused declaration).
+    pub(crate) startup: StartupState,
 }
 
 impl QueueConsumer {
     /// Starts the consumer; the task ends after shutdown, once its lane drained and its
     /// acks were sent.
-    pub(crate) fn spawn(self) -> (JoinHandle<()>, Arc<ConsumerStatus>) {
+    pub(crate) fn spawn(self) -> JoinHandle<()> {
         let status = Arc::new(ConsumerStatus::default());
         let rt = tokio::runtime::Handle::current();
         let lanes = Arc::new(LaneSet::new(
@@ -123,14 +129,24 @@ impl QueueConsumer {
         ));
         let _ = status.lanes.set(lanes.clone());
         consume::spawn_watchdog(&lanes, self.shutdown.clone(), &rt);
-        let task_status = status.clone();
-        let join = tokio::spawn(async move { self.run(&lanes, &task_status).await });
-        (join, status)
+        tokio::spawn(async move { self.run(&lanes, &status).await })
+    }
+
+    fn set_startup(&self, why: Option<String>) {
+        *self.startup.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Shows the consumer to health checks and `RunningApp`, once.
+    fn show(&self, status: &Arc<ConsumerStatus>) {
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        if !statuses.iter().any(|(_, s)| Arc::ptr_eq(s, status)) {
+            statuses.push((self.runtime.spec.name, status.clone()));
+        }
     }
 
     /// Consumes until shutdown, starting over (with a growing pause, up to 5 s) whenever
     /// the broker is away or the channel was lost.
-    async fn run(self, lanes: &LaneSet, status: &ConsumerStatus) {
+    async fn run(self, lanes: &LaneSet, status: &Arc<ConsumerStatus>) {
         let name = self.runtime.spec.name;
         let mut pause = Duration::from_millis(250);
         loop {
@@ -140,18 +156,23 @@ impl QueueConsumer {
                     status.assigned.store(0, Ordering::Relaxed);
                     tracing::warn!(listener = name, broker = %self.rabbit.address(), error = %e,
                         "queue consumer stopped; consuming again when RabbitMQ answers");
+                    self.set_startup(Some(format!("listener {name}: {e}")));
                 }
             }
+            // The loop is alive while it waits: RabbitMQ being away is for readiness to
+            // report, not liveness.
+            stamp(status);
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
             }
+            stamp(status);
             pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 
     /// One life of the consumer: channel, topology, qos, consume, route; `Ok` on shutdown.
-    async fn consume(&self, lanes: &LaneSet, status: &ConsumerStatus) -> Result<(), String> {
+    async fn consume(&self, lanes: &LaneSet, status: &Arc<ConsumerStatus>) -> Result<(), String> {
         let queue = self.runtime.spec.queues[0].as_str();
         let connection = self.rabbit.connection().await?;
         let channel = connection
@@ -188,6 +209,9 @@ impl QueueConsumer {
         lanes.open(key.clone(), acks.clone());
         status.assigned.store(1, Ordering::Relaxed);
         status.member.store(true, Ordering::Relaxed);
+        stamp(status);
+        self.show(status);
+        self.set_startup(None);
         tracing::info!(
             listener = self.runtime.spec.name,
             queue,
