@@ -70,8 +70,18 @@ async fn start_unchecked(
     extra_yaml: &str,
     management: &str,
 ) -> mq_core::RunningApp {
+    start_named("rabbit-test", listener, extra_yaml, management).await
+}
+
+/// [`start_unchecked`] with its own application name (which names its connection).
+async fn start_named(
+    application: &str,
+    listener: &str,
+    extra_yaml: &str,
+    management: &str,
+) -> mq_core::RunningApp {
     let yaml = format!(
-        "mq:\n  application:\n    name: rabbit-test\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}{management}"
+        "mq:\n  application:\n    name: {application}\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n{extra_yaml}{management}"
     );
     let config = mq_core::Config::from_yaml_str(&yaml).unwrap();
     App::new(config)

@@ -1,5 +1,5 @@
 //! Running: concurrency as lanes, the `rabbit` health component, recovery of a consumer,
-//! the delivery limit of a message the process keeps failing on.
+//! the delivery limit of a message the process keeps failing on, lost connections.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -195,4 +195,92 @@ async fn a_queue_that_exists_with_other_arguments_keeps_the_listener_unready_and
         assert!(health.body.contains(part), "{part} in {}", health.body);
     }
     running.shutdown().await.unwrap();
+}
+
+// --- the broker drops every connection mid-stream ------------------------------------
+
+static SURVIVED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t_conn_loss")]
+async fn on_conn_loss(task: Task) -> Result<(), HandlerError> {
+    SURVIVED.lock().unwrap().push(task.n);
+    tokio::time::sleep(Duration::from_micros(200)).await;
+    Ok(())
+}
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl (installed with rabbitmq-server)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Has RabbitMQ close the connections of `application` (as a broker restart or a network
+/// cut would), leaving the other tests' connections alone.
+async fn close_connections_of(application: &'static str) {
+    tokio::task::spawn_blocking(move || {
+        let listing = rabbitmqctl(&["list_connections", "-q", "pid", "client_properties"]);
+        let pids: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.contains(application))
+            .filter_map(|l| l.split('\t').next())
+            .collect();
+        assert!(
+            !pids.is_empty(),
+            "no connection of {application} in {listing}"
+        );
+        for pid in pids {
+            rabbitmqctl(&["close_connection", pid, "mq test: connection loss"]);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn connections_lost_mid_stream_lose_nothing_the_broker_confirmed() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_conn_loss").await;
+    let management = "management:\n  server:\n    enabled: false\n";
+    let running = start_named("rabbit-conn-loss", "on_conn_loss", "", management).await;
+    assert!(running.wait_assigned(Duration::from_secs(20)).await);
+    let publisher = running.publisher();
+    let total = 2_000u32;
+    for n in 0..total {
+        if n == total / 2 {
+            close_connections_of("rabbit-conn-loss").await;
+        }
+        // A publish that fails while the connection is away is sent again: every one of
+        // them is confirmed by the broker in the end.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = publisher
+            .send("amqp:///mq_t_conn_loss", "k", Task { n })
+            .await
+        {
+            assert!(tokio::time::Instant::now() < deadline, "{e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_for("every confirmed message handled", || {
+        let seen = SURVIVED.lock().unwrap();
+        let distinct: std::collections::BTreeSet<u32> = seen.iter().copied().collect();
+        distinct.len() == total as usize
+    })
+    .await;
+    assert!(
+        running.wait_assigned(Duration::from_secs(20)).await,
+        "the consumer is back"
+    );
+    running.shutdown().await.unwrap();
+    let (_c, ch) = channel().await;
+    assert!(
+        drain(&ch, "mq_t_conn_loss").await.is_empty(),
+        "all acked in the end"
+    );
 }

@@ -50,7 +50,10 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     let all_specs = specs.clone();
     let (queue_specs, specs): (Vec<ListenerSpec>, Vec<ListenerSpec>) =
         specs.into_iter().partition(ListenerSpec::is_queue_listener);
-    let rabbit = Arc::new(Rabbit::new(config.mq.rabbitmq.clone()));
+    let rabbit = Arc::new(Rabbit::new(
+        config.mq.rabbitmq.clone(),
+        &config.mq.application.name,
+    ));
     let queues_only = specs.is_empty() && !queue_specs.is_empty();
     // Bind the management port first: a taken port fails the start before any client.
     let management = actuator::bind(&config).await?;

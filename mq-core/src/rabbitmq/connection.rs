@@ -10,14 +10,17 @@ use crate::config::RabbitConfig;
 /// The app's RabbitMQ connection.
 pub(crate) struct Rabbit {
     config: RabbitConfig,
+    /// What the broker's management UI and `rabbitmqctl list_connections` show.
+    name: String,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
 impl Rabbit {
-    /// Not connected yet.
-    pub(crate) fn new(config: RabbitConfig) -> Rabbit {
+    /// Not connected yet; `application` names the connection (with the process id).
+    pub(crate) fn new(config: RabbitConfig, application: &str) -> Rabbit {
         Rabbit {
             config,
+            name: format!("{application} (mq, pid {})", std::process::id()),
             connection: tokio::sync::Mutex::new(None),
         }
     }
@@ -45,8 +48,8 @@ impl Rabbit {
         }
         let mut last = String::new();
         for uri in self.config.uris() {
-            let properties = ConnectionProperties::default()
-                .with_connection_name(format!("mq-{}", std::process::id()).into());
+            let properties =
+                ConnectionProperties::default().with_connection_name(self.name.clone().into());
             match Connection::connect(&uri, properties).await {
                 Ok(c) => {
                     let c = Arc::new(c);
