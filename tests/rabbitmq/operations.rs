@@ -63,6 +63,16 @@ async fn two_consumers_are_two_lanes_and_the_rabbit_health_component_is_up() {
         json["components"]["rabbit"]["details"]["address"],
         "127.0.0.1:5672"
     );
+    // The broker's version, as Spring Boot shows it (e.g. "3.10.8").
+    let version = json["components"]["rabbit"]["details"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        version.split('.').count() >= 2
+            && version.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{json}"
+    );
     let listener = &json["components"]["listeners"]["components"]["on_spread"];
     assert_eq!(listener["status"], "UP", "{json}");
     assert_eq!(

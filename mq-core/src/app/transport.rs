@@ -95,7 +95,8 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         .chain(&queue_specs)
         .map(|s| s.concurrency as usize)
         .sum();
-    let rabbit_health: Arc<dyn actuator::HealthIndicator> = Arc::new(RabbitHealth(rabbit.clone()));
+    let rabbit_health: Arc<dyn actuator::HealthIndicator> =
+        Arc::new(RabbitHealth::new(rabbit.clone()));
     let broker: (String, Arc<dyn actuator::HealthIndicator>) = if queues_only {
         ("rabbit".to_owned(), rabbit_health)
     } else {
