@@ -260,6 +260,12 @@ pub(crate) fn resolve(
         if topics.is_empty() && queues.is_empty() {
             problems.push(format!("listener {} has no topic", def.name));
         }
+        if queues.is_empty() && o.bindings.is_some() {
+            problems.push(format!(
+                "mq.listeners.{}.bindings: bindings are for queue listeners (`queue = \"..\"`), and {} reads Kafka topics",
+                def.name, def.name
+            ));
+        }
         let default_concurrency = if queues.is_empty() {
             defaults.concurrency
         } else {
@@ -280,15 +286,25 @@ pub(crate) fn resolve(
             name: def.name,
             topics,
             queues,
-            bindings: def
-                .binding
-                .iter()
-                .map(|b| crate::rabbitmq::Binding {
-                    exchange: b.exchange.to_owned(),
-                    kind: b.exchange_type.to_owned(),
-                    routing_key: b.routing_key.to_owned(),
-                })
-                .collect(),
+            bindings: match &o.bindings {
+                Some(configured) => configured
+                    .iter()
+                    .map(|b| crate::rabbitmq::Binding {
+                        exchange: b.exchange.clone(),
+                        kind: b.exchange_type.as_str().to_owned(),
+                        routing_key: b.routing_key.clone(),
+                    })
+                    .collect(),
+                None => def
+                    .binding
+                    .iter()
+                    .map(|b| crate::rabbitmq::Binding {
+                        exchange: b.exchange.to_owned(),
+                        kind: b.exchange_type.to_owned(),
+                        routing_key: b.routing_key.to_owned(),
+                    })
+                    .collect(),
+            },
             group,
             concurrency: o
                 .concurrency

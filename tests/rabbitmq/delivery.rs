@@ -256,3 +256,33 @@ async fn the_broker_never_sends_more_unacked_messages_than_the_prefetch() {
     running.shutdown().await.unwrap();
     assert_eq!(ready(&ch, "mq_t_prefetch").await, 0);
 }
+
+// --- a binding from YAML -------------------------------------------------------------
+
+static FANNED: AtomicU32 = AtomicU32::new(0);
+
+#[listener(queue = "mq_t_yaml_bound")]
+async fn on_yaml_bound(_task: Task) -> Result<(), HandlerError> {
+    FANNED.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_binding_configured_in_yaml_is_declared_at_startup() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_yaml_bound").await;
+    ch.exchange_delete("mq_t_fanout", ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    let yaml = "  listeners:\n    on_yaml_bound:\n      bindings:\n        - exchange: mq_t_fanout\n          exchange-type: fanout\n";
+    let running = start("on_yaml_bound", yaml).await;
+    for n in 0..3 {
+        running
+            .publisher()
+            .send("amqp://mq_t_fanout", "any.key", Task { n })
+            .await
+            .unwrap();
+    }
+    wait_for("3 handled", || FANNED.load(Ordering::SeqCst) == 3).await;
+    running.shutdown().await.unwrap();
+}

@@ -50,7 +50,9 @@ pub use management::{
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
 };
-pub use rabbitmq::{AcknowledgeMode, RabbitConfig, RabbitListenerConfig};
+pub use rabbitmq::{
+    AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
+};
 pub use security::{
     KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,
 };

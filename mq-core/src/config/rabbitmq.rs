@@ -131,3 +131,58 @@ impl Default for RabbitListenerConfig {
         }
     }
 }
+
+/// The kind of an exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeType {
+    /// Routes by exact routing key.
+    #[default]
+    Direct,
+    /// Routes to every bound queue.
+    Fanout,
+    /// Routes by routing-key pattern (`order.*`, `order.#`).
+    Topic,
+    /// Routes by header values.
+    Headers,
+}
+
+impl ExchangeType {
+    /// The AMQP name.
+    ///
+    /// ```
+    /// assert_eq!(mq_core::config::ExchangeType::Topic.as_str(), "topic");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Headers => "headers",
+        }
+    }
+}
+
+/// `mq.listeners.<name>.bindings[*]`: a binding of a queue listener's queue, declared at
+/// startup (replaces the macro's).
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str(
+///     "mq:\n  listeners:\n    notify:\n      bindings:\n        - exchange: orders\n          exchange-type: topic\n          routing-key: order.*\n",
+/// ).unwrap();
+/// let b = &c.mq.listeners["notify"].bindings.as_ref().unwrap()[0];
+/// assert_eq!((b.exchange.as_str(), b.exchange_type.as_str(), b.routing_key.as_str()), ("orders", "topic", "order.*"));
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BindingConfig {
+    /// The exchange (declared durable).
+    #[serde(deserialize_with = "lenient::string")]
+    pub exchange: String,
+    /// Its kind. Default `direct`.
+    #[serde(default)]
+    pub exchange_type: ExchangeType,
+    /// The binding's routing key (a pattern for a topic exchange). Default empty.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub routing_key: String,
+}
