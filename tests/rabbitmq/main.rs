@@ -13,6 +13,7 @@ use mq_core::App;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash;
 mod delivery;
 mod interop;
 mod operations;
