@@ -288,9 +288,16 @@ async fn connections_lost_mid_stream_lose_nothing_the_broker_confirmed() {
         "the consumer is back"
     );
     running.shutdown().await.unwrap();
-    let (_c, ch) = channel().await;
     assert!(
         drain(&ch, "mq_t_conn_loss").await.is_empty(),
         "all acked in the end"
     );
+    // Shutdown closed the app's connection, though a publisher handle is still held here.
+    let listing = tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["list_connections", "-q", "pid", "client_properties"])
+    })
+    .await
+    .unwrap();
+    assert!(!listing.contains("rabbit-conn-loss"), "{listing}");
+    drop(publisher);
 }

@@ -137,6 +137,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         startup,
     };
     let mut tasks = listeners.start_queue_consumers(&queue_specs, &rabbit);
+    let rt = tokio::runtime::Handle::current();
     tasks.push(tokio::spawn(listeners.run(create)));
     Ok(RunningApp {
         publisher,
@@ -144,7 +145,12 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         tasks,
         statuses,
         consumers,
-        flush: Box::new(move |timeout| sink.flush(timeout)),
+        // Called on a blocking thread once the consumers ended: flush Kafka's producer,
+        // then close the RabbitMQ connection (if the app ever opened it).
+        flush: Box::new(move |timeout| {
+            sink.flush(timeout);
+            let _ = rt.block_on(tokio::time::timeout(timeout, rabbit.close()));
+        }),
         config,
         metrics,
         actuator,

@@ -39,6 +39,15 @@ impl Rabbit {
             .is_some_and(|c| c.status().connected())
     }
 
+    /// Closes the connection, if one is open (the app shuts down; its consumers have
+    /// closed their channels already).
+    pub(crate) async fn close(&self) {
+        let connection = self.connection.lock().await.take();
+        if let Some(c) = connection.filter(|c| c.status().connected()) {
+            let _ = c.close(200, "shutdown").await;
+        }
+    }
+
     /// The open connection, connecting (trying each address in order) when there is none
     /// or it was lost. The error names the broker, never the password.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, String> {
