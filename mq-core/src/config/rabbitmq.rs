@@ -99,7 +99,9 @@ pub enum AcknowledgeMode {
     #[default]
     #[serde(alias = "AUTO", alias = "manual", alias = "MANUAL")]
     Auto,
-    /// The broker considers a message done once it is sent (at-most-once).
+    /// The broker considers a message done once it is sent (at-most-once). `prefetch`
+    /// does not apply then: RabbitMQ sends as fast as it can, and what the handler has not
+    /// reached yet waits in memory (and is lost with the process).
     #[serde(alias = "NONE")]
     None,
 }
