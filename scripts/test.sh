@@ -11,6 +11,14 @@ scripts/kafka.sh install
 command -v promtool >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 }
+# FastStream (PyPI) is the Python subscriber of tests/interop_faststream.rs.
+python3 -c 'import faststream' 2>/dev/null || {
+  command -v pip >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+  }
+  # A Debian system Python refuses plain `pip install` (PEP 668).
+  pip install -q 'faststream[kafka]' || pip install -q --break-system-packages 'faststream[kafka]'
+}
 started_here=0
 if ! scripts/kafka.sh status; then
   scripts/kafka.sh start
@@ -18,7 +26,7 @@ if ! scripts/kafka.sh status; then
 fi
 cleanup() { if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi; }
 trap cleanup EXIT
-# RabbitMQ for tests/rabbitmq.rs (127.0.0.1:5672, guest/guest).
+# RabbitMQ for tests/rabbitmq/ (127.0.0.1:5672, guest/guest; rabbitmqctl for its connection-loss test).
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 if ! rabbit_up; then
   command -v rabbitmq-server >/dev/null || {

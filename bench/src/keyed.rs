@@ -21,6 +21,8 @@ const KEYS: u64 = 100;
 /// What the keyed listener saw.
 #[derive(Default)]
 pub struct KeyedSink {
+    /// When the first record was handled (the group join is not part of the figure).
+    first: std::sync::OnceLock<Instant>,
     handled: AtomicU64,
     last: Mutex<HashMap<u64, u64>>,
     out_of_order: AtomicU64,
@@ -34,6 +36,7 @@ struct Keyed {
 
 #[listener(topic = "mq-bench-keyed", group = "mq-bench-keyed")]
 async fn bench_keyed(k: Keyed, sink: State<Arc<KeyedSink>>) -> Result<(), HandlerError> {
+    sink.first.get_or_init(Instant::now);
     tokio::time::sleep(Duration::from_millis(1)).await;
     if let Some(prev) = sink.last.lock().unwrap().insert(k.key, k.seq) {
         if prev >= k.seq {
@@ -115,7 +118,6 @@ async fn consume(
     );
     let config = Config::from_yaml_str(&yaml).map_err(|e| e.to_string())?;
     let sink = Arc::new(KeyedSink::default());
-    let started = Instant::now();
     let app = mq_core::App::new(config)
         .with_state(sink.clone())
         .only_listeners(["bench_keyed"])
@@ -132,7 +134,11 @@ async fn consume(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let secs = started.elapsed().as_secs_f64();
+    let secs = sink
+        .first
+        .get()
+        .map_or(0.0, |first| first.elapsed().as_secs_f64())
+        .max(1e-6);
     app.shutdown().await.map_err(|e| e.to_string())?;
     Ok(KeyedRun {
         ordering,

@@ -26,7 +26,15 @@ use serde::Serialize;
 use common::{cpu_time, load1, unique, unix_us, wait_done, BenchResult, Sink};
 use footprint::Footprint;
 
-const SECTIONS: [&str; 5] = ["throughput", "scaling", "scrape", "latency", "footprint"];
+const SECTIONS: [&str; 7] = [
+    "throughput",
+    "keyed",
+    "lag",
+    "scaling",
+    "scrape",
+    "latency",
+    "footprint",
+];
 
 /// Command-line options.
 #[derive(Debug, Clone)]

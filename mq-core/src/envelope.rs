@@ -205,7 +205,8 @@ impl<T> Event<T> {
     }
 }
 
-/// How an event is laid out on the wire (`mq.kafka.producer.content-mode`).
+/// How an event is laid out on the wire (`mq.kafka.producer.content-mode`, per topic
+/// `mq.kafka.producer.destinations.<topic>.content-mode`).
 ///
 /// ```
 /// assert_eq!(mq_core::envelope::ContentMode::default(), mq_core::envelope::ContentMode::Structured);

@@ -1,5 +1,6 @@
 //! [`Publisher`]: the `KafkaTemplate` of `mq`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -168,6 +169,9 @@ struct Shared {
     sink: Arc<dyn RecordSink>,
     source: Arc<str>,
     mode: ContentMode,
+    /// Destinations whose mode differs from `mode`
+    /// (`mq.kafka.producer.destinations.<topic>.content-mode`).
+    topic_modes: HashMap<String, ContentMode>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -186,10 +190,47 @@ impl Publisher {
                 sink,
                 source: source.into(),
                 mode,
+                topic_modes: HashMap::new(),
                 metrics: None,
             }),
             cause: None,
         }
+    }
+
+    /// Sets the content mode of some destination topics; every other topic keeps the mode
+    /// given to [`Publisher::new`]. Dead letters, retry-topic copies and replays
+    /// ([`Publisher::send_record`]) are sent as they are, whatever their topic's mode.
+    ///
+    /// ```
+    /// use mq_core::envelope::ContentMode;
+    /// # use mq_core::testing::TestBroker;
+    /// let p = TestBroker::new()
+    ///     .publisher("/svc")
+    ///     .with_topic_modes([("orders.v1".to_string(), ContentMode::Binary)]);
+    /// assert_eq!(p.content_mode("orders.v1"), ContentMode::Binary);
+    /// assert_eq!(p.content_mode("payments"), ContentMode::Structured);
+    /// ```
+    pub fn with_topic_modes(
+        mut self,
+        modes: impl IntoIterator<Item = (String, ContentMode)>,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).topic_modes.extend(modes);
+        self
+    }
+
+    /// The content mode events sent to `topic` are written in.
+    ///
+    /// ```
+    /// # use mq_core::testing::TestBroker;
+    /// let p = TestBroker::new().publisher("/svc");
+    /// assert_eq!(p.content_mode("orders"), mq_core::envelope::ContentMode::Structured);
+    /// ```
+    pub fn content_mode(&self, topic: &str) -> ContentMode {
+        self.shared
+            .topic_modes
+            .get(topic)
+            .copied()
+            .unwrap_or(self.shared.mode)
     }
 
     pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -245,11 +286,13 @@ impl Publisher {
         mut event: Event<T>,
     ) -> Result<Delivery, PublishError> {
         self.fill(&mut event);
-        let record = envelope::encode(topic, Some(key.as_ref().to_vec()), &event, self.shared.mode)
-            .map_err(|source| PublishError::Serialize {
+        let mode = self.content_mode(topic);
+        let record = envelope::encode(topic, Some(key.as_ref().to_vec()), &event, mode).map_err(
+            |source| PublishError::Serialize {
                 topic: topic.to_owned(),
                 source,
-            })?;
+            },
+        )?;
         self.send_record(record).await
     }
 
@@ -307,6 +350,62 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("source", &self.shared.source)
             .field("mode", &self.shared.mode)
+            .field("topic_modes", &self.shared.topic_modes)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::OutgoingRecord;
+    use crate::testing::TestBroker;
+
+    fn content_type(r: &crate::record::Record) -> Option<String> {
+        r.headers.get_str("content-type").map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn each_destination_is_encoded_in_its_own_mode_and_raw_records_stay_as_they_are() {
+        let broker = TestBroker::new();
+        let publisher = broker
+            .publisher("/svc")
+            .with_topic_modes([("orders.v1".to_owned(), ContentMode::Binary)]);
+        let data = serde_json::json!({"order_id": 1});
+        publisher
+            .send("orders.v1", "k", data.clone())
+            .await
+            .unwrap();
+        publisher.send("orders", "k", data.clone()).await.unwrap();
+        let raw = b"{\"specversion\":\"1.0\"}".to_vec();
+        let mut copy = OutgoingRecord::new("orders.v1", None, raw.clone());
+        copy.headers
+            .insert("content-type", b"application/cloudevents+json".to_vec());
+        publisher.send_record(copy).await.unwrap();
+
+        let binary = broker.records("orders.v1");
+        assert_eq!(binary.len(), 2);
+        assert_eq!(
+            content_type(&binary[0]).as_deref(),
+            Some("application/json")
+        );
+        let value: serde_json::Value =
+            serde_json::from_slice(binary[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(value, data);
+        // The raw record (a dead letter, a retry copy) keeps its bytes and headers.
+        assert_eq!(binary[1].value.as_deref(), Some(&raw[..]));
+        assert_eq!(
+            content_type(&binary[1]).as_deref(),
+            Some("application/cloudevents+json")
+        );
+
+        let structured = broker.records("orders");
+        assert_eq!(
+            content_type(&structured[0]).as_deref(),
+            Some("application/cloudevents+json; charset=UTF-8")
+        );
+        let envelope: serde_json::Value =
+            serde_json::from_slice(structured[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(envelope["data"], data);
     }
 }

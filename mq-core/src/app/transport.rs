@@ -74,6 +74,7 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         format!("/{}", config.mq.application.name),
         config.mq.kafka.producer.content_mode,
     )
+    .with_topic_modes(config.mq.kafka.producer.topic_content_modes())
     .with_metrics(metrics.clone());
     // A bad librdkafka property fails the start here, not in the background.
     check_consumer_configs(&config, &specs).await?;

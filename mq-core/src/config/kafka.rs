@@ -147,10 +147,40 @@ pub struct ProducerConfig {
     /// `all` (default), `1` or `0`.
     #[serde(deserialize_with = "lenient::string")]
     pub acks: String,
-    /// `structured` (default) or `binary` CloudEvents mode.
+    /// `structured` (default) or `binary` CloudEvents mode of every destination without
+    /// its own.
     pub content_mode: ContentMode,
+    /// `mq.kafka.producer.destinations.<topic>.*`: settings of one destination topic, keyed
+    /// by the topic's name as it is (dots included: file keys are not split on dots).
+    pub destinations: BTreeMap<String, DestinationConfig>,
     /// librdkafka producer properties, passed as they are.
     pub properties: BTreeMap<String, Value>,
+}
+
+impl ProducerConfig {
+    /// The destinations with a content mode of their own, for
+    /// [`Publisher::with_topic_modes`](crate::Publisher::with_topic_modes).
+    ///
+    /// ```
+    /// let c: mq_core::Config = mq_core::Config::from_yaml_str(
+    ///     "mq:\n  kafka:\n    producer:\n      destinations:\n        orders.v1:\n          content-mode: binary\n",
+    /// ).unwrap();
+    /// let modes: Vec<_> = c.mq.kafka.producer.topic_content_modes().collect();
+    /// assert_eq!(modes, vec![("orders.v1".to_string(), mq_core::envelope::ContentMode::Binary)]);
+    /// ```
+    pub fn topic_content_modes(&self) -> impl Iterator<Item = (String, ContentMode)> + '_ {
+        self.destinations
+            .iter()
+            .filter_map(|(topic, d)| d.content_mode.map(|m| (topic.clone(), m)))
+    }
+}
+
+/// `mq.kafka.producer.destinations.<topic>.*`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `structured` or `binary`; unset takes `mq.kafka.producer.content-mode`.
+    pub content_mode: Option<ContentMode>,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -168,6 +198,7 @@ impl std::fmt::Debug for ProducerConfig {
         f.debug_struct("ProducerConfig")
             .field("acks", &self.acks)
             .field("content_mode", &self.content_mode)
+            .field("destinations", &self.destinations)
             .field("properties", &security::DebugProperties(&self.properties))
             .finish()
     }
@@ -178,6 +209,7 @@ impl Default for ProducerConfig {
         ProducerConfig {
             acks: "all".to_owned(),
             content_mode: ContentMode::default(),
+            destinations: BTreeMap::new(),
             properties: BTreeMap::new(),
         }
     }

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::parse_duration;
 pub use kafka::{
-    flatten_properties, AdminConfig, AutoOffsetReset, ConsumerConfig, KafkaConfig, ProducerConfig,
+    flatten_properties, AdminConfig, AutoOffsetReset, ConsumerConfig, DestinationConfig,
+    KafkaConfig, ProducerConfig,
 };
 pub use listener::{
     DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,

@@ -313,3 +313,72 @@ fn a_bad_duration_names_the_key_and_the_accepted_forms() {
     let c = with_env("mq:\n  shutdown:\n    timeout: 1m\n", &[]).unwrap();
     assert_eq!(c.mq.shutdown.timeout, Duration::from_secs(60));
 }
+
+#[test]
+fn destination_content_modes_take_topic_names_with_dots_from_files_and_plain_ones_from_env() {
+    use crate::envelope::ContentMode::{Binary, Structured};
+    let yaml = "mq:\n  kafka:\n    producer:\n      destinations:\n        orders.v1:\n          content-mode: binary\n        audit.log: {}\n";
+    // A profile file merged over the base one overrides a dotted topic key as a whole key.
+    let profile = "mq:\n  kafka:\n    producer:\n      destinations:\n        orders.v1:\n          content-mode: structured\n";
+    let figment = {
+        use figment::providers::Format;
+        figment::Figment::from(serde_saphyr::figment::Yaml::string(yaml))
+            .merge(serde_saphyr::figment::Yaml::string(profile))
+    };
+    let merged = Config::from_figment(figment).unwrap();
+    assert_eq!(
+        merged
+            .mq
+            .kafka
+            .producer
+            .topic_content_modes()
+            .collect::<Vec<_>>(),
+        [("orders.v1".to_owned(), Structured)]
+    );
+
+    let c = with_env(
+        yaml,
+        &[(
+            "MQ_KAFKA__PRODUCER__DESTINATIONS__PAYMENT_EVENTS__CONTENT_MODE",
+            "binary",
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.mq.kafka.producer.content_mode, Structured);
+    assert_eq!(
+        c.mq.kafka
+            .producer
+            .topic_content_modes()
+            .collect::<Vec<_>>(),
+        [
+            ("orders.v1".to_owned(), Binary),
+            ("payment-events".to_owned(), Binary)
+        ]
+    );
+    assert!(c.ignored_environment().is_empty());
+    assert_eq!(
+        super::env::env_var_name(&[
+            "mq",
+            "kafka",
+            "producer",
+            "destinations",
+            "payment-events",
+            "content-mode"
+        ]),
+        "MQ_KAFKA__PRODUCER__DESTINATIONS__PAYMENT_EVENTS__CONTENT_MODE"
+    );
+}
+
+#[test]
+fn a_bad_destination_setting_names_the_key() {
+    let err = Config::from_yaml_str(
+        "mq:\n  kafka:\n    producer:\n      destinations:\n        orders:\n          content-mode: avro\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("content-mode"), "{err}");
+    let err = Config::from_yaml_str(
+        "mq:\n  kafka:\n    producer:\n      destinations:\n        orders:\n          content-type: binary\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("content-type"), "{err}");
+}

@@ -5,7 +5,7 @@
 //! ordered stream with its own task, offset tracker and epoch; decoding, the handler,
 //! retries, dead-lettering, metrics and tracing run inside the lane and never see a
 //! transport's types. The transport opens lanes when partitions are assigned and closes
-//! them when they are revoked, through a [`LaneSet`].
+//! them when they are revoked, through a `LaneSet`.
 //!
 //! Invariants, by construction:
 //! - one lane per partition runs records at a time: the lane of a returning partition

@@ -28,6 +28,7 @@ const CHECK_FOR: Duration = Duration::from_secs(5);
 pub(crate) struct SecuredContext {
     secrets: Arc<Vec<String>>,
     last_error: Arc<Mutex<Option<String>>>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SecuredContext {
@@ -35,12 +36,18 @@ impl SecuredContext {
         SecuredContext {
             secrets: Arc::new(config.mq.kafka.security().secrets()),
             last_error: Arc::default(),
+            refused: Arc::default(),
         }
     }
 
     /// `text` with every configured secret replaced by `******`.
     pub(crate) fn scrub(&self, text: &str) -> String {
         scrub(text, &self.secrets)
+    }
+
+    /// Whether the client's connection attempts were refused (no broker listens).
+    pub(crate) fn refused_connection(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last TLS or SASL error the client reported since the last call, scrubbed.
@@ -56,6 +63,10 @@ impl SecuredContext {
     /// Keeps `reason` when it is about TLS or SASL: "all brokers are down" follows every
     /// refusal and must not hide it.
     fn keep_if_refusal(&self, reason: &str) {
+        if reason.contains("Connection refused") {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if explain(reason).is_some() {
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
         }
@@ -189,6 +200,11 @@ fn verdict(
             break Err(Error::Kafka(format!(
                 "cannot connect to the Kafka brokers at {bootstrap}: {refusal}"
             )));
+        }
+        // Nothing listens: there is no TLS or SASL answer to wait for, and a broker that
+        // is down at startup must not delay the start (it is health's to report).
+        if context.refused_connection() {
+            break Ok(());
         }
         if started.elapsed() >= CHECK_FOR {
             break Ok(());

@@ -116,6 +116,7 @@ impl TestApp {
             format!("/{}", parts.config.mq.application.name),
             parts.config.mq.kafka.producer.content_mode,
         )
+        .with_topic_modes(parts.config.mq.kafka.producer.topic_content_modes())
         .with_metrics(parts.metrics.clone());
         let mut members = Vec::new();
         for spec in specs {
