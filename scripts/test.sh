@@ -26,6 +26,16 @@ if ! scripts/kafka.sh status; then
 fi
 cleanup() { if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi; }
 trap cleanup EXIT
+# RabbitMQ for tests/rabbitmq/ (127.0.0.1:5672, guest/guest; rabbitmqctl for its connection-loss test).
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbit_up; then
+  command -v rabbitmq-server >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server
+  }
+  rabbitmq-server -detached
+  for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
+  rabbit_up || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -40,6 +40,7 @@ fn spawn_child(dir: &Path, topic: &str, group: &str, out: &Path) -> Guard {
         .env("MQ_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
         .env("MQ_LISTENERS__ON_TICK__TOPICS", topic)
         .env("MQ_LISTENERS__ON_TICK__GROUP", group)
+        .env("MQ_LISTENERS__ON_QUEUE_TICK__AUTO_STARTUP", "false")
         .env("MQ_KAFKA__CONSUMER__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
         .env(
             "MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS",

@@ -308,3 +308,47 @@ async fn a_handler_over_its_timeout_is_cancelled_retried_and_dead_lettered() {
         Some("handler timed out after 50ms")
     );
 }
+
+// A queue listener runs on the in-memory broker too: `amqp:///<queue>` reaches it, and its
+// dead letters land on `<queue>.dlq` with Spring AMQP's headers.
+#[listener(queue = "mem-task-queue")]
+async fn on_mem_task(event: Event<OrderCreated>) -> Result<(), HandlerError> {
+    if event.data.quantity == 0 {
+        return Err(HandlerError::permanent_msg("nothing to ship"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_queue_listener_runs_in_memory_and_dead_letters_to_its_dlq() {
+    let config = Config::from_yaml_str("mq:\n  application:\n    name: mem\n").unwrap();
+    let app = TestApp::new(App::new(config).only_listeners(["on_mem_task"])).unwrap();
+    let publisher = app.publisher();
+    for quantity in [1, 0] {
+        let order = OrderCreated {
+            order_id: 7,
+            quantity,
+        };
+        publisher
+            .send("amqp:///mem-task-queue", "k", order)
+            .await
+            .unwrap();
+    }
+    let outcomes = app.drain().await;
+    assert_eq!(
+        outcomes,
+        vec![Disposition::Handled, Disposition::DeadLettered]
+    );
+    let dead = app.broker().records("mem-task-queue.dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].headers.get_str("x-exception-message"),
+        Some("nothing to ship")
+    );
+    assert_eq!(
+        app.events::<OrderCreated>("mem-task-queue.dlq")[0]
+            .data
+            .quantity,
+        0
+    );
+}

@@ -477,10 +477,12 @@ pub(crate) fn decode_limits(config: &Config) -> DecodeLimits {
 }
 
 #[cfg(feature = "kafka")]
-mod transport;
+mod lazy_sink;
+#[cfg(feature = "kafka")]
+pub(crate) mod transport;
 
 #[cfg(not(feature = "kafka"))]
-mod transport {
+pub(crate) mod transport {
     use super::{App, RunningApp};
     use crate::registry::ListenerSpec;
     use crate::Error;

@@ -83,7 +83,7 @@ impl ListenerRuntime {
         limits: DecodeLimits,
         metrics: &Arc<Metrics>,
     ) -> Self {
-        let listener_metrics = metrics.listener(spec.name);
+        let listener_metrics = metrics.listener_on(spec.name, spec.is_queue_listener());
         ListenerRuntime {
             env: Arc::new(ListenerEnv {
                 listener: spec.name,
@@ -318,6 +318,19 @@ impl ListenerRuntime {
         info: &FailureInfo,
         cancel: &CancellationToken,
     ) -> Disposition {
+        if self.spec.is_queue_listener() {
+            // RabbitMQ: `<queue>.dlq` through the dead-letter exchange, Spring AMQP's headers.
+            let out = crate::rabbitmq::dead_letter::build(record, info);
+            let dlq = crate::rabbitmq::dlq(&record.topic);
+            return match recoverer::publish(&self.env.publisher, out, true, cancel).await {
+                Outcome::Delivered(_, shrink) => {
+                    self.metrics.dead_lettered.inc();
+                    tracing::info!(dlq = %dlq, shrink = ?shrink, "dead-lettered");
+                    Disposition::DeadLettered
+                }
+                Outcome::Rejected(_) | Outcome::Interrupted => Disposition::Interrupted,
+            };
+        }
         let base = retry_topic::source_of(&record.topic, &self.spec.topics);
         let dlt = match policy::dlt_route(&self.spec.dlt.routes, kind, &info.exception_type) {
             Some(suffix) => format!("{base}{suffix}"),

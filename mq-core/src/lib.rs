@@ -43,6 +43,7 @@ pub mod handler;
 mod kafka;
 pub mod metrics;
 pub mod publisher;
+pub mod rabbitmq;
 pub mod record;
 pub mod registry;
 pub mod retry;

@@ -8,7 +8,7 @@ pub use futures::future::BoxFuture;
 pub use inventory;
 
 pub use crate::consume::Ordering;
-pub use crate::registry::{HandlerFn, ListenerDef, MacroRetry};
+pub use crate::registry::{HandlerFn, ListenerDef, MacroBinding, MacroRetry};
 
 use crate::envelope::{self, DecodeError, Event};
 use crate::handler::{Context, FromContext, HandlerError, IntoHandlerResult, ListenerEnv};

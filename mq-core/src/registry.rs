@@ -26,6 +26,16 @@ pub struct MacroRetry {
     pub mode: Option<&'static str>,
 }
 
+/// A queue's binding written in the macro (`exchange = "orders", exchange_type = "topic",
+/// routing_key = "order.*"`), checked by the macro.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct MacroBinding {
+    pub exchange: &'static str,
+    pub exchange_type: &'static str,
+    pub routing_key: &'static str,
+}
+
 /// One `#[listener]` as registered at compile time.
 ///
 /// Listeners are collected with `inventory`: a listener defined in a library crate is only
@@ -36,6 +46,11 @@ pub struct ListenerDef {
     pub name: &'static str,
     /// Topics from the macro.
     pub topics: &'static [&'static str],
+    /// RabbitMQ queues from the macro (`queue = ".."`); a listener has topics or queues.
+    pub queues: &'static [&'static str],
+    /// The queue's binding from the macro.
+    #[doc(hidden)]
+    pub binding: Option<MacroBinding>,
     /// Group from the macro.
     pub group: Option<&'static str>,
     /// Consumers from the macro.
@@ -71,8 +86,13 @@ pub fn registered() -> Vec<&'static ListenerDef> {
 pub struct ListenerSpec {
     /// Name.
     pub name: &'static str,
-    /// Topics to subscribe to.
+    /// Kafka topics to subscribe to (none for a queue listener).
     pub topics: Vec<String>,
+    /// RabbitMQ queues to consume (none for a Kafka listener): which broker the listener
+    /// reads is decided by which of the two is set.
+    pub queues: Vec<String>,
+    /// Bindings of the queue declared at startup (exchange, kind, routing key).
+    pub bindings: Vec<crate::rabbitmq::Binding>,
     /// Consumer group.
     pub group: String,
     /// Consumers in this process.
@@ -98,13 +118,21 @@ pub struct ListenerSpec {
 
 impl ListenerSpec {
     /// Every topic the listener's consumers subscribe to: its topics, plus their retry
-    /// topics in retry-topics mode.
+    /// topics in retry-topics mode; a queue listener's queues.
     pub fn subscriptions(&self) -> Vec<String> {
+        if self.is_queue_listener() {
+            return self.queues.clone();
+        }
         let mut all = self.topics.clone();
         for t in &self.topics {
             all.extend(self.retry_topics(t));
         }
         all
+    }
+
+    /// Whether the listener reads RabbitMQ queues rather than Kafka topics.
+    pub fn is_queue_listener(&self) -> bool {
+        !self.queues.is_empty()
     }
 
     /// The retry topics of `topic` (none unless the retry mode is `topics`).
@@ -223,9 +251,26 @@ pub(crate) fn resolve(
             .topics
             .clone()
             .unwrap_or_else(|| def.topics.iter().map(|t| (*t).to_owned()).collect());
-        if topics.is_empty() {
+        let queues: Vec<String> = def.queues.iter().map(|q| (*q).to_owned()).collect();
+        let topics = if queues.is_empty() {
+            topics
+        } else {
+            Vec::new()
+        };
+        if topics.is_empty() && queues.is_empty() {
             problems.push(format!("listener {} has no topic", def.name));
         }
+        if queues.is_empty() && o.bindings.is_some() {
+            problems.push(format!(
+                "mq.listeners.{}.bindings: bindings are for queue listeners (`queue = \"..\"`), and {} reads Kafka topics",
+                def.name, def.name
+            ));
+        }
+        let default_concurrency = if queues.is_empty() {
+            defaults.concurrency
+        } else {
+            config.mq.rabbitmq.listener.concurrency
+        };
         let group = o
             .group
             .clone()
@@ -240,11 +285,31 @@ pub(crate) fn resolve(
         specs.push(ListenerSpec {
             name: def.name,
             topics,
+            queues,
+            bindings: match &o.bindings {
+                Some(configured) => configured
+                    .iter()
+                    .map(|b| crate::rabbitmq::Binding {
+                        exchange: b.exchange.clone(),
+                        kind: b.exchange_type.as_str().to_owned(),
+                        routing_key: b.routing_key.clone(),
+                    })
+                    .collect(),
+                None => def
+                    .binding
+                    .iter()
+                    .map(|b| crate::rabbitmq::Binding {
+                        exchange: b.exchange.to_owned(),
+                        kind: b.exchange_type.to_owned(),
+                        routing_key: b.routing_key.to_owned(),
+                    })
+                    .collect(),
+            },
             group,
             concurrency: o
                 .concurrency
                 .or(def.concurrency)
-                .unwrap_or(defaults.concurrency)
+                .unwrap_or(default_concurrency)
                 .max(1),
             retry,
             dlt,

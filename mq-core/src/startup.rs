@@ -113,6 +113,8 @@ mod tests {
         ListenerSpec {
             name,
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            queues: Vec::new(),
+            bindings: Vec::new(),
             group: group.into(),
             concurrency: 1,
             retry: Default::default(),

@@ -23,6 +23,12 @@ struct Retry {
 #[derive(Default)]
 struct Args {
     topics: Vec<LitStr>,
+    /// RabbitMQ queues (`queue = ".."`): a queue listener.
+    queues: Vec<LitStr>,
+    /// The queue's binding: exchange, its kind, routing key.
+    exchange: Option<LitStr>,
+    exchange_type: Option<LitStr>,
+    routing_key: Option<LitStr>,
     group: Option<LitStr>,
     name: Option<LitStr>,
     concurrency: Option<syn::LitInt>,
@@ -33,7 +39,7 @@ struct Args {
 }
 
 const KNOWN: &str =
-    "topic, topics, group, name, concurrency, ordering, max_in_flight, retry, crate";
+    "topic, topics, queue, exchange, exchange_type, routing_key, group, name, concurrency, ordering, max_in_flight, retry, crate";
 
 impl Args {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -44,6 +50,22 @@ impl Args {
             .unwrap_or_default();
         match key.as_str() {
             "topic" => self.topics.push(meta.value()?.parse()?),
+            "queue" => self.queues.push(meta.value()?.parse()?),
+            "exchange" => self.exchange = Some(non_empty(meta.value()?.parse()?, "exchange")?),
+            "exchange_type" => {
+                let s: LitStr = meta.value()?.parse()?;
+                if !matches!(
+                    s.value().as_str(),
+                    "direct" | "fanout" | "topic" | "headers"
+                ) {
+                    return Err(syn::Error::new_spanned(
+                        s,
+                        "exchange_type must be \"direct\", \"fanout\", \"topic\" or \"headers\"",
+                    ));
+                }
+                self.exchange_type = Some(s);
+            }
+            "routing_key" => self.routing_key = Some(meta.value()?.parse()?),
             "topics" => {
                 let array: ExprArray = meta.value()?.parse()?;
                 for elem in array.elems {
@@ -209,15 +231,46 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
         }
         ReturnType::Type(_, ty) => Some(ty.clone()),
     };
-    if args.topics.is_empty() {
+    if args.topics.is_empty() && args.queues.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
-            "#[listener] needs a topic: #[listener(topic = \"orders\")]",
+            "#[listener] needs a topic: #[listener(topic = \"orders\")] (Kafka) or a queue: #[listener(queue = \"task_queue\")] (RabbitMQ)",
         ));
     }
-    for t in &args.topics {
+    if let (Some(_), Some(q)) = (args.topics.first(), args.queues.first()) {
+        errors.push(syn::Error::new_spanned(
+            q,
+            "a #[listener] reads Kafka topics or a RabbitMQ queue, not both: remove `topic` or `queue`",
+        ));
+    }
+    if let Some(extra) = args.queues.get(1) {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            "a #[listener] reads one queue; write one listener per queue",
+        ));
+    }
+    let binding_parts = [&args.exchange, &args.exchange_type, &args.routing_key];
+    if args.queues.is_empty() {
+        if let Some(part) = binding_parts.iter().find_map(|p| p.as_ref()) {
+            errors.push(syn::Error::new_spanned(
+                part,
+                "exchange, exchange_type and routing_key bind a RabbitMQ queue: add `queue = \"..\"`",
+            ));
+        }
+    } else if args.exchange.is_none() {
+        if let Some(part) = args.exchange_type.as_ref().or(args.routing_key.as_ref()) {
+            errors.push(syn::Error::new_spanned(
+                part,
+                "exchange_type and routing_key need the exchange to bind to: add `exchange = \"..\"`",
+            ));
+        }
+    }
+    for t in args.topics.iter().chain(&args.queues) {
         if t.value().trim().is_empty() {
-            errors.push(syn::Error::new_spanned(t, "topic must not be empty"));
+            errors.push(syn::Error::new_spanned(
+                t,
+                "topic or queue must not be empty",
+            ));
         }
     }
     let mut types = Vec::new();
@@ -313,6 +366,25 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
     let send_check = quote_spanned!(sig.fn_token.span()=> #private::assert_send);
 
     let topics = &args.topics;
+    let queues = &args.queues;
+    let binding = match &args.exchange {
+        Some(exchange) => {
+            let kind = args
+                .exchange_type
+                .clone()
+                .unwrap_or_else(|| LitStr::new("direct", exchange.span()));
+            let routing_key = args
+                .routing_key
+                .clone()
+                .unwrap_or_else(|| LitStr::new("", exchange.span()));
+            quote!(::core::option::Option::Some(#private::MacroBinding {
+                exchange: #exchange,
+                exchange_type: #kind,
+                routing_key: #routing_key,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let group = option(&args.group);
     let concurrency = option(&args.concurrency);
     let ordering = match &args.ordering {
@@ -347,6 +419,8 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                 #private::ListenerDef {
                     name: #name,
                     topics: &[#(#topics),*],
+                    queues: &[#(#queues),*],
+                    binding: #binding,
                     group: #group,
                     concurrency: #concurrency,
                     ordering: #ordering,

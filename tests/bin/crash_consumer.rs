@@ -1,6 +1,8 @@
-//! The child process of the crash-safety tests: a plain mq service whose one listener
-//! appends each handled event id to the file named by `CRASH_OUT`. Configured entirely by
-//! `MQ_*` variables. The test kills it with SIGKILL at random points.
+//! The child process of the crash-safety tests: a plain mq service whose listeners (one on
+//! a Kafka topic, one on a RabbitMQ queue; each test turns the other off with
+//! `MQ_LISTENERS__<NAME>__AUTO_STARTUP=false`) append each handled event id to the file
+//! named by `CRASH_OUT`. Configured entirely by `MQ_*` variables. The test kills it with
+//! SIGKILL at random points.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,6 +32,15 @@ fn out() -> &'static Mutex<File> {
 
 #[listener(topic = "crash")]
 async fn on_tick(event: Event<Tick>) -> Result<(), HandlerError> {
+    handle(event).await
+}
+
+#[listener(queue = "mq_t_crash")]
+async fn on_queue_tick(event: Event<Tick>) -> Result<(), HandlerError> {
+    handle(event).await
+}
+
+async fn handle(event: Event<Tick>) -> Result<(), HandlerError> {
     // A little work per record, so that a kill lands in the middle of the stream.
     tokio::time::sleep(Duration::from_millis(1)).await;
     let line = format!("{}\n", event.id);

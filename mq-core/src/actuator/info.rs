@@ -24,7 +24,9 @@ pub(crate) fn info(config: &Config, listeners: &[ListenerSpec]) -> Value {
         .iter()
         .map(|l| {
             let retry = &l.retry;
-            let dlt_topics: Vec<String> = if l.dlt.enabled {
+            let dlt_topics: Vec<String> = if l.is_queue_listener() {
+                l.queues.iter().map(|q| crate::rabbitmq::dlq(q)).collect()
+            } else if l.dlt.enabled {
                 l.topics.iter().map(|t| l.dlt_topic(t)).collect()
             } else {
                 Vec::new()
@@ -33,6 +35,7 @@ pub(crate) fn info(config: &Config, listeners: &[ListenerSpec]) -> Value {
                 l.name.to_owned(),
                 json!({
                     "topics": l.topics,
+                    "queues": l.queues,
                     "group": l.group,
                     "concurrency": l.concurrency,
                     "retry": {

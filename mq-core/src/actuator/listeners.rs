@@ -141,9 +141,14 @@ impl ListenersIndicator {
             } else {
                 Health::up()
             };
+            let health = if spec.is_queue_listener() {
+                health.with_detail("queues", &spec.queues)
+            } else {
+                health
+                    .with_detail("group", &spec.group)
+                    .with_detail("topics", &spec.topics)
+            };
             let health = health
-                .with_detail("group", &spec.group)
-                .with_detail("topics", &spec.topics)
                 .with_detail(
                     "assignedPartitions",
                     mine.iter().map(|v| v.assigned).sum::<usize>(),
@@ -182,6 +187,8 @@ mod tests {
         ListenerSpec {
             name,
             topics: vec![format!("{name}-topic")],
+            queues: Vec::new(),
+            bindings: Vec::new(),
             group: "g".into(),
             concurrency: 1,
             retry: crate::config::RetryConfig::default(),

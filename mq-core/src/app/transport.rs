@@ -13,11 +13,16 @@ pub(crate) use crate::kafka::rebalance::ConsumerStatus;
 /// Keeps the process's embedded cluster alive.
 pub(crate) type Embedded = Arc<crate::kafka::embedded::EmbeddedKafka>;
 
+use super::lazy_sink::LazyKafka;
 use super::{decode_limits, App, RunningApp};
 use crate::actuator;
 use crate::dispatch::ListenerRuntime;
-use crate::kafka::{self, admin, producer::KafkaSink};
+use crate::kafka::{self, admin};
 use crate::publisher::Publisher;
+use crate::rabbitmq::connection::Rabbit;
+use crate::rabbitmq::consumer::QueueConsumer;
+use crate::rabbitmq::health::RabbitHealth;
+use crate::rabbitmq::publisher::Routed;
 use crate::registry::ListenerSpec;
 use crate::Error;
 
@@ -37,22 +42,35 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         mut config,
         state,
         metrics,
-        health_indicators,
+        mut health_indicators,
         ..
     } = app;
+    // Queue listeners run on RabbitMQ, the others on Kafka; the one connection to RabbitMQ
+    // is opened by the first queue consumer or `amqp://` publish.
+    let all_specs = specs.clone();
+    let (queue_specs, specs): (Vec<ListenerSpec>, Vec<ListenerSpec>) =
+        specs.into_iter().partition(ListenerSpec::is_queue_listener);
+    let rabbit = Arc::new(Rabbit::new(
+        config.mq.rabbitmq.clone(),
+        &config.mq.application.name,
+    ));
+    let queues_only = specs.is_empty() && !queue_specs.is_empty();
     // Bind the management port first: a taken port fails the start before any client.
     let management = actuator::bind(&config).await?;
     // `embedded`: start (or join) the in-process cluster before any client exists.
     let embedded = kafka::embedded::resolve(&mut config)?;
-    if embedded.is_none() {
+    if embedded.is_none() && !queues_only {
         // A wrong password or an untrusted certificate fails here, naming the key to fix;
         // a broker that does not answer lets the start go on.
         kafka::security::check_connection(&config).await?;
     }
-    let sink = KafkaSink::new(&kafka::producer_config(&config)?)?;
+    let sink = LazyKafka::new(kafka::producer_config(&config)?, !queues_only)?;
     let sends = Arc::new(actuator::PublisherStats::default());
     let publisher = Publisher::new(
-        Arc::new(actuator::TrackedSink::new(sink.clone(), sends.clone())),
+        Arc::new(actuator::TrackedSink::new(
+            Routed::new(rabbit.clone(), sink.clone()),
+            sends.clone(),
+        )),
         format!("/{}", config.mq.application.name),
         config.mq.kafka.producer.content_mode,
     )
@@ -73,17 +91,32 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     let shutdown = CancellationToken::new();
     let statuses = Statuses::default();
     let startup = actuator::StartupState::default();
-    let consumers = specs.iter().map(|s| s.concurrency as usize).sum();
-    let broker = Arc::new(kafka::health::KafkaHealth::new(&config, &specs)?);
+    let consumers = specs
+        .iter()
+        .chain(&queue_specs)
+        .map(|s| s.concurrency as usize)
+        .sum();
+    let rabbit_health: Arc<dyn actuator::HealthIndicator> =
+        Arc::new(RabbitHealth::new(rabbit.clone()));
+    let broker: (String, Arc<dyn actuator::HealthIndicator>) = if queues_only {
+        ("rabbit".to_owned(), rabbit_health)
+    } else {
+        if !queue_specs.is_empty() {
+            health_indicators.retain(|(n, _)| n != "rabbit");
+            health_indicators.push(("rabbit".to_owned(), rabbit_health));
+        }
+        let kafka = kafka::health::KafkaHealth::new(&config, &specs)?;
+        ("kafka".to_owned(), Arc::new(kafka))
+    };
     let actuator = management.map(|listener| {
         actuator::serve(
             listener,
             actuator::Parts {
                 config: config.clone(),
                 metrics: metrics.clone(),
-                listeners: specs.clone(),
+                listeners: all_specs,
                 consumers: kafka::health::consumer_source(statuses.clone()),
-                broker: Some(("kafka".to_owned(), broker)),
+                broker: Some(broker),
                 publisher: sends,
                 user: health_indicators,
                 app_shutdown: shutdown.clone(),
@@ -104,14 +137,21 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         statuses: statuses.clone(),
         startup,
     };
-    let task = tokio::spawn(listeners.run(create));
+    let mut tasks = listeners.start_queue_consumers(&queue_specs, &rabbit);
+    let rt = tokio::runtime::Handle::current();
+    tasks.push(tokio::spawn(listeners.run(create)));
     Ok(RunningApp {
         publisher,
         shutdown,
-        tasks: vec![task],
+        tasks,
         statuses,
         consumers,
-        flush: Box::new(move |timeout| sink.flush(timeout)),
+        // Called on a blocking thread once the consumers ended: flush Kafka's producer,
+        // then close the RabbitMQ connection (if the app ever opened it).
+        flush: Box::new(move |timeout| {
+            sink.flush(timeout);
+            let _ = rt.block_on(tokio::time::timeout(timeout, rabbit.close()));
+        }),
         config,
         metrics,
         actuator,
@@ -132,6 +172,40 @@ struct Listeners {
 }
 
 impl Listeners {
+    /// Starts the consumers of the queue listeners (each connects, declares its queue and
+    /// consumes in the background, again whenever RabbitMQ was away).
+    fn start_queue_consumers(
+        &self,
+        specs: &[ListenerSpec],
+        rabbit: &Arc<Rabbit>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for spec in specs {
+            let runtime = Arc::new(ListenerRuntime::new(
+                spec.clone(),
+                self.publisher.clone(),
+                self.state.clone(),
+                decode_limits(&self.config),
+                &self.metrics,
+            ));
+            for index in 0..spec.concurrency {
+                let consumer = QueueConsumer {
+                    rabbit: rabbit.clone(),
+                    runtime: runtime.clone(),
+                    index: index as i32,
+                    settings: super::lane_settings(&self.config, spec),
+                    listener: self.config.mq.rabbitmq.listener.clone(),
+                    shutdown: self.shutdown.child_token(),
+                    statuses: self.statuses.clone(),
+                    startup: self.startup.clone(),
+                };
+                tasks.push(consumer.spawn());
+            }
+            tracing::info!(listener = spec.name, queue = %spec.queues[0], concurrency = spec.concurrency, "queue listener started");
+        }
+        tasks
+    }
+
     /// Creates the topics (when `create`, retrying until the broker answers), starts
     /// every consumer, and waits for them to end (on shutdown).
     async fn run(self, create: bool) {

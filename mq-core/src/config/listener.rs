@@ -216,4 +216,6 @@ pub struct ListenerOverride {
     /// Allow this listener to share its group with another listener of this app on an
     /// overlapping topic (the two then split the records between them). Default false.
     pub share_group: Option<bool>,
+    /// A queue listener's bindings, instead of the macro's.
+    pub bindings: Option<Vec<super::BindingConfig>>,
 }

@@ -24,6 +24,7 @@ mod lenient;
 mod listener;
 mod management;
 mod mq;
+mod rabbitmq;
 pub mod security;
 mod validate;
 
@@ -49,6 +50,9 @@ pub use management::{
 };
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
+};
+pub use rabbitmq::{
+    AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
 };
 pub use security::{
     KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,

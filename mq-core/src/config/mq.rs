@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{duration, lenient};
-use super::{KafkaConfig, ListenerConfig, ListenerOverride};
+use super::{KafkaConfig, ListenerConfig, ListenerOverride, RabbitConfig};
 
 /// `mq.*`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -18,6 +18,8 @@ pub struct MqConfig {
     pub profiles: ProfilesConfig,
     /// `mq.kafka.*`
     pub kafka: KafkaConfig,
+    /// `mq.rabbitmq.*`
+    pub rabbitmq: RabbitConfig,
     /// `mq.listener.*`: defaults for every listener.
     pub listener: ListenerConfig,
     /// `mq.listeners.<name>.*`: per-listener overrides.

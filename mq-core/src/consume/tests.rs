@@ -39,6 +39,8 @@ fn spec(name: &'static str, handler: crate::registry::HandlerFn) -> ListenerSpec
     ListenerSpec {
         name,
         topics: vec!["t".into()],
+        queues: Vec::new(),
+        bindings: Vec::new(),
         group: "g".into(),
         concurrency: 1,
         retry: Default::default(),

@@ -32,6 +32,8 @@ pub use labels::label_name;
 
 /// The listener timer's family (Spring Kafka's `spring.kafka.listener`).
 const LISTENER_SECONDS: &str = "spring_kafka_listener_seconds";
+/// The queue listeners' timer family (Spring AMQP's `spring.rabbitmq.listener`).
+const RABBIT_LISTENER_SECONDS: &str = "spring_rabbitmq_listener_seconds";
 /// The publisher timer's family (Spring Kafka's `spring.kafka.template`).
 const TEMPLATE_SECONDS: &str = "spring_kafka_template_seconds";
 
@@ -65,6 +67,7 @@ struct LagLabels {
 pub struct Metrics {
     registry: std::sync::RwLock<Registry>,
     listener_seconds: Family<TimerLabels, Timer>,
+    rabbit_listener_seconds: Family<TimerLabels, Timer>,
     template_seconds: Family<TimerLabels, Timer>,
     retries: Family<ListenerLabels, Counter>,
     dead_lettered: Family<ListenerLabels, Counter>,
@@ -94,6 +97,7 @@ impl Metrics {
             Registry::with_labels(common_tags.into_iter().map(|(k, v)| (k.into(), v.into())));
         let listener_seconds = Family::<TimerLabels, Timer>::default();
         let template_seconds = Family::<TimerLabels, Timer>::default();
+        let rabbit_listener_seconds = Family::<TimerLabels, Timer>::default();
         let retries = Family::<ListenerLabels, Counter>::default();
         let dead_lettered = Family::<ListenerLabels, Counter>::default();
         let decode_errors = Family::<ListenerLabels, Counter>::default();
@@ -103,6 +107,11 @@ impl Metrics {
             LISTENER_SECONDS,
             "Time spent in listener handlers",
             listener_seconds.clone(),
+        );
+        registry.register(
+            RABBIT_LISTENER_SECONDS,
+            "Time spent in queue listener handlers (RabbitMQ)",
+            rabbit_listener_seconds.clone(),
         );
         registry.register(
             TEMPLATE_SECONDS,
@@ -140,6 +149,7 @@ impl Metrics {
             maxes,
             registry: std::sync::RwLock::new(registry),
             listener_seconds,
+            rabbit_listener_seconds,
             template_seconds,
             retries,
             dead_lettered,
@@ -183,14 +193,21 @@ impl Metrics {
         }
     }
 
-    /// Handles for one listener, looked up once so the per-message path takes no lock.
-    pub(crate) fn listener(self: &Arc<Self>, name: &str) -> ListenerMetrics {
+    /// Handles for one listener, looked up once so the per-message path takes no lock: a
+    /// Kafka listener's (`queue` false, timer `spring_kafka_listener_seconds`) or a
+    /// RabbitMQ one's (`spring_rabbitmq_listener_seconds`).
+    pub(crate) fn listener_on(self: &Arc<Self>, name: &str, queue: bool) -> ListenerMetrics {
+        let family = if queue {
+            RABBIT_LISTENER_SECONDS
+        } else {
+            LISTENER_SECONDS
+        };
         let labels = ListenerLabels {
             name: name.to_owned(),
         };
         ListenerMetrics {
             success: self.timer(
-                LISTENER_SECONDS,
+                family,
                 &TimerLabels {
                     name: name.to_owned(),
                     result: "success",
@@ -202,6 +219,7 @@ impl Metrics {
             decode_errors: self.decode_errors.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             name: name.to_owned(),
+            family,
             metrics: self.clone(),
         }
     }
@@ -226,10 +244,10 @@ impl Metrics {
     }
 
     fn timers(&self, family: &'static str) -> &Family<TimerLabels, Timer> {
-        if family == TEMPLATE_SECONDS {
-            &self.template_seconds
-        } else {
-            &self.listener_seconds
+        match family {
+            TEMPLATE_SECONDS => &self.template_seconds,
+            RABBIT_LISTENER_SECONDS => &self.rabbit_listener_seconds,
+            _ => &self.listener_seconds,
         }
     }
 
@@ -283,6 +301,7 @@ fn publish_error_kind(e: &PublishError) -> &'static str {
 /// The metric handles of one listener.
 pub(crate) struct ListenerMetrics {
     name: String,
+    family: &'static str,
     success: Timer,
     pub(crate) retries: Counter,
     pub(crate) dead_lettered: Counter,
@@ -302,7 +321,7 @@ impl ListenerMetrics {
 
     pub(crate) fn failure(&self, elapsed: Duration, exception: &str) {
         self.metrics.observe(
-            LISTENER_SECONDS,
+            self.family,
             &TimerLabels {
                 name: self.name.clone(),
                 result: "failure",
@@ -335,7 +354,7 @@ mod tests {
             "application".into(),
             "order-service".into(),
         )]));
-        let l = m.listener("on_order");
+        let l = m.listener_on("on_order", false);
         l.worker().success(Duration::from_millis(3));
         l.retries.inc();
         let text = m.encode();
@@ -355,7 +374,7 @@ mod tests {
             ("topic".into(), "all".into()),
             ("application".into(), "order-service".into()),
         ]));
-        m.listener("on_order")
+        m.listener_on("on_order", false)
             .worker()
             .success(Duration::from_millis(3));
         m.set_lag("on_order", "orders", 0, 4);
@@ -383,7 +402,7 @@ mod tests {
     #[test]
     fn timers_have_a_max_gauge() {
         let m = Arc::new(Metrics::new(vec![("application".into(), "shop".into())]));
-        let l = m.listener("on_order");
+        let l = m.listener_on("on_order", false);
         l.worker().success(Duration::from_millis(3));
         l.worker().success(Duration::from_millis(40));
         l.failure(Duration::from_millis(7), "Boom");

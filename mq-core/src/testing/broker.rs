@@ -147,7 +147,13 @@ impl TestBroker {
 }
 
 impl RecordSink for TestBroker {
-    fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
+    fn send(
+        &self,
+        mut record: OutgoingRecord,
+    ) -> BoxFuture<'static, Result<Delivery, PublishError>> {
+        if crate::rabbitmq::destination::is_rabbit(&record.topic) {
+            record.topic = crate::rabbitmq::destination::in_memory_topic(&record.topic);
+        }
         let mut state = self.lock();
         let t = state.topics.entry(record.topic.clone()).or_default();
         if t.partitions.is_empty() {

@@ -24,6 +24,16 @@ async fn extractors(_e: mq_core::Event<Order>, State(_s): State<Stock>, _h: Head
     Ok(())
 }
 
+#[listener(queue = "task_queue", concurrency = 2, retry(max_attempts = 3))]
+async fn on_plain_queue(_o: Order) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[listener(queue = "notifications", exchange = "orders", exchange_type = "topic", routing_key = "order.*")]
+async fn on_task(_o: Order, _ctx: Context) -> Result<(), HandlerError> {
+    Ok(())
+}
+
 fn main() {
     // The functions stay callable.
     let _ = event_only(Event::new("Order", Order { id: 1 }));

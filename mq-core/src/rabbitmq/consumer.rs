@@ -1,0 +1,254 @@
+//! A queue listener's consumers: each one a channel with `basic.qos(prefetch)`, one
+//! `basic.consume`, and one lane.
+//!
+//! The consumer task only routes deliveries into its lane; the lane runs the listener's
+//! pipeline and commits through a delivery tag once everything up to it is done, which
+//! the [`Acks`] task turns into `basic.ack(tag, multiple = true)`, in order, on the
+//! channel the deliveries came on. When the channel or the connection is lost, the lane
+//! is closed (its unacked messages come back from RabbitMQ, to this or another consumer),
+//! and the consumer connects, declares and consumes again, with a new lane.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::Rabbit;
+use super::{properties, topology};
+use crate::actuator::StartupState;
+use crate::app::transport::{ConsumerStatus, Statuses};
+use crate::config::{AcknowledgeMode, RabbitListenerConfig};
+use crate::consume::{self, LaneKey, LaneSet, LaneSettings, LaneSource, Valve};
+use crate::dispatch::ListenerRuntime;
+
+/// What the ack task is asked to do.
+enum AckMsg {
+    /// Acknowledge every delivery through this tag.
+    Through(u64),
+    /// Answer once every ack asked before was sent.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A consumer's channel as its lane's source: acks go out in the order the lane commits
+/// them (a `multiple` ack behind a higher one would be an unknown tag, which closes the
+/// channel), from one task.
+struct Acks {
+    tx: mpsc::UnboundedSender<AckMsg>,
+    manual: bool,
+}
+
+impl Acks {
+    fn start(channel: Channel, manual: bool) -> Acks {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AckMsg>();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    AckMsg::Through(mut tag) => {
+                        // Coalesce what queued up meanwhile: one ack for the highest tag.
+                        let mut flush = Vec::new();
+                        while let Ok(more) = rx.try_recv() {
+                            match more {
+                                AckMsg::Through(t) => tag = tag.max(t),
+                                AckMsg::Flush(f) => flush.push(f),
+                            }
+                        }
+                        let multiple = BasicAckOptions { multiple: true };
+                        if let Err(e) = channel.basic_ack(tag, multiple).await {
+                            // The channel is gone: RabbitMQ delivers the messages again.
+                            tracing::debug!(tag, error = %e, "ack not sent: channel closed");
+                        }
+                        for f in flush {
+                            let _ = f.send(());
+                        }
+                    }
+                    AckMsg::Flush(f) => {
+                        let _ = f.send(());
+                    }
+                }
+            }
+        });
+        Acks { tx, manual }
+    }
+
+    /// Waits until every ack asked for so far was sent.
+    async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(AckMsg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Valve for Acks {
+    // `basic.qos(prefetch)` bounds what RabbitMQ sends a consumer ahead of its acks, so a
+    // lane's buffer never grows past `prefetch` messages: there is nothing to pause.
+    fn pause(&self) {}
+    fn resume(&self) {}
+}
+
+impl LaneSource for Acks {
+    fn commit_through(&self, offset: i64) {
+        if self.manual {
+            let _ = self.tx.send(AckMsg::Through(offset as u64));
+        }
+    }
+}
+
+/// One consumer of a queue listener.
+pub(crate) struct QueueConsumer {
+    pub(crate) rabbit: Arc<Rabbit>,
+    pub(crate) runtime: Arc<ListenerRuntime>,
+    pub(crate) index: i32,
+    pub(crate) settings: LaneSettings,
+    pub(crate) listener: RabbitListenerConfig,
+    pub(crate) shutdown: CancellationToken,
+    /// Where the consumer shows itself once it consumes (until then the listener is not
+    /// ready, and `startup` says why).
+    pub(crate) statuses: Statuses,
+    /// Why the consumer is not consuming (broker away, a refused declaration).
+    pub(crate) startup: StartupState,
+}
+
+impl QueueConsumer {
+    /// Starts the consumer; the task ends after shutdown, once its lane drained and its
+    /// acks were sent.
+    pub(crate) fn spawn(self) -> JoinHandle<()> {
+        let status = Arc::new(ConsumerStatus::default());
+        let rt = tokio::runtime::Handle::current();
+        let lanes = Arc::new(LaneSet::new(
+            self.runtime.clone(),
+            self.settings,
+            rt.clone(),
+        ));
+        let _ = status.lanes.set(lanes.clone());
+        consume::spawn_watchdog(&lanes, self.shutdown.clone(), &rt);
+        tokio::spawn(async move { self.run(&lanes, &status).await })
+    }
+
+    fn set_startup(&self, why: Option<String>) {
+        *self.startup.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Shows the consumer to health checks and `RunningApp`, once.
+    fn show(&self, status: &Arc<ConsumerStatus>) {
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        if !statuses.iter().any(|(_, s)| Arc::ptr_eq(s, status)) {
+            statuses.push((self.runtime.spec.name, status.clone()));
+        }
+    }
+
+    /// Consumes until shutdown, starting over (with a growing pause, up to 5 s) whenever
+    /// the broker is away or the channel was lost.
+    async fn run(self, lanes: &LaneSet, status: &Arc<ConsumerStatus>) {
+        let name = self.runtime.spec.name;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.consume(lanes, status).await {
+                Ok(()) => return,
+                Err(e) => {
+                    status.assigned.store(0, Ordering::Relaxed);
+                    tracing::warn!(listener = name, broker = %self.rabbit.address(), error = %e,
+                        "queue consumer stopped; consuming again when RabbitMQ answers");
+                    self.set_startup(Some(format!("listener {name}: {e}")));
+                }
+            }
+            // The loop is alive while it waits: RabbitMQ being away is for readiness to
+            // report, not liveness.
+            stamp(status);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            stamp(status);
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One life of the consumer: channel, topology, qos, consume, route; `Ok` on shutdown.
+    async fn consume(&self, lanes: &LaneSet, status: &Arc<ConsumerStatus>) -> Result<(), String> {
+        let queue = self.runtime.spec.queues[0].as_str();
+        let connection = self.rabbit.connection().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| format!("cannot open a channel: {e}"))?;
+        let bindings = &self.runtime.spec.bindings;
+        topology::declare(&channel, queue, bindings, self.listener.delivery_limit).await?;
+        channel
+            .basic_qos(self.listener.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| format!("basic.qos: {e}"))?;
+        let manual = self.listener.acknowledge_mode == AcknowledgeMode::Auto;
+        let tag = format!(
+            "mq-{}-{}-{}",
+            self.runtime.spec.name,
+            self.index,
+            std::process::id()
+        );
+        let mut deliveries = channel
+            .basic_consume(
+                queue,
+                &tag,
+                BasicConsumeOptions {
+                    no_ack: !manual,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot consume {queue}: {e}"))?;
+        let key = LaneKey::of(queue, self.index);
+        let acks = Arc::new(Acks::start(channel.clone(), manual));
+        lanes.open(key.clone(), acks.clone());
+        status.assigned.store(1, Ordering::Relaxed);
+        status.member.store(true, Ordering::Relaxed);
+        stamp(status);
+        self.show(status);
+        self.set_startup(None);
+        tracing::info!(
+            listener = self.runtime.spec.name,
+            queue,
+            consumer = self.index,
+            prefetch = self.listener.prefetch,
+            "consuming"
+        );
+        let ended = loop {
+            stamp(status);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break Ok(()),
+                d = deliveries.next() => match d {
+                    Some(Ok(d)) => {
+                        let record = properties::record_of(&key.topic, self.index, &d);
+                        if !lanes.push(&key, Arc::new(record)) {
+                            // The lane closed: never acked, so delivered again.
+                            tracing::debug!(queue, tag = d.delivery_tag, "lane closed: delivery left unacked");
+                        }
+                    }
+                    Some(Err(e)) => break Err(format!("consumer of {queue} failed: {e}")),
+                    None => break Err(format!("consumer of {queue} was cancelled")),
+                },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        lanes.close(Some(std::slice::from_ref(&key))).await;
+        acks.flush().await;
+        if ended.is_ok() {
+            let _ = channel.close(200, "shutdown").await;
+        }
+        ended
+    }
+}
+
+fn stamp(status: &ConsumerStatus) {
+    status
+        .last_poll_ms
+        .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+}

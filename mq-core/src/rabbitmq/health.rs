@@ -1,0 +1,103 @@
+//! The `rabbit` health component (Spring Boot's `RabbitHealthIndicator`): UP with the
+//! broker's version when the app's connection is open or can be opened, DOWN with the
+//! error otherwise.
+//!
+//! lapin does not hand out the server properties of the connection handshake, so the
+//! version is read once from a handshake of our own: the protocol header, the broker's
+//! `connection.start` (whose server properties carry `version`), then the socket closed.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::connection::Rabbit;
+use crate::actuator::{Health, HealthFuture, HealthIndicator};
+
+/// How long a health check waits for the broker.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks the app's RabbitMQ connection.
+pub(crate) struct RabbitHealth {
+    rabbit: Arc<Rabbit>,
+    version: OnceLock<String>,
+}
+
+impl RabbitHealth {
+    pub(crate) fn new(rabbit: Arc<Rabbit>) -> RabbitHealth {
+        RabbitHealth {
+            rabbit,
+            version: OnceLock::new(),
+        }
+    }
+
+    async fn up(&self, address: String) -> Health {
+        if self.version.get().is_none() {
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, broker_version(&address));
+            if let Ok(Ok(v)) = probe.await {
+                let _ = self.version.set(v);
+            }
+        }
+        let health = Health::up().with_detail("address", address);
+        match self.version.get() {
+            Some(v) => health.with_detail("version", v),
+            None => health,
+        }
+    }
+}
+
+impl HealthIndicator for RabbitHealth {
+    fn health(&self) -> HealthFuture<'_> {
+        Box::pin(async move {
+            let address = self.rabbit.address();
+            if self.rabbit.is_connected().await {
+                return self.up(address).await;
+            }
+            match tokio::time::timeout(PROBE_TIMEOUT, self.rabbit.connection()).await {
+                Ok(Ok(_)) => self.up(address).await,
+                Ok(Err(e)) => Health::down()
+                    .with_detail("address", address)
+                    .with_detail("error", e),
+                Err(_) => Health::down()
+                    .with_detail("address", address)
+                    .with_detail("error", "no answer within 2 s"),
+            }
+        })
+    }
+}
+
+/// The `version` server property the broker at `address` announces in `connection.start`.
+async fn broker_version(address: &str) -> Result<String, String> {
+    let mut socket = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    socket
+        .write_all(b"AMQP\x00\x00\x09\x01")
+        .await
+        .map_err(|e| e.to_string())?;
+    // Frame: type (1), channel (2), size (4), payload, end (0xCE).
+    let mut header = [0u8; 7];
+    socket
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| e.to_string())?;
+    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+    if header[0] != 1 || size > 64 * 1024 {
+        return Err("not a connection.start frame".to_owned());
+    }
+    let mut payload = vec![0u8; size];
+    socket
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Payload: class 10, method 10, version major and minor, then the server properties.
+    let table = payload.get(6..).ok_or("short connection.start")?;
+    let (_, properties) =
+        lapin::types::parsing::parse_field_table(table).map_err(|e| e.to_string())?;
+    match properties.inner().get("version") {
+        Some(lapin::types::AMQPValue::LongString(v)) => {
+            Ok(String::from_utf8_lossy(v.as_bytes()).into_owned())
+        }
+        _ => Err("no version in the server properties".to_owned()),
+    }
+}
