@@ -74,12 +74,7 @@ management:
     port: 0
 "#
     );
-    let figment = figment::Figment::from(serde_saphyr_yaml(&base)).merge(serde_saphyr_yaml(extra));
-    Config::from_figment(figment).expect("valid test config")
-}
-
-fn serde_saphyr_yaml(s: &str) -> figment::providers::Data<serde_saphyr::figment::Yaml> {
-    <serde_saphyr::figment::Yaml as figment::providers::Format>::string(s)
+    Config::from_yaml_layers(&[&base, extra]).expect("valid test config")
 }
 
 /// A raw rdkafka producer (for records mq itself would not produce).

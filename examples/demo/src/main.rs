@@ -26,7 +26,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use figment::providers::Serialized;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -240,17 +239,16 @@ fn status_name(status: OrderStatus) -> &'static str {
 /// A service's configuration for the demo: its files and `MQ_*` variables, then the
 /// embedded cluster and one group per listener on top.
 fn demo_config(base: Config, app_name: &str, listeners: &[&str]) -> Result<Config, BoxError> {
-    let mut figment = base.figment().merge(Serialized::default(
-        "mq.kafka.bootstrap-servers",
-        "embedded",
-    ));
-    for name in listeners {
-        figment = figment.merge(Serialized::default(
-            &format!("mq.listeners.{name}.group"),
-            format!("{app_name}-{name}"),
-        ));
+    let mut layer = String::from("mq:\n  kafka:\n    bootstrap-servers: embedded\n");
+    if !listeners.is_empty() {
+        layer.push_str("  listeners:\n");
+        for name in listeners {
+            layer.push_str(&format!(
+                "    {name}:\n      group: \"{app_name}-{name}\"\n"
+            ));
+        }
     }
-    Ok(Config::from_figment(figment)?)
+    Ok(base.with_yaml_layer(&layer)?)
 }
 
 fn tracer_config() -> Result<Config, BoxError> {

@@ -33,7 +33,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use figment::providers::Env;
 use mq_core::config::ConfigError;
 use mq_core::prelude::*;
 use mq_core::Config;
@@ -180,21 +179,17 @@ impl Settings {
     /// Extracts `server.*` (plus `SERVER_*` variables) and `order-service.*` from the
     /// merged configuration.
     pub fn from_config(config: &Config) -> Result<Settings, BoxError> {
-        let server = config
-            .figment()
-            .merge(
-                Env::prefixed("SERVER_")
-                    .only(&["address", "port"])
-                    .map(|k| format!("server.{k}").into()),
-            )
-            .focus("server")
-            .extract::<ServerSettings>()
-            .map_err(|e| format!("invalid `server` settings: {e}"))?;
-        let topics = config
-            .figment()
-            .focus("order-service.topics")
-            .extract::<Topics>()
-            .map_err(|e| format!("invalid `order-service.topics` settings: {e}"))?;
+        let mut server: ServerSettings = config.section("server")?;
+        if let Ok(address) = std::env::var("SERVER_ADDRESS") {
+            server.address = address;
+        }
+        if let Ok(port) = std::env::var("SERVER_PORT") {
+            server.port = port
+                .trim()
+                .parse()
+                .map_err(|e| format!("invalid SERVER_PORT {port:?}: {e}"))?;
+        }
+        let topics: Topics = config.section("order-service.topics")?;
         Ok(Settings { server, topics })
     }
 }

@@ -158,11 +158,7 @@ pub struct Settings {
 impl Settings {
     /// Extracts `product-service.*` from the merged configuration.
     pub fn from_config(config: &Config) -> Result<Settings, BoxError> {
-        Ok(config
-            .figment()
-            .focus("product-service")
-            .extract::<Settings>()
-            .map_err(|e| format!("invalid `product-service` settings: {e}"))?)
+        Ok(config.section::<Settings>("product-service")?)
     }
 }
 

@@ -155,7 +155,10 @@ mq:
         }
         let props = &doc["config"]["mq"]["kafka"]["consumer"]["properties"];
         assert_eq!(props["sasl.password"], MASK);
-        assert_eq!(props["fetch.min.bytes"], 1);
+        assert_eq!(
+            props["fetch.min.bytes"], "1",
+            "properties are a map of strings"
+        );
         assert_eq!(
             doc["config"]["mq"]["kafka"]["producer"]["properties"]["ssl.keystore.location"],
             MASK

@@ -104,6 +104,54 @@ impl Config {
     /// assert_eq!(c.management.server.port, 0);
     /// ```
     pub fn from_yaml_str(yaml: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::from(Yaml::string(yaml)))
+        Self::from_yaml_layers(&[yaml])
     }
+
+    /// This configuration with one more YAML document merged on top (its keys win), for
+    /// settings a program decides itself after [`Config::load`]. The files read and the
+    /// ignored environment variables are kept.
+    ///
+    /// ```
+    /// let base = mq_core::Config::from_yaml_str("mq:\n  application:\n    name: shop\n").unwrap();
+    /// let c = base.with_yaml_layer("mq:\n  kafka:\n    bootstrap-servers: embedded\n").unwrap();
+    /// assert_eq!((c.mq.application.name.as_str(), c.mq.kafka.bootstrap_servers.as_str()), ("shop", "embedded"));
+    /// ```
+    pub fn with_yaml_layer(&self, yaml: &str) -> Result<Config, ConfigError> {
+        let figment = self
+            .figment
+            .clone()
+            .unwrap_or_default()
+            .merge(Yaml::string(yaml));
+        let mut config = Self::from_figment(figment)?;
+        if !sets_profiles(yaml) {
+            config.mq.profiles.active = self.mq.profiles.active.clone();
+        }
+        config.sources = self.sources.clone();
+        config.ignored_env = self.ignored_env.clone();
+        Ok(config)
+    }
+
+    /// Merges YAML documents, later ones winning key by key (as a profile file wins over
+    /// `application.yaml`), then reads the result like [`Config::from_yaml_str`]. The
+    /// application's own keys are kept for [`Config::section`].
+    ///
+    /// ```
+    /// let c = mq_core::Config::from_yaml_layers(&[
+    ///     "mq:\n  application:\n    name: shop\n  kafka:\n    bootstrap-servers: a:9092\n",
+    ///     "mq:\n  kafka:\n    bootstrap-servers: b:9092\n",
+    /// ]).unwrap();
+    /// assert_eq!(c.mq.application.name, "shop");
+    /// assert_eq!(c.mq.kafka.bootstrap_servers, "b:9092");
+    /// ```
+    pub fn from_yaml_layers(layers: &[&str]) -> Result<Config, ConfigError> {
+        let figment = layers
+            .iter()
+            .fold(Figment::new(), |f, yaml| f.merge(Yaml::string(yaml)));
+        Self::from_figment(figment)
+    }
+}
+
+/// Whether a YAML layer sets `mq.profiles.active` itself.
+fn sets_profiles(yaml: &str) -> bool {
+    Figment::from(Yaml::string(yaml)).contains("mq.profiles.active")
 }

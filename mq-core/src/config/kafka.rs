@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
 use super::lenient;
-use super::security::{self, KafkaSecurity, SaslConfig, SecurityConfig, SslConfig};
+use super::properties::Properties;
+use super::security::{KafkaSecurity, SaslConfig, SecurityConfig, SslConfig};
 use crate::envelope::ContentMode;
 
 /// `mq.kafka.*`
@@ -19,7 +19,7 @@ pub struct KafkaConfig {
     /// librdkafka properties for every client (consumers, producer, admin), like Spring's
     /// `spring.kafka.properties.*`: the place for `security.protocol`, `sasl.*`, `ssl.*`.
     /// `consumer.properties` and `producer.properties` win over these.
-    pub properties: BTreeMap<String, Value>,
+    pub properties: Properties,
     /// Consumer settings.
     pub consumer: ConsumerConfig,
     /// Producer settings.
@@ -67,7 +67,7 @@ impl std::fmt::Debug for KafkaConfig {
         // `properties` may hold `sasl.password` and friends: masked.
         f.debug_struct("KafkaConfig")
             .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("properties", &security::DebugProperties(&self.properties))
+            .field("properties", &self.properties)
             .field("consumer", &self.consumer)
             .field("producer", &self.producer)
             .field("admin", &self.admin)
@@ -82,7 +82,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap_servers: "127.0.0.1:9092".to_owned(),
-            properties: BTreeMap::new(),
+            properties: Properties::new(),
             consumer: ConsumerConfig::default(),
             producer: ProducerConfig::default(),
             admin: AdminConfig::default(),
@@ -137,7 +137,7 @@ pub struct ConsumerConfig {
     /// `earliest` (default) or `latest`.
     pub auto_offset_reset: AutoOffsetReset,
     /// librdkafka consumer properties, passed as they are (they win over mq's defaults).
-    pub properties: BTreeMap<String, Value>,
+    pub properties: Properties,
 }
 
 /// `mq.kafka.producer.*`
@@ -154,7 +154,7 @@ pub struct ProducerConfig {
     /// by the topic's name as it is (dots included: file keys are not split on dots).
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// librdkafka producer properties, passed as they are.
-    pub properties: BTreeMap<String, Value>,
+    pub properties: Properties,
 }
 
 impl ProducerConfig {
@@ -188,7 +188,7 @@ impl std::fmt::Debug for ConsumerConfig {
         f.debug_struct("ConsumerConfig")
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
-            .field("properties", &security::DebugProperties(&self.properties))
+            .field("properties", &self.properties)
             .finish()
     }
 }
@@ -199,7 +199,7 @@ impl std::fmt::Debug for ProducerConfig {
             .field("acks", &self.acks)
             .field("content_mode", &self.content_mode)
             .field("destinations", &self.destinations)
-            .field("properties", &security::DebugProperties(&self.properties))
+            .field("properties", &self.properties)
             .finish()
     }
 }
@@ -210,57 +210,22 @@ impl Default for ProducerConfig {
             acks: "all".to_owned(),
             content_mode: ContentMode::default(),
             destinations: BTreeMap::new(),
-            properties: BTreeMap::new(),
+            properties: Properties::new(),
         }
     }
 }
 
-/// Flattens a `properties` map into librdkafka `key=value` pairs: nested maps join with
-/// `.` (so `fetch: {min.bytes: 1}` and `fetch.min.bytes: 1` mean the same), scalars become
-/// strings.
+/// The properties as librdkafka `key=value` pairs, ordered by name (nested maps were
+/// already joined with `.` when read, see [`Properties`]).
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use figment::value::Value;
-/// let mut m = BTreeMap::new();
-/// m.insert("linger.ms".to_string(), Value::from(5u32));
-/// assert_eq!(mq_core::config::flatten_properties(&m), vec![("linger.ms".to_string(), "5".to_string())]);
+/// let mut p = mq_core::config::Properties::new();
+/// p.insert("linger.ms", "5");
+/// assert_eq!(mq_core::config::flatten_properties(&p), vec![("linger.ms".to_string(), "5".to_string())]);
 /// ```
-pub fn flatten_properties(map: &BTreeMap<String, Value>) -> Vec<(String, String)> {
-    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-        match value {
-            Value::Dict(_, dict) => {
-                for (k, v) in dict {
-                    walk(&format!("{prefix}.{k}"), v, out);
-                }
-            }
-            other => out.push((prefix.to_owned(), value_to_string(other))),
-        }
-    }
-    let mut out = Vec::new();
-    for (k, v) in map {
-        walk(k, v, &mut out);
-    }
-    out
-}
-
-pub(super) fn value_to_string(value: &Value) -> String {
-    match value {
-        Value::String(_, s) => s.clone(),
-        Value::Char(_, c) => c.to_string(),
-        Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => n
-            .to_u128()
-            .map(|n| n.to_string())
-            .or_else(|| n.to_i128().map(|n| n.to_string()))
-            .or_else(|| n.to_f64().map(|n| n.to_string()))
-            .unwrap_or_default(),
-        Value::Empty(_, _) => String::new(),
-        Value::Array(_, items) => items
-            .iter()
-            .map(value_to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Dict(_, _) => String::new(),
-    }
+pub fn flatten_properties(properties: &Properties) -> Vec<(String, String)> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
 use super::lenient;
@@ -200,6 +199,8 @@ pub struct HealthGroupSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct MetricsSettings {
-    /// Labels put on every series, e.g. `application: order-service`.
-    pub tags: BTreeMap<String, Value>,
+    /// Labels put on every series, e.g. `application: order-service` (numbers and
+    /// booleans are taken as their text).
+    #[serde(deserialize_with = "super::properties::string_map")]
+    pub tags: BTreeMap<String, String>,
 }

@@ -14,7 +14,7 @@
 //!    sets the librdkafka property `fetch.min.bytes`.
 //!
 //! Unknown keys under `mq` and `management` are errors (a typo must not be silently ignored);
-//! other top-level keys are left for the application ([`Config::figment`]).
+//! other top-level keys are left for the application ([`Config::section`]).
 
 mod duration;
 mod env;
@@ -24,6 +24,7 @@ mod lenient;
 mod listener;
 mod management;
 mod mq;
+mod properties;
 mod rabbitmq;
 pub mod security;
 mod validate;
@@ -51,6 +52,7 @@ pub use management::{
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
 };
+pub use properties::Properties;
 pub use rabbitmq::{
     AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
 };
@@ -96,7 +98,7 @@ pub struct ConfigError(String);
 impl std::fmt::Debug for Config {
     /// The settings with every secret masked, as `/actuator/info` shows them (a `{:?}` of
     /// the configuration may end up in a log line): no password, token, key, `sasl.*` value
-    /// or URI password; never the figment, which holds every raw value.
+    /// or URI password; never the merged sources, which hold every raw value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut settings = serde_json::to_value(self).unwrap_or_default();
         crate::actuator::sanitize(&mut settings);
@@ -130,17 +132,58 @@ impl Config {
         &self.ignored_env
     }
 
-    /// The merged figment, to extract the application's own settings from the same files.
+    /// The application's own settings under the top-level `key` (dots go deeper:
+    /// `my-app.topics`), read from the same merged files as `mq` and `management`. A key
+    /// that is absent reads as an empty map (fields with defaults take them). Numbers and
+    /// booleans are also read from strings. The error names the key and the file it came
+    /// from.
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
-    /// struct Shop { currency: String }
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct Shop { currency: String, #[serde(default)] max_items: u32 }
     /// let c = mq_core::Config::from_yaml_str("shop:\n  currency: EUR\n").unwrap();
-    /// let shop: Shop = c.figment().extract_inner("shop").unwrap();
-    /// assert_eq!(shop.currency, "EUR");
+    /// let shop: Shop = c.section("shop").unwrap();
+    /// assert_eq!((shop.currency.as_str(), shop.max_items), ("EUR", 0));
+    /// let err = c.section::<Shop>("store").unwrap_err().to_string();
+    /// assert!(err.contains("store") && err.contains("currency"), "{err}");
     /// ```
-    pub fn figment(&self) -> Figment {
-        self.figment.clone().unwrap_or_default()
+    pub fn section<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
+        let figment = self.figment.clone().unwrap_or_default();
+        let scalar = matches!(figment.find_value(key), Ok(v) if v.as_dict().is_none());
+        let result = if scalar {
+            figment.extract_inner_lossy::<T>(key).map_err(|e| {
+                e.into_iter()
+                    .map(|e| (key.to_owned(), e))
+                    .collect::<Vec<_>>()
+            })
+        } else {
+            // An absent key reads as an empty map; error paths are relative to `key`.
+            figment.focus(key).extract_lossy::<T>().map_err(|e| {
+                e.into_iter()
+                    .map(|e| {
+                        let full = std::iter::once(key.to_owned())
+                            .chain(e.path.iter().cloned())
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        (full, e)
+                    })
+                    .collect()
+            })
+        };
+        result.map_err(|errors| {
+            ConfigError(
+                errors
+                    .into_iter()
+                    .map(
+                        |(full, e)| match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                            Some(source) => format!("{full}: {} (in {source})", e.kind),
+                            None => format!("{full}: {}", e.kind),
+                        },
+                    )
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
     }
 
     /// The `management.metrics.tags` as label pairs, keys made legal label names
@@ -150,7 +193,7 @@ impl Config {
             .metrics
             .tags
             .iter()
-            .map(|(k, v)| (crate::metrics::label_name(k), kafka::value_to_string(v)))
+            .map(|(k, v)| (crate::metrics::label_name(k), v.clone()))
             .collect()
     }
 }

@@ -382,3 +382,46 @@ fn a_bad_destination_setting_names_the_key() {
     .unwrap_err();
     assert!(err.to_string().contains("content-type"), "{err}");
 }
+
+#[test]
+fn properties_and_tags_are_string_maps() {
+    let c = with_env(
+        "mq:\n  kafka:\n    properties:\n      client.id: \"1.10\"\n      linger.ms: 1.10\n      enable:\n        idempotence: true\nmanagement:\n  metrics:\n    tags:\n      version: 2\n      region: eu\n",
+        &[("MQ_KAFKA__PRODUCER__PROPERTIES__BATCH_SIZE", "007")],
+    )
+    .unwrap();
+    let p = &c.mq.kafka.properties;
+    assert_eq!(p.get("client.id"), Some("1.10"), "quoted: exact");
+    assert_eq!(p.get("linger.ms"), Some("1.1"), "a YAML float");
+    assert_eq!(p.get("enable.idempotence"), Some("true"));
+    assert_eq!(
+        c.mq.kafka.producer.properties.get("batch.size"),
+        Some("007")
+    );
+    assert_eq!(c.management.metrics.tags["version"], "2");
+    assert_eq!(
+        c.metric_tags(),
+        [
+            ("region".to_owned(), "eu".to_owned()),
+            ("version".to_owned(), "2".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn a_section_error_names_the_key_and_the_file() {
+    let dir = std::env::temp_dir().join(format!("mq-section-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("application.yaml"), "shop:\n  max-items: many\n").unwrap();
+    let c = Config::load_from(&dir).unwrap();
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Shop {
+        #[allow(dead_code)]
+        max_items: u32,
+    }
+    let err = c.section::<Shop>("shop").unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(err.contains("shop.max-items"), "{err}");
+    assert!(err.contains("application.yaml"), "{err}");
+}

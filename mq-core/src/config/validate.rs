@@ -25,15 +25,9 @@ const PROTECTED: [(&str, &str); 3] = [
 ];
 
 impl Config {
-    /// Extracts and validates a configuration from any figment. Numbers, booleans and
+    /// Extracts and validates a configuration from a figment. Numbers, booleans and
     /// durations are also read from strings (environment values are strings).
-    ///
-    /// ```
-    /// use figment::{Figment, providers::Serialized};
-    /// let f = Figment::from(Serialized::default("mq.application.name", "x"));
-    /// assert_eq!(mq_core::Config::from_figment(f).unwrap().mq.application.name, "x");
-    /// ```
-    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+    pub(crate) fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let mut config: Config = figment.extract_lossy().map_err(|e| {
             ConfigError(
                 e.into_iter()

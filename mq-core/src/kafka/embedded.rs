@@ -37,9 +37,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::RDKafkaErrorCode;
 
-use figment::value::Value;
-
-use crate::config::{flatten_properties, Config};
+use crate::config::Config;
 use crate::registry::ListenerSpec;
 use crate::Error;
 
@@ -76,14 +74,8 @@ pub(crate) fn resolve(config: &mut Config) -> Result<Option<Arc<EmbeddedKafka>>,
     // default 500 ms), even when records arrive meanwhile; a real broker answers at once.
     // Poll it often instead, unless the configuration says otherwise.
     let props = &mut config.mq.kafka.consumer.properties;
-    if !flatten_properties(props)
-        .iter()
-        .any(|(k, _)| k == "fetch.wait.max.ms")
-    {
-        props.insert(
-            "fetch.wait.max.ms".to_owned(),
-            Value::from(EMBEDDED_FETCH_WAIT_MS),
-        );
+    if !props.contains_key("fetch.wait.max.ms") {
+        props.insert("fetch.wait.max.ms", EMBEDDED_FETCH_WAIT_MS.to_string());
     }
     Ok(Some(cluster))
 }
