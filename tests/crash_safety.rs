@@ -7,13 +7,15 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use mq_core::prelude::*;
 use mq_core::App;
-use support::{bootstrap, config, create_topic, unique};
+use support::{
+    bootstrap, config, create_topic, lines, random_between, unique, KillOnDrop as Guard,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Tick {
@@ -21,15 +23,6 @@ struct Tick {
 }
 
 const EVENTS: u64 = 20_000;
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn_child(dir: &Path, topic: &str, group: &str, out: &Path) -> Guard {
     let child = Command::new(env!("CARGO_BIN_EXE_mq-crash-consumer"))
@@ -54,20 +47,6 @@ fn spawn_child(dir: &Path, topic: &str, group: &str, out: &Path) -> Guard {
         .spawn()
         .expect("spawn the crash consumer");
     Guard(child)
-}
-
-fn lines(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A pseudo-random number in `lo..hi` (no RNG crate needed for this).
-fn random_between(lo: usize, hi: usize) -> usize {
-    let n = uuid::Uuid::new_v4().as_u128();
-    lo + (n % (hi - lo) as u128) as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

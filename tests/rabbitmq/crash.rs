@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -14,6 +14,7 @@ use lapin::BasicProperties;
 use mq_core::prelude::*;
 
 use super::*;
+use support::{lines, random_between, KillOnDrop as Guard};
 
 const EVENTS: u64 = 20_000;
 const QUEUE: &str = "mq_t_crash";
@@ -21,15 +22,6 @@ const QUEUE: &str = "mq_t_crash";
 #[derive(Debug, Serialize, Deserialize)]
 struct Tick {
     n: u64,
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn_child(dir: &Path, out: &Path) -> Guard {
@@ -48,20 +40,6 @@ fn spawn_child(dir: &Path, out: &Path) -> Guard {
         .spawn()
         .expect("spawn the crash consumer");
     Guard(child)
-}
-
-fn lines(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A pseudo-random number in `lo..hi`.
-fn random_between(lo: usize, hi: usize) -> usize {
-    let n = uuid::Uuid::new_v4().as_u128();
-    lo + (n % (hi - lo) as u128) as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

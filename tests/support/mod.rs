@@ -264,3 +264,28 @@ pub async fn http(
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
+
+/// A child process killed (and reaped) when dropped: a crash test never leaves one behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of the file at `path` (none when it does not exist yet).
+pub fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A pseudo-random number in `lo..hi` (no RNG crate needed for this).
+pub fn random_between(lo: usize, hi: usize) -> usize {
+    let n = uuid::Uuid::new_v4().as_u128();
+    lo + (n % (hi - lo) as u128) as usize
+}
