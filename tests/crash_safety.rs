@@ -14,7 +14,8 @@ use futures::future::join_all;
 use mq_core::prelude::*;
 use mq_core::App;
 use support::{
-    bootstrap, config, create_topic, lines, random_between, unique, KillOnDrop as Guard,
+    bootstrap, config, create_topic, lines, random_between, unique, wait_for_lines,
+    KillOnDrop as Guard,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,19 +100,11 @@ async fn sigkill_at_random_points_loses_nothing() {
 
     // A last run until every event was handled, then a graceful SIGTERM.
     let mut child = spawn_child(dir.path(), &topic, &group, &out);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let handled: HashSet<String> = lines(&out).into_iter().collect();
-        if ids.iter().all(|id| handled.contains(id)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lost events: {} of {EVENTS} never handled",
-            ids.iter().filter(|id| !handled.contains(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let missing = wait_for_lines(&out, &ids, Duration::from_secs(180)).await;
+    assert_eq!(
+        missing, 0,
+        "lost events: {missing} of {EVENTS} never handled"
+    );
     let pid = child.0.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());

@@ -240,7 +240,11 @@ async fn a_rebalance_during_a_slow_handler_never_runs_the_partition_twice_and_ne
         })
     };
     let rebalances_before = app.rebalances();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The records below go in once the rebalance has revoked the partition mid-record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.rebalances() <= rebalances_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for i in 0..50 {
         produce(&topic, &format!("k{}", i % 5), i + 1).await;
     }

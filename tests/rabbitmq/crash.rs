@@ -14,7 +14,7 @@ use lapin::BasicProperties;
 use mq_core::prelude::*;
 
 use super::*;
-use support::{lines, random_between, KillOnDrop as Guard};
+use support::{lines, random_between, wait_for_lines, KillOnDrop as Guard};
 
 const EVENTS: u64 = 20_000;
 const QUEUE: &str = "mq_t_crash";
@@ -89,19 +89,8 @@ async fn sigkill_of_the_consumer_at_random_points_loses_nothing() {
     }
 
     let mut child = spawn_child(dir.path(), &out);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let handled: HashSet<String> = lines(&out).into_iter().collect();
-        if ids.iter().all(|id| handled.contains(id)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lost: {} of {EVENTS} never handled",
-            ids.iter().filter(|id| !handled.contains(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let missing = wait_for_lines(&out, &ids, Duration::from_secs(180)).await;
+    assert_eq!(missing, 0, "lost: {missing} of {EVENTS} never handled");
     let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -289,3 +289,21 @@ pub fn random_between(lo: usize, hi: usize) -> usize {
     let n = uuid::Uuid::new_v4().as_u128();
     lo + (n % (hi - lo) as u128) as usize
 }
+
+/// Waits until every id of `ids` is a line of the file at `out`, or `timeout` passed;
+/// returns how many are still missing (0: all handled).
+pub async fn wait_for_lines(
+    out: &std::path::Path,
+    ids: &std::collections::HashSet<String>,
+    timeout: Duration,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let handled: std::collections::HashSet<String> = lines(out).into_iter().collect();
+        let missing = ids.iter().filter(|id| !handled.contains(*id)).count();
+        if missing == 0 || tokio::time::Instant::now() >= deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -67,6 +67,14 @@ fn lanes(spec: ListenerSpec, settings: LaneSettings) -> LaneSet {
     LaneSet::new(runtime, settings, tokio::runtime::Handle::current())
 }
 
+/// Waits (up to 5 s) until `done` holds.
+async fn eventually(done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn record(offset: i64, key: &str) -> Arc<Record> {
     Arc::new(Record::new(
         "t",
@@ -112,7 +120,7 @@ async fn a_returning_partition_waits_for_its_previous_lane_and_the_killed_lane_c
     let first = Arc::new(Recorder::default());
     set.open(key.clone(), first.clone());
     assert!(set.push(&key, record(0, "a")));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(|| RUNNING.load(AtomicOrdering::SeqCst) == 1).await;
     // Revoked mid-record: the drain times out, the lane is fenced and cancelled.
     set.close(Some(std::slice::from_ref(&key))).await;
     assert!(
@@ -125,12 +133,7 @@ async fn a_returning_partition_waits_for_its_previous_lane_and_the_killed_lane_c
     for o in 0..5 {
         assert!(set.push(&key, record(o, "a")));
     }
-    for _ in 0..100 {
-        if second.finished.load(AtomicOrdering::SeqCst) == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(|| second.finished.load(AtomicOrdering::SeqCst) == 5).await;
     assert_eq!(second.finished.load(AtomicOrdering::SeqCst), 5);
     assert_eq!(
         MAX_RUNNING.load(AtomicOrdering::SeqCst),
@@ -175,7 +178,8 @@ async fn key_order_runs_other_keys_past_a_slow_one_and_commits_only_the_contiguo
     for o in 1..=6 {
         set.push(&key, record(o, if o % 2 == 0 { "b" } else { "c" }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The six quick records finish while offset 0 (200 ms) is still running.
+    eventually(|| KEYED_DONE.lock().unwrap().len() >= 6).await;
     let done = KEYED_DONE.lock().unwrap().clone();
     assert_eq!(
         done.len(),
@@ -187,12 +191,7 @@ async fn key_order_runs_other_keys_past_a_slow_one_and_commits_only_the_contiguo
         "nothing committed while offset 0 runs"
     );
     set.push(&key, record(7, "slow"));
-    for _ in 0..100 {
-        if source.finished.load(AtomicOrdering::SeqCst) == 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(|| source.finished.load(AtomicOrdering::SeqCst) == 8).await;
     set.close(None).await;
     let done = KEYED_DONE.lock().unwrap().clone();
     let slow: Vec<i64> = done
