@@ -22,6 +22,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::buffer::{Batch, Buffer, Recycle};
 use super::flow::{Flow, Valve};
 use super::offset_tracker::OffsetTracker;
 use super::{LaneKey, LaneSettings, Ordering as RecordOrdering};
@@ -69,8 +70,6 @@ pub(crate) struct LaneShared {
     pub(crate) flow: Flow,
     fenced: Mutex<bool>,
     source: Arc<dyn LaneSource>,
-    /// Where spent records go back for reuse (the Kafka transport refills them).
-    recycle: Option<mpsc::UnboundedSender<Arc<Record>>>,
 }
 
 impl LaneShared {
@@ -97,15 +96,15 @@ pub(crate) struct Opening {
     pub(crate) share: usize,
     /// The `ended` token of the partition's previous lane.
     pub(crate) predecessor: Option<CancellationToken>,
-    /// Where spent records go back for reuse.
-    pub(crate) recycle: Option<mpsc::UnboundedSender<Arc<Record>>>,
+    /// Where spent records go back for reuse (the Kafka transport refills them).
+    pub(crate) recycle: Option<Recycle>,
 }
 
 /// The transport's handle on one lane.
 #[derive(Clone)]
 pub(crate) struct Lane {
     pub(crate) shared: Arc<LaneShared>,
-    tx: mpsc::UnboundedSender<Arc<Record>>,
+    tx: mpsc::UnboundedSender<Batch>,
     abort: tokio::task::AbortHandle,
 }
 
@@ -137,7 +136,6 @@ impl Lane {
             flow: Flow::new(share),
             fenced: Mutex::new(false),
             source,
-            recycle,
         });
         let task_shared = shared.clone();
         let join = rt.spawn(async move {
@@ -151,16 +149,19 @@ impl Lane {
                 }
             }
             let local = runtime.worker_local();
+            let mut buffer = Buffer::new(rx, recycle);
             let mut offsets = Offsets {
                 shared: &task_shared,
                 tracker: OffsetTracker::default(),
                 uncommitted: 0,
             };
             match settings.ordering {
-                RecordOrdering::Partition => ordered(&runtime, &local, &mut offsets, rx).await,
+                RecordOrdering::Partition => {
+                    ordered(&runtime, &local, &mut offsets, &mut buffer).await
+                }
                 RecordOrdering::Key => {
                     let max = settings.max_in_flight.max(1) as usize;
-                    keyed(&runtime, &local, &mut offsets, rx, max).await
+                    keyed(&runtime, &local, &mut offsets, &mut buffer, max).await
                 }
             }
             offsets.commit();
@@ -175,12 +176,21 @@ impl Lane {
     /// Hands the lane its next record; false when the lane is closed (the record is then
     /// dropped unacknowledged: its partition's next owner reads it again).
     pub(crate) fn push(&self, record: Arc<Record>) -> bool {
+        self.push_batch(Batch::of(record))
+    }
+
+    /// Hands the lane its next records, in order; false when the lane is closed (they are
+    /// then dropped unacknowledged, as by [`push`](Lane::push)).
+    pub(crate) fn push_batch(&self, batch: Batch) -> bool {
         if self.shared.stop.is_cancelled() {
             return false;
         }
-        let bytes = weight(&record);
+        if batch.is_empty() {
+            return true;
+        }
+        let bytes = batch.bytes;
         self.shared.flow.added(bytes, &*self.shared.source);
-        if self.tx.send(record).is_err() {
+        if self.tx.send(batch).is_err() {
             self.shared.flow.taken(bytes, &*self.shared.source);
             return false;
         }
@@ -211,12 +221,6 @@ impl Lane {
     }
 }
 
-fn weight(record: &Record) -> usize {
-    Flow::weight(
-        record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len),
-    )
-}
-
 /// What the lane task commits: its offset tracker and how many done records it has not
 /// committed yet.
 struct Offsets<'a> {
@@ -244,25 +248,32 @@ impl Offsets<'_> {
 
     /// The next record from the buffer, committing what is done before waiting for one;
     /// `None` once the lane is stopped.
-    async fn next(&mut self, rx: &mut mpsc::UnboundedReceiver<Arc<Record>>) -> Option<Arc<Record>> {
-        let record = match rx.try_recv() {
-            Ok(r) => r,
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                self.commit();
-                match spin_recv(rx).await {
-                    Some(r) => r,
-                    None => tokio::select! {
-                        biased;
-                        _ = self.shared.stop.cancelled() => return None,
-                        r = rx.recv() => r?,
-                    },
+    async fn next(&mut self, buffer: &mut Buffer) -> Option<Arc<Record>> {
+        let record = loop {
+            if let Some(r) = buffer.pop() {
+                break r;
+            }
+            buffer.give_back();
+            let batch = match buffer.channel().try_recv() {
+                Ok(b) => b,
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.commit();
+                    match spin_recv(buffer.channel()).await {
+                        Some(b) => b,
+                        None => tokio::select! {
+                            biased;
+                            _ = self.shared.stop.cancelled() => return None,
+                            b = buffer.channel().recv() => b?,
+                        },
+                    }
                 }
+            };
+            self.shared.flow.taken(batch.bytes, &*self.shared.source);
+            if let Some(r) = buffer.load(batch) {
+                break r;
             }
         };
-        self.shared
-            .flow
-            .taken(weight(&record), &*self.shared.source);
         if self.shared.stop.is_cancelled() {
             return None;
         }
@@ -272,13 +283,13 @@ impl Offsets<'_> {
 }
 
 /// Yields a few times before the lane parks: while the transport is routing a burst, the
-/// next record is usually a moment away, and parking then means a thread wake-up (a futex
-/// round trip) for every few records.
-async fn spin_recv(rx: &mut mpsc::UnboundedReceiver<Arc<Record>>) -> Option<Arc<Record>> {
+/// next batch is usually a moment away, and parking then means a thread wake-up (a futex
+/// round trip) for every batch.
+async fn spin_recv(rx: &mut mpsc::UnboundedReceiver<Batch>) -> Option<Batch> {
     for _ in 0..SPINS {
         tokio::task::yield_now().await;
-        if let Ok(r) = rx.try_recv() {
-            return Some(r);
+        if let Ok(b) = rx.try_recv() {
+            return Some(b);
         }
     }
     None
@@ -293,22 +304,18 @@ async fn ordered(
     runtime: &ListenerRuntime,
     local: &WorkerLocal,
     offsets: &mut Offsets<'_>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Record>>,
+    buffer: &mut Buffer,
 ) {
     let shared = offsets.shared;
-    while let Some(record) = offsets.next(&mut rx).await {
+    while let Some(record) = offsets.next(buffer).await {
         tokio::task::consume_budget().await;
         let offset = record.offset;
         shared.activity.offset.store(offset, Ordering::Relaxed);
         shared.activity.since_ms.store(now_ms(), Ordering::Relaxed);
         let disposition = process_supervised(runtime, local, shared, &record).await;
         shared.activity.since_ms.store(0, Ordering::Relaxed);
-        // Hand the spent record back to the transport for reuse, unless a handler kept it.
-        if let Some(recycle) = &shared.recycle {
-            if Arc::strong_count(&record) == 1 {
-                let _ = recycle.send(record);
-            }
-        }
+        // Keep the spent record for reuse by the transport, unless a handler kept it.
+        buffer.spend(record);
         let Some(disposition) = disposition else {
             return;
         };
@@ -326,7 +333,7 @@ async fn keyed(
     runtime: &ListenerRuntime,
     local: &WorkerLocal,
     offsets: &mut Offsets<'_>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Record>>,
+    buffer: &mut Buffer,
     max_in_flight: usize,
 ) {
     let shared = offsets.shared;
@@ -380,7 +387,7 @@ async fn keyed(
                     }
                 }
             }
-            record = offsets.next(&mut rx), if can_take => {
+            record = offsets.next(buffer), if can_take => {
                 let Some(record) = record else {
                     stopping = true;
                     continue;

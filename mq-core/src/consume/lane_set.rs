@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::buffer::Recycle;
 use super::lane::{Lane, LaneSource, Opening};
 use super::{LaneKey, LaneSettings};
 use crate::dispatch::ListenerRuntime;
@@ -54,7 +55,7 @@ pub(crate) struct LaneSet {
     lanes: Mutex<Lanes>,
     epochs: AtomicU64,
     rt: tokio::runtime::Handle,
-    recycle: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Arc<Record>>>>,
+    recycle: Mutex<Option<Recycle>>,
 }
 
 impl LaneSet {
@@ -76,7 +77,7 @@ impl LaneSet {
 
     /// From now on, lanes opened send their spent records (those no handler kept) to
     /// `tx`, for the transport to refill instead of allocating new ones.
-    pub(crate) fn recycle_into(&self, tx: tokio::sync::mpsc::UnboundedSender<Arc<Record>>) {
+    pub(crate) fn recycle_into(&self, tx: Recycle) {
         *self.recycle.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 

@@ -21,12 +21,14 @@
 // recycling are the transports' business.
 #![cfg_attr(not(feature = "kafka"), allow(dead_code, unused_imports))]
 
+mod buffer;
 mod flow;
 mod lane;
 mod lane_set;
 mod offset_tracker;
 mod watchdog;
 
+pub(crate) use buffer::{Batch, MAX_BATCH};
 pub(crate) use flow::Valve;
 pub(crate) use lane::{Lane, LaneSource};
 pub(crate) use lane_set::{LaneSet, LaneView};

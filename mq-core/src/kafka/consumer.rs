@@ -1,9 +1,13 @@
-//! A listener's Kafka consumer: a poll loop that routes records into lanes.
+//! A listener's Kafka consumer: a poll loop on a thread of its own that routes records into
+//! lanes.
 //!
-//! The consumer's one queue is polled by its own task the whole time. That serves
+//! The consumer's one queue is polled by its own thread the whole time. That serves
 //! rebalances (see [`rebalance`](super::rebalance)), keeps the member in its group while
-//! handlers are slow (`max.poll.interval.ms` counts polls), and routes each record into
-//! its partition's lane (`consume`). The loop never runs a handler.
+//! handlers are slow or block a runtime thread (`max.poll.interval.ms` counts polls), and
+//! routes records into their partitions' lanes (`consume`) in batches: one handoff per
+//! batch, not per record. The loop never runs a handler. Being off the runtime's worker
+//! threads, it polls on one core while the lanes run on the others; on a worker it would
+//! share a core with the lanes it wakes.
 //!
 //! Because every record comes through the one queue, librdkafka's read-ahead limit
 //! (`queued.max.messages.kbytes`) bounds the whole consumer whatever its partition count,
@@ -14,7 +18,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::task::JoinHandle;
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rebalance::{commit_stored, ConsumerStatus, MqConsumer, MqContext};
 use super::record_copy::next_record;
-use crate::consume::{self, LaneKey, LaneSet, LaneSettings};
+use crate::consume::{self, Batch, LaneKey, LaneSet, LaneSettings, MAX_BATCH};
 use crate::dispatch::ListenerRuntime;
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -48,71 +51,64 @@ pub(crate) fn spawn(
         metrics,
         rt,
     };
-    let consumer: MqConsumer = config.create_with_context(context).map_err(|e| {
-        crate::Error::Kafka(format!(
-            "cannot create consumer of {}: {e}",
-            runtime.spec.name
-        ))
-    })?;
+    let name = runtime.spec.name;
+    let consumer: MqConsumer = config
+        .create_with_context(context)
+        .map_err(|e| crate::Error::Kafka(format!("cannot create consumer of {name}: {e}")))?;
     let consumer = Arc::new(consumer);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let subscriptions = runtime.spec.subscriptions();
     let topics: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| {
-        crate::Error::Kafka(format!(
-            "cannot subscribe {} to {topics:?}: {e}",
-            runtime.spec.name
-        ))
+        crate::Error::Kafka(format!("cannot subscribe {name} to {topics:?}: {e}"))
     })?;
-    let task_status = status.clone();
+    let (stopped, polled_out) = tokio::sync::oneshot::channel();
+    let (poll_consumer, poll_lanes, poll_status) = (consumer.clone(), lanes.clone(), status.clone());
+    std::thread::Builder::new()
+        .name(format!("mq-poll-{name}"))
+        .spawn(move || {
+            poll_until_shutdown(&poll_consumer, &poll_lanes, &shutdown, &poll_status);
+            let _ = stopped.send(());
+        })
+        .map_err(|e| crate::Error::Kafka(format!("cannot start the poll thread of {name}: {e}")))?;
     let join = tokio::spawn(async move {
-        poll_until_shutdown(&consumer, &lanes, &shutdown, &task_status).await;
+        let _ = polled_out.await;
         close(consumer, lanes).await;
     });
     Ok((join, status))
 }
 
-/// Records routed between two updates of the poll loop's liveness stamp.
-const STAMP_EVERY: u32 = 1024;
+/// How long one poll waits for a record: the most the loop takes to notice shutdown, and
+/// the longest gap between two liveness stamps.
+const POLL_WAIT: Duration = Duration::from_millis(100);
 
-async fn poll_until_shutdown(
-    consumer: &Arc<MqConsumer>,
+/// Records taken without waiting after a poll that waited, before the loop looks at
+/// shutdown and stamps its liveness again.
+const DRAIN_MAX: usize = 4 * MAX_BATCH;
+
+fn poll_until_shutdown(
+    consumer: &MqConsumer,
     lanes: &LaneSet,
     shutdown: &CancellationToken,
     status: &ConsumerStatus,
 ) {
     let listener = lanes.runtime().spec.name;
-    let (recycle, spares) = tokio::sync::mpsc::unbounded_channel();
+    let (recycle, returned) = tokio::sync::mpsc::unbounded_channel();
     lanes.recycle_into(recycle);
-    let mut router = Router { last: None, spares };
-    let mut messages = consumer.stream();
-    let mut since_stamp = 0;
-    loop {
-        since_stamp += 1;
-        if since_stamp >= STAMP_EVERY {
-            since_stamp = 0;
-            stamp(status);
-        }
-        let polled = match messages.next().now_or_never() {
-            Some(m) => m,
-            None => {
-                stamp(status);
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return,
-                    m = messages.next() => m,
-                    // Wake up now and then so liveness sees the loop turning.
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
+    let mut router = Router::new(returned);
+    while !shutdown.is_cancelled() {
+        stamp(status);
+        let mut wait = POLL_WAIT;
+        for _ in 0..DRAIN_MAX {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => router.route(lanes, &m),
+                Some(Err(e)) => tracing::warn!(listener, error = %e, "consumer error"),
+                None => break,
             }
-        };
-        match polled {
-            Some(Ok(m)) => router.route(lanes, &m),
-            Some(Err(e)) => tracing::warn!(listener, error = %e, "consumer error"),
-            None => return,
+            wait = Duration::ZERO;
         }
-        // Let the lanes on this thread have their turn.
-        tokio::task::consume_budget().await;
+        // Nothing more is ready (or the loop took its fill): the lanes get what was routed.
+        router.flush();
     }
 }
 
@@ -122,22 +118,41 @@ fn stamp(status: &ConsumerStatus) {
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
 }
 
-/// Finds records' lanes, remembering the last one (consecutive records mostly share it),
-/// and copies each message into a spent record when the lanes gave one back.
+/// Batches records for their lanes. Consecutive records mostly share a partition (a fetch
+/// brings a run of each), so it keeps one batch, for the last record's lane, and hands it
+/// over when the next record is for another lane, when it is full, or when the poll loop
+/// is about to wait. Each message is copied into a spent record when the lanes gave some
+/// back.
 struct Router {
     last: Option<(LaneKey, consume::Lane)>,
-    spares: tokio::sync::mpsc::UnboundedReceiver<Arc<Record>>,
+    batch: Batch,
+    /// Spent records to refill.
+    spares: Vec<Arc<Record>>,
+    /// Empty vectors for the next batches.
+    empties: Vec<Vec<Arc<Record>>>,
+    returned: tokio::sync::mpsc::UnboundedReceiver<Vec<Arc<Record>>>,
 }
 
 impl Router {
+    fn new(returned: tokio::sync::mpsc::UnboundedReceiver<Vec<Arc<Record>>>) -> Router {
+        Router {
+            last: None,
+            batch: Batch::default(),
+            spares: Vec::new(),
+            empties: Vec::new(),
+            returned,
+        }
+    }
+
     fn route(&mut self, lanes: &LaneSet, m: &BorrowedMessage<'_>) {
         let hit = matches!(&self.last, Some((k, lane))
             if k.partition == m.partition() && &*k.topic == m.topic() && !lane.is_closed());
         if !hit {
+            self.flush();
             let key = LaneKey::of(m.topic(), m.partition());
             self.last = lanes.get(&key).map(|lane| (key, lane));
         }
-        let Some((key, lane)) = &self.last else {
+        let Some((key, _)) = &self.last else {
             // No lane: the partition was revoked after librdkafka queued the record. Its
             // next owner reads it again.
             tracing::debug!(
@@ -148,16 +163,47 @@ impl Router {
             );
             return;
         };
-        let record = next_record(self.spares.try_recv().ok(), m, &key.topic);
-        if !lane.push(record) {
+        let topic = key.topic.clone();
+        let spare = self.spare();
+        self.batch.push(next_record(spare, m, &topic));
+        if self.batch.len() >= MAX_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the batch to its lane.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = Batch::reusing(self.empties.pop().unwrap_or_default());
+        let batch = std::mem::replace(&mut self.batch, next);
+        let Some((key, lane)) = &self.last else {
+            return;
+        };
+        let (first, n) = (batch.records[0].offset, batch.len());
+        if !lane.push_batch(batch) {
             tracing::debug!(
-                topic = m.topic(),
-                partition = m.partition(),
-                offset = m.offset(),
-                "lane closed: record dropped unacknowledged"
+                topic = %key.topic,
+                partition = key.partition,
+                offset = first,
+                records = n,
+                "lane closed: records dropped unacknowledged"
             );
             self.last = None;
         }
+    }
+
+    /// A spent record to refill, if the lanes gave one back.
+    fn spare(&mut self) -> Option<Arc<Record>> {
+        if self.spares.is_empty() {
+            let mut returned = self.returned.try_recv().ok()?;
+            std::mem::swap(&mut self.spares, &mut returned);
+            if self.empties.len() < 4 {
+                self.empties.push(returned);
+            }
+        }
+        self.spares.pop()
     }
 }
 

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
@@ -18,7 +18,7 @@ use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use crate::consume::{LaneSet, LaneSource, Valve};
 use crate::metrics::Metrics;
 
-pub(crate) type MqConsumer = StreamConsumer<MqContext>;
+pub(crate) type MqConsumer = BaseConsumer<MqContext>;
 
 /// Live facts about one consumer, read by health checks and tests.
 #[derive(Debug, Default)]
@@ -128,10 +128,11 @@ impl ConsumerContext for MqContext {
 }
 
 impl MqContext {
-    /// Waits for `f` inside a rebalance callback, which runs within a poll on a runtime
-    /// thread: step out of the async context to wait. On a current-thread runtime we
-    /// cannot block, so we do not wait (closed lanes are then fenced at once by the next
-    /// lane's wait for them, and their records are delivered again).
+    /// Waits for `f` inside a rebalance callback. Those run within a poll on the consumer's
+    /// poll thread (outside the runtime: wait there), or within the consumer's close on a
+    /// blocking thread of the runtime (step out of the async context to wait; on a
+    /// current-thread runtime that cannot block, do not wait: closed lanes are then fenced
+    /// at once by the next lane's wait for them, and their records are delivered again).
     fn block_on(&self, f: impl std::future::Future<Output = ()>) {
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
