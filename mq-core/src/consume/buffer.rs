@@ -165,7 +165,11 @@ mod tests {
         }
         buffer.give_back();
         let back = returned.try_recv().unwrap();
-        assert_eq!(back.len(), 4, "the record a handler still holds is not reused");
+        assert_eq!(
+            back.len(),
+            4,
+            "the record a handler still holds is not reused"
+        );
         assert!(returned.try_recv().is_err(), "one send per batch");
         drop(kept);
     }

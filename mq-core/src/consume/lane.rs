@@ -65,6 +65,8 @@ pub(crate) struct LaneShared {
     pub(crate) key: LaneKey,
     pub(crate) epoch: u64,
     pub(crate) stop: CancellationToken,
+    /// Set with `stop`: read for every record, where the token would take its lock.
+    closed: AtomicBool,
     pub(crate) ended: CancellationToken,
     pub(crate) activity: Activity,
     pub(crate) flow: Flow,
@@ -131,6 +133,7 @@ impl Lane {
             key,
             epoch,
             stop: CancellationToken::new(),
+            closed: AtomicBool::new(false),
             ended: CancellationToken::new(),
             activity: Activity::default(),
             flow: Flow::new(share),
@@ -182,7 +185,7 @@ impl Lane {
     /// Hands the lane its next records, in order; false when the lane is closed (they are
     /// then dropped unacknowledged, as by [`push`](Lane::push)).
     pub(crate) fn push_batch(&self, batch: Batch) -> bool {
-        if self.shared.stop.is_cancelled() {
+        if self.is_closed() {
             return false;
         }
         if batch.is_empty() {
@@ -199,6 +202,7 @@ impl Lane {
 
     /// Takes no new record; the one in the handler finishes.
     pub(crate) fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         self.shared.stop.cancel();
     }
 
@@ -212,7 +216,7 @@ impl Lane {
 
     /// Whether the lane takes no new records.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.stop.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Whether the task has ended.
@@ -274,7 +278,7 @@ impl Offsets<'_> {
                 break r;
             }
         };
-        if self.shared.stop.is_cancelled() {
+        if self.shared.closed.load(Ordering::Acquire) {
             return None;
         }
         self.tracker.received(record.offset);

@@ -59,11 +59,12 @@ pub(crate) fn spawn(
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let subscriptions = runtime.spec.subscriptions();
     let topics: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| {
-        crate::Error::Kafka(format!("cannot subscribe {name} to {topics:?}: {e}"))
-    })?;
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| crate::Error::Kafka(format!("cannot subscribe {name} to {topics:?}: {e}")))?;
     let (stopped, polled_out) = tokio::sync::oneshot::channel();
-    let (poll_consumer, poll_lanes, poll_status) = (consumer.clone(), lanes.clone(), status.clone());
+    let (poll_consumer, poll_lanes, poll_status) =
+        (consumer.clone(), lanes.clone(), status.clone());
     std::thread::Builder::new()
         .name(format!("mq-poll-{name}"))
         .spawn(move || {
