@@ -312,6 +312,8 @@ struct ScalingRow {
     cpu_per_wall: f64,
     cpu_us_per_msg: f64,
     runs: Vec<Run>,
+    /// The baseline on the same topic (1 partition only): msg/s and CPU µs/msg, medians.
+    baseline: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -732,7 +734,9 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
     }
 
     if b.o.wants("scaling") {
-        println!("\n## scaling: mq over 1, 3 and 6 partitions, {runs} runs each");
+        println!(
+            "\n## scaling: mq over 1, 3 and 6 partitions, {runs} runs each (and the baseline on 1)"
+        );
         let mut topics = Vec::new();
         for p in [1usize, 3, 6] {
             let t = match (&tp6, p) {
@@ -746,25 +750,47 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
         }
         let mut rows: Vec<(usize, Vec<Run>)> =
             topics.iter().map(|(p, _)| (*p, Vec::new())).collect();
+        // One partition is where the handoff from the poll loop to the lane is the whole
+        // pipeline: the baseline runs there too, alternating with mq.
+        let mut baseline_1 = Vec::new();
         for i in 1..=runs {
             for (k, (p, t)) in topics.iter().enumerate() {
+                if *p == 1 {
+                    let r = b.run(System::Baseline, t, 1, false).await?;
+                    print_run("baseline 1 p.", i, &r);
+                    baseline_1.push(r);
+                }
                 let r = b.run(System::Mq, t, *p, false).await?;
                 print_run(&format!("mq {p} part."), i, &r);
                 rows[k].1.push(r);
             }
         }
         for (p, rs) in rows {
+            let baseline = (p == 1).then(|| {
+                (
+                    median(baseline_1.iter().map(|r| r.msgs_per_s).collect()),
+                    median(baseline_1.iter().map(|r| r.cpu_us_per_msg).collect()),
+                )
+            });
             let row = ScalingRow {
                 partitions: p,
                 msgs_per_s: median(rs.iter().map(|r| r.msgs_per_s).collect()),
                 cpu_per_wall: median(rs.iter().map(|r| r.cpu_per_wall).collect()),
                 cpu_us_per_msg: median(rs.iter().map(|r| r.cpu_us_per_msg).collect()),
                 runs: rs,
+                baseline,
             };
             println!(
                 "  median: {p} partition(s): {:.0} msg/s, cpu/wall {:.2}, cpu {:.2} µs/msg",
                 row.msgs_per_s, row.cpu_per_wall, row.cpu_us_per_msg
             );
+            if let Some((msgs, cpu)) = row.baseline {
+                println!(
+                    "  median: baseline on 1 partition: {msgs:.0} msg/s, cpu {cpu:.2} µs/msg; mq/baseline {:.3}, CPU per message {:.2}x",
+                    row.msgs_per_s / msgs,
+                    row.cpu_us_per_msg / cpu
+                );
+            }
             report.scaling.push(row);
         }
     }
@@ -1023,8 +1049,9 @@ fn summary(r: &Report) -> String {
             verdict(t.ratio >= 0.90)
         ));
         line(format!(
-            "| process CPU time per message (µs) | {bu:.2} | {mu:.2} | {:.2} | | |",
-            mu / bu.max(1e-9)
+            "| process CPU time per message (µs) | {bu:.2} | {mu:.2} | {:.2} | ≤ 1.25 | {} |",
+            mu / bu.max(1e-9),
+            verdict(mu / bu.max(1e-9) <= 1.25)
         ));
         line(format!(
             "| CPU time / wall time while consuming | {bc:.2} | {mc:.2} | | | |"
@@ -1120,6 +1147,20 @@ fn summary(r: &Report) -> String {
         ));
     }
     for row in &r.scaling {
+        if let Some((msgs, cpu)) = row.baseline {
+            let ratio = row.msgs_per_s / msgs;
+            line(format!(
+                "| throughput, 1 partition (msg/s, median) | {msgs:.0} | {:.0} | {ratio:.3} | ≥ 0.90 | {} |",
+                row.msgs_per_s,
+                verdict(ratio >= 0.90)
+            ));
+            line(format!(
+                "| process CPU time per message, 1 partition (µs) | {cpu:.2} | {:.2} | {:.2} | ≤ 1.25 | {} |",
+                row.cpu_us_per_msg,
+                row.cpu_us_per_msg / cpu,
+                verdict(row.cpu_us_per_msg / cpu <= 1.25)
+            ));
+        }
         line(format!(
             "| mq throughput, {} partition(s) (msg/s; CPU/wall; CPU µs/msg) | | {:.0} ({:.2}; {:.2}) | | | |",
             row.partitions, row.msgs_per_s, row.cpu_per_wall, row.cpu_us_per_msg
