@@ -35,6 +35,8 @@ pub(crate) mod properties;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod publisher;
 #[cfg(feature = "rabbitmq")]
+pub(crate) mod tls;
+#[cfg(feature = "rabbitmq")]
 pub(crate) mod topology;
 
 /// A binding of a listener's queue to an exchange, declared (exchange included, durable)
