@@ -17,6 +17,7 @@ mod crash;
 mod delivery;
 mod interop;
 mod operations;
+mod retry_queues;
 mod tls;
 
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

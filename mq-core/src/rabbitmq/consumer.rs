@@ -180,7 +180,15 @@ impl QueueConsumer {
             .await
             .map_err(|e| format!("cannot open a channel: {e}"))?;
         let bindings = &self.runtime.spec.bindings;
-        topology::declare(&channel, queue, bindings, self.listener.delivery_limit).await?;
+        let retry_ttls = super::retry_queue::ttls(&self.runtime.spec.retry);
+        topology::declare(
+            &channel,
+            queue,
+            bindings,
+            self.listener.delivery_limit,
+            &retry_ttls,
+        )
+        .await?;
         channel
             .basic_qos(self.listener.prefetch, BasicQosOptions::default())
             .await

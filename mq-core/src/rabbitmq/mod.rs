@@ -22,6 +22,7 @@
 
 pub mod dead_letter;
 pub mod destination;
+pub mod retry_queue;
 
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod connection;
