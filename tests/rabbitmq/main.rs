@@ -17,6 +17,7 @@ mod crash;
 mod delivery;
 mod interop;
 mod operations;
+mod replay;
 mod retry_queues;
 mod tls;
 

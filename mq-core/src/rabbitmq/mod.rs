@@ -22,6 +22,7 @@
 
 pub mod dead_letter;
 pub mod destination;
+pub mod redrive;
 pub mod retry_queue;
 
 #[cfg(feature = "rabbitmq")]
@@ -35,6 +36,9 @@ pub(crate) mod health;
 pub(crate) mod properties;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod publisher;
+// The replay report is the Kafka replay's.
+#[cfg(all(feature = "rabbitmq", feature = "kafka"))]
+pub(crate) mod replay;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod tls;
 #[cfg(feature = "rabbitmq")]

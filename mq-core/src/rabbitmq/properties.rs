@@ -5,7 +5,7 @@
 //! attributes `cloudEvents:<attr>`, or `cloudEvents_<attr>`: both read as `ce_<attr>`,
 //! what the envelope decodes), `content_type` the `content-type` header, and the
 //! delivery's exchange, routing key, redelivered flag and tag come as `amqp_*` headers.
-//! Out: the reverse, persistent (`delivery_mode` 2).
+//! Out: the reverse, persistent (`delivery_mode` 2), `timestamp` the time of publishing.
 
 use std::sync::Arc;
 
