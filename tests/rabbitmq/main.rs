@@ -15,6 +15,7 @@ mod support;
 
 mod crash;
 mod delivery;
+mod depth;
 mod interop;
 mod operations;
 mod replay;

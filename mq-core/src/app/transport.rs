@@ -205,6 +205,14 @@ impl Listeners {
                 };
                 tasks.push(consumer.spawn());
             }
+            tasks.push(crate::rabbitmq::depth::spawn(
+                rabbit.clone(),
+                self.metrics.clone(),
+                spec.name,
+                spec.queues[0].clone(),
+                self.config.mq.rabbitmq.listener.queue_depth_interval,
+                self.shutdown.child_token(),
+            ));
             tracing::info!(listener = spec.name, queue = %spec.queues[0], concurrency = spec.concurrency, "queue listener started");
         }
         tasks

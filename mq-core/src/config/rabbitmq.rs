@@ -140,6 +140,10 @@ pub struct RabbitListenerConfig {
     /// coming back unacked (the process crashed or hung on it again and again) goes to
     /// `<queue>.dlq` instead of looping. Default none (classic queues).
     pub delivery_limit: Option<u32>,
+    /// How often each queue listener reads the messages ready in its queue (a passive
+    /// `queue.declare`) for the `mq_queue_depth` gauge. Default `10s`.
+    #[serde(with = "super::duration")]
+    pub queue_depth_interval: std::time::Duration,
 }
 
 impl Default for RabbitListenerConfig {
@@ -149,6 +153,7 @@ impl Default for RabbitListenerConfig {
             concurrency: 1,
             acknowledge_mode: AcknowledgeMode::Auto,
             delivery_limit: None,
+            queue_depth_interval: std::time::Duration::from_secs(10),
         }
     }
 }

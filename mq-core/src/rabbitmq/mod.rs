@@ -31,6 +31,8 @@ pub(crate) mod connection;
 #[cfg(all(feature = "rabbitmq", feature = "kafka"))]
 pub(crate) mod consumer;
 #[cfg(all(feature = "rabbitmq", feature = "kafka"))]
+pub(crate) mod depth;
+#[cfg(all(feature = "rabbitmq", feature = "kafka"))]
 pub(crate) mod health;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod properties;
