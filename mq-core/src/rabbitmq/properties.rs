@@ -104,26 +104,6 @@ fn json_of(v: &AMQPValue) -> serde_json::Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
-
-    #[test]
-    fn x_death_reads_as_json() {
-        let mut death = FieldTable::default();
-        death.insert(
-            "queue".into(),
-            AMQPValue::LongString(LongString::from("q.retry.1")),
-        );
-        death.insert("count".into(), AMQPValue::LongLongInt(1));
-        let v = AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)]));
-        assert_eq!(
-            String::from_utf8(super::value_bytes(&v)).unwrap(),
-            r#"[{"count":1,"queue":"q.retry.1"}]"#
-        );
-    }
-}
-
 /// The properties of `record` published: persistent, stamped with the time of publishing
 /// (seconds; what `mq dlt-replay --since/--until` reads on a dead letter), its
 /// `content-type` header as the content type, `ce_<attr>` headers as `cloudEvents:<attr>`,
@@ -151,4 +131,24 @@ pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
         );
     }
     props.with_headers(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+
+    #[test]
+    fn x_death_reads_as_json() {
+        let mut death = FieldTable::default();
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from("q.retry.1")),
+        );
+        death.insert("count".into(), AMQPValue::LongLongInt(1));
+        let v = AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)]));
+        assert_eq!(
+            String::from_utf8(super::value_bytes(&v)).unwrap(),
+            r#"[{"count":1,"queue":"q.retry.1"}]"#
+        );
+    }
 }
