@@ -58,6 +58,7 @@ pub use rabbitmq::{
     AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
 };
 pub use rabbitmq_ssl::RabbitSslConfig;
+#[cfg(feature = "rabbitmq")]
 pub(crate) use rabbitmq_ssl::{RabbitTls, TlsVersion};
 pub use security::{
     KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,

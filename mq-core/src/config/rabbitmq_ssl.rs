@@ -90,6 +90,8 @@ impl Default for RabbitSslConfig {
 }
 
 /// A TLS version `mq.rabbitmq.ssl.algorithm` can pin.
+// Read by the RabbitMQ transport only.
+#[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TlsVersion {
     Tls12,
@@ -97,6 +99,7 @@ pub(crate) enum TlsVersion {
 }
 
 /// `mq.rabbitmq.ssl` with its files read: what the client's TLS connector is built from.
+#[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
 #[derive(Clone)]
 pub(crate) struct RabbitTls {
     pub(crate) trust_certificates: Option<String>,
