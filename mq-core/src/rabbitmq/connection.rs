@@ -42,12 +42,13 @@ impl Rabbit {
 
     /// With TLS on, connects once and fails when the broker's certificate (or the
     /// client's) was refused, naming the key to fix. A broker that does not answer is
-    /// not decided here: health reports it, and the consumers wait for it.
+    /// not decided here (it gets 5 s, as the Kafka check): health reports it, and the
+    /// consumers wait for it.
     pub(crate) async fn check_tls(&self) -> Result<(), String> {
         if self.tls.is_none() {
             return Ok(());
         }
-        match tokio::time::timeout(std::time::Duration::from_secs(10), self.connection()).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.connection()).await {
             Ok(Err(e)) if super::tls::explain(&e).is_some() => Err(e),
             _ => Ok(()),
         }
