@@ -43,9 +43,12 @@ impl Tls {
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
         match &settings.trust_certificates {
             Some(pem) => {
-                let certs = X509::stack_from_pem(pem.as_bytes()).map_err(|e| {
-                    format!("mq.rabbitmq.ssl.trust-certificates is not a PEM certificate: {e}")
-                })?;
+                let certs = X509::stack_from_pem(pem.as_bytes())
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or(
+                        "mq.rabbitmq.ssl.trust-certificates holds no readable PEM certificate",
+                    )?;
                 for cert in certs {
                     builder
                         .cert_store_mut()
@@ -195,7 +198,37 @@ pub(crate) fn explain(reason: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::explain;
+    use super::{explain, Tls};
+    use crate::config::RabbitTls;
+
+    fn settings() -> RabbitTls {
+        RabbitTls {
+            trust_certificates: None,
+            identity: None,
+            verify_hostname: true,
+            validate_server_certificate: true,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn unusable_material_names_its_key() {
+        let broken = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
+        let trust = RabbitTls {
+            trust_certificates: Some(broken.to_owned()),
+            ..settings()
+        };
+        let e = Tls::new(&trust).err().expect("refused");
+        assert!(e.starts_with("mq.rabbitmq.ssl.trust-certificates"), "{e}");
+        let identity = RabbitTls {
+            identity: Some((broken.to_owned(), "key".to_owned(), None)),
+            ..settings()
+        };
+        let e = Tls::new(&identity).err().expect("refused");
+        assert!(e.starts_with("mq.rabbitmq.ssl.certificate"), "{e}");
+        // The system's CAs when no trust certificates are given.
+        assert!(Tls::new(&settings()).is_ok());
+    }
 
     #[test]
     fn each_tls_reason_names_its_key() {
