@@ -4,6 +4,7 @@
 #   scripts/bench.sh                 full run: 1,000,000 messages, 5 runs each (a few minutes)
 #   scripts/bench.sh --quick         smoke run: 100,000 messages (under a minute)
 #   scripts/bench.sh --only throughput --runs 7    any mq-bench option (--help lists them)
+#   scripts/bench.sh --only rabbit   RabbitMQ (127.0.0.1:5672 or MQ_BENCH_AMQP): mq vs lapin loops
 #   scripts/bench.sh --glibc ...     the same with glibc's malloc instead of jemalloc
 #                                    (mq-bench built with --no-default-features)
 #

@@ -13,7 +13,7 @@ use mq_core::actuator::Health;
 use mq_core::prelude::*;
 use mq_core::{App, RunningApp};
 use serde_json::{json, Value};
-use support::{config, http, read_topic, unique, HttpResponse};
+use support::{config, http, promtool_check_metrics, read_topic, unique, HttpResponse};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// A secret put into the consumer properties: no response may contain it.
@@ -106,42 +106,6 @@ async fn scrape_text(addr: SocketAddr) -> (String, prometheus_parse::Scrape) {
     assert_eq!(r.content_type, TEXT_004);
     let scrape = parse_prometheus(&r.body);
     (r.body, scrape)
-}
-
-/// Runs `promtool check metrics` (Debian's `prometheus` package; scripts/test.sh installs
-/// it) on a text 0.0.4 scrape and fails on any error it reports.
-fn promtool_check_metrics(scrape: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH (scripts/test.sh installs Debian's prometheus package)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.as_bytes())
-        .expect("write the scrape to promtool");
-    let out = child.wait_with_output().expect("promtool runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // promtool exits 3 for lint findings (e.g. naming advice) and 1 for errors; only an
-    // error (an unparsable scrape, a duplicate label) fails the test.
-    assert_ne!(
-        out.status.code(),
-        Some(1),
-        "promtool check metrics:\n{report}\n{scrape}"
-    );
-    assert!(
-        !report.contains("error"),
-        "promtool check metrics:\n{report}\n{scrape}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,8 +6,11 @@
 //!   run (a test profile in a temporary `MQ_CONFIG_DIR`), posts 50 orders over HTTP and
 //!   follows every one to its final state; checks the dead-letter topic, idempotency on a
 //!   redelivered event, both actuators, and a graceful stop on SIGTERM.
-//! - `the_demo_runs_the_flow_on_the_embedded_cluster`: runs `demo --exit-after-flow` (no
-//!   broker involved) and checks its output.
+//! - `the_demo_runs_the_flow_on_the_embedded_cluster`: runs `demo --exit-after-flow` (the
+//!   embedded cluster; the notification leg on the local RabbitMQ when one answers, else in
+//!   memory) and checks its output.
+//! - `the_demo_runs_the_notification_leg_in_memory_when_no_rabbitmq_answers`: the same with
+//!   `DEMO_RABBITMQ_ADDRESS` pointing where nothing listens.
 //!
 //! The binaries are built with `cargo build` into the target directory this test runs
 //! from (derived from the test's own path), once per test binary.
@@ -606,8 +609,8 @@ order-service:
 // (b) the one-command demo
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn the_demo_runs_the_flow_on_the_embedded_cluster() {
+/// Runs `demo --exit-after-flow` with `env` on free ports; its stdout, once it succeeded.
+fn run_demo(env: &[(&str, &str)]) -> String {
     let bin = example_bins().join("demo");
     let mut cmd = Command::new(&bin);
     for (k, _) in std::env::vars_os() {
@@ -615,6 +618,7 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().copied());
     let out_file = tempfile::NamedTempFile::new().expect("output file");
     let err_file = tempfile::NamedTempFile::new().expect("output file");
     let started = Instant::now();
@@ -644,7 +648,6 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
     };
     let stdout = std::fs::read_to_string(out_file.path()).unwrap_or_default();
     let stderr = std::fs::read_to_string(err_file.path()).unwrap_or_default();
-    let took = started.elapsed();
     println!("{stdout}");
     let Some(status) = status else {
         panic!("the demo did not finish within {limit:?}:\n{stdout}\n{stderr}");
@@ -653,7 +656,29 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
         status.success(),
         "demo failed ({status}):\n{stdout}\n{stderr}"
     );
+    println!("demo took {:.1}s", started.elapsed().as_secs_f64());
+    stdout
+}
 
+#[test]
+fn the_demo_runs_the_notification_leg_in_memory_when_no_rabbitmq_answers() {
+    // Nothing listens on port 1: the leg runs on the in-memory transport and says so.
+    let stdout = run_demo(&[("DEMO_RABBITMQ_ADDRESS", "127.0.0.1:1")]);
+    assert!(
+        stdout.contains("notifications: notification-service on the in-memory transport (no RabbitMQ answers at 127.0.0.1:1)"),
+        "{stdout}"
+    );
+    let count = |s: &str| stdout.lines().filter(|l| l.contains(s)).count();
+    assert_eq!(count("task_queue (in memory)"), 4, "{stdout}");
+    assert!(
+        stdout.contains("7 orders, 4 confirmed (4 notified), 3 rejected"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_demo_runs_the_flow_on_the_embedded_cluster() {
+    let stdout = run_demo(&[]);
     // Both services' listeners (and the demo's own) are registered in the one binary.
     assert!(
         stdout.contains("order-service   on_order_dead_lettered, on_payment_completed, on_stock_rejected, take_payment"),
@@ -694,9 +719,25 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("7 orders, 4 confirmed, 3 rejected"),
+        stdout.contains("7 orders, 4 confirmed (4 notified), 3 rejected"),
         "{stdout}"
     );
+    // The notification leg: on the local RabbitMQ when one answers, else in memory, and
+    // the demo says which; one notification per confirmed order.
+    let on_rabbit = std::net::TcpStream::connect("127.0.0.1:5672").is_ok();
+    let (leg, column) = if on_rabbit {
+        (
+            "notifications: notification-service on RabbitMQ at 127.0.0.1:5672",
+            "task_queue (RabbitMQ)",
+        )
+    } else {
+        (
+            "notifications: notification-service on the in-memory transport",
+            "task_queue (in memory)",
+        )
+    };
+    assert!(stdout.contains(leg), "{stdout}");
+    assert_eq!(count(column), 4, "{stdout}");
     assert!(
         stdout.contains("(order-service health: 200 UP)"),
         "{stdout}"
@@ -713,5 +754,4 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
     assert!(pos("order-create-event") < pos("stock-reserved"));
     assert!(pos("stock-reserved") < pos("payment-completed"));
     assert!(pos("payment-completed") < pos("order CONFIRMED"));
-    println!("demo took {:.1}s", took.as_secs_f64());
 }

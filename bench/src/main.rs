@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Sections (all by default, in this order): `throughput`, `scaling`, `scrape`,
-//! `latency`, `footprint`. See BENCHMARKS.md for what each measures. The exit status is
+//! `latency`, `footprint`, `rabbit` (RabbitMQ on 127.0.0.1:5672, or `MQ_BENCH_AMQP`). See BENCHMARKS.md for what each measures. The exit status is
 //! non-zero when something fails (broker unreachable, a message lost, a scrape error),
 //! never because of a number: targets missed are reported as `MISSED`.
 
@@ -16,6 +16,7 @@ mod footprint;
 mod keyed;
 mod lag;
 mod mq_app;
+mod rabbit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ use serde::Serialize;
 use common::{cpu_time, load1, unique, unix_us, wait_done, BenchResult, Sink};
 use footprint::Footprint;
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "throughput",
     "keyed",
     "lag",
@@ -34,6 +35,7 @@ const SECTIONS: [&str; 7] = [
     "scrape",
     "latency",
     "footprint",
+    "rabbit",
 ];
 
 /// Command-line options.
@@ -63,6 +65,10 @@ struct Opts {
     throughput_topic: Option<String>,
     /// Tokio worker threads of the benchmark's runtime (default: one per core).
     worker_threads: Option<usize>,
+    /// Messages per run of the `rabbit` section.
+    rabbit_messages: u64,
+    /// `basic.qos` prefetch of both contenders of the `rabbit` section.
+    rabbit_prefetch: u16,
 }
 
 impl Opts {
@@ -90,6 +96,8 @@ impl Opts {
             contenders: vec![System::Baseline, System::Mq],
             throughput_topic: None,
             worker_threads: None,
+            rabbit_messages: if quick { 20_000 } else { 100_000 },
+            rabbit_prefetch: 250,
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -132,6 +140,12 @@ impl Opts {
                 "--json" => o.json = Some(PathBuf::from(val("--json")?)),
                 "--log" => o.log = PathBuf::from(val("--log")?),
                 "--keep-topics" => o.keep_topics = true,
+                "--rabbit-messages" => {
+                    o.rabbit_messages = num::<u64>(&val("--rabbit-messages")?)?.max(1)
+                }
+                "--rabbit-prefetch" => {
+                    o.rabbit_prefetch = num::<u16>(&val("--rabbit-prefetch")?)?.max(1)
+                }
                 "--throughput-topic" => o.throughput_topic = Some(val("--throughput-topic")?),
                 "--worker-threads" => {
                     o.worker_threads = Some(num::<usize>(&val("--worker-threads")?)?.max(1))
@@ -182,7 +196,7 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --quick                 smoke run: 100,000 messages, 3 runs, 1 s latency phases (< 1 min)
   --messages N            messages in the throughput topics (default 1,000,000)
   --runs R                alternating runs of each contender (default 5; 3 with --quick)
-  --only a,b              sections: throughput,keyed,lag,scaling,scrape,latency,footprint (default all)
+  --only a,b              sections: throughput,keyed,lag,scaling,scrape,latency,footprint,rabbit (default all)
   --bootstrap HOST:PORT   the broker (or MQ_BENCH_BOOTSTRAP)
   --latency-secs S        seconds per latency phase (default 5; 1 with --quick)
   --latency-rates a,b     messages per second of the latency phases (default 1000,10000)
@@ -199,6 +213,8 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --contenders a,b        throughput section only: baseline,mq (default both; for profiling)
   --throughput-topic T    reuse a 6-partition topic kept with --keep-topics (same --messages)
   --worker-threads N      tokio worker threads of the run (default: one per core)
+  --rabbit-messages N     rabbit section: messages per run (default 100,000; 20,000 with --quick)
+  --rabbit-prefetch P     rabbit section: basic.qos prefetch of both contenders (default 250)
 
 Exit status: non-zero when something fails (a lost message, a scrape error, no broker);
 never because of a number.
@@ -335,6 +351,7 @@ struct Report {
     footprint: Vec<FootprintRow>,
     keyed: Option<keyed::KeyedResult>,
     lag: Vec<lag::LagResult>,
+    rabbit: Option<rabbit::RabbitResult>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -634,7 +651,9 @@ fn print_run(label: &str, i: usize, r: &Run) {
 }
 
 async fn bench(o: Opts, report: &mut Report) -> BenchResult<()> {
-    common::check_broker(&o.bootstrap).await?;
+    if o.sections.iter().any(|s| s != "rabbit") {
+        common::check_broker(&o.bootstrap).await?;
+    }
     let mut b = Bench {
         prefix: unique("mq-bench"),
         o,
@@ -685,6 +704,14 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
             ratio: mm / bm,
         });
         tp6 = Some(topic);
+    }
+
+    if b.o.wants("rabbit") {
+        println!(
+            "\n## rabbit: one queue, {} messages, prefetch {}, {runs} alternating runs each",
+            b.o.rabbit_messages, b.o.rabbit_prefetch
+        );
+        report.rabbit = Some(rabbit::run(b.o.rabbit_messages, runs, b.o.rabbit_prefetch).await?);
     }
 
     if b.o.wants("lag") {
@@ -1018,6 +1045,19 @@ fn summary(r: &Report) -> String {
     line(String::new());
     line("| figure | baseline | mq | mq / baseline | target | |".to_owned());
     line("| --- | ---: | ---: | ---: | --- | --- |".to_owned());
+    if let Some(q) = &r.rabbit {
+        line(format!(
+            "| RabbitMQ queue, {} messages, prefetch {}: faster hand-written lapin loop (ack each {:.0}, batched {:.0}) vs mq listener (msg/s) | {:.0} | {:.0} | {:.3} | ≥ 0.90 | {} |",
+            q.messages,
+            q.prefetch,
+            q.per_message_median,
+            q.batched_median,
+            q.baseline_median,
+            q.mq_median,
+            q.ratio,
+            verdict(q.ratio >= 0.90)
+        ));
+    }
     for l in &r.lag {
         line(format!(
             "| peak RSS, slow consumer, {} partitions x {} MB backlog (MB) | | {:.1} | | bounded | |",

@@ -222,6 +222,10 @@ pub async fn replay(
 /// would do, and the guard that parks a record replayed `max_replays` times in
 /// `<dlt-topic>-parking`. With a filter or a dry run, progress is not committed.
 ///
+/// `dlt_topic` may also name a queue listener's RabbitMQ dead-letter queue as
+/// `amqp:///<queue>.dlq`: its messages go back to `<queue>` (see
+/// [`rabbitmq::redrive`](crate::rabbitmq::redrive); parked ones to `<queue>.dlq.parking`).
+///
 /// ```no_run
 /// # async fn f() -> Result<(), mq_core::Error> {
 /// use mq_core::failure::redrive::ReplayOptions;
@@ -238,6 +242,12 @@ pub async fn replay_with(
     dlt_topic: &str,
     opts: &crate::failure::redrive::ReplayOptions,
 ) -> Result<ReplayReport, crate::Error> {
+    if let Some(dlq) = crate::rabbitmq::destination::Exchange::parse(dlt_topic, None)
+        .filter(|d| d.exchange.is_empty())
+    {
+        // `amqp:///<queue>.dlq`: a queue listener's dead-letter queue.
+        return crate::rabbitmq::replay::replay(config, &dlq.routing_key, opts).await;
+    }
     crate::kafka::replay::replay(config, dlt_topic, opts).await
 }
 

@@ -26,6 +26,7 @@ use crate::handler::{HandlerError, ListenerEnv, StateMap};
 use crate::metrics::{ListenerMetrics, Metrics, WorkerMetrics};
 use crate::private::{Failure, Invocation};
 use crate::publisher::Publisher;
+use crate::rabbitmq::retry_queue;
 use crate::record::Record;
 use crate::registry::ListenerSpec;
 use crate::retry_topic;
@@ -137,7 +138,10 @@ impl ListenerRuntime {
     ) -> Disposition {
         let source = self.source_of(&record);
         let mut attempt = 1;
-        if let Source::RetryTopic { .. } = source {
+        if let (Source::RetryTopic { .. }, true) = (source, self.spec.is_queue_listener()) {
+            // Back from a retry queue: its TTL was the wait.
+            attempt = policy::attempt_of(source, retry_queue::attempt(&record.headers));
+        } else if let Source::RetryTopic { .. } = source {
             // Only a retry topic's own records are held back, and never for longer than
             // the listener's longest backoff, whatever their headers say.
             let headers = RetryHeaders::read(&record.headers);
@@ -199,6 +203,17 @@ impl ListenerRuntime {
     fn source_of(&self, record: &Record) -> Source {
         if self.spec.retry.mode != RetryMode::Topics {
             return Source::Main;
+        }
+        if self.spec.is_queue_listener() {
+            // A retry queue dead-letters back through the default exchange.
+            let via_default = record
+                .headers
+                .get_str(crate::rabbitmq::headers::RECEIVED_EXCHANGE)
+                == Some("");
+            return match retry_queue::attempt(&record.headers) {
+                Some(attempt) if via_default => Source::RetryTopic { index: attempt - 2 },
+                _ => Source::Main,
+            };
         }
         let base = retry_topic::source_of(&record.topic, &self.spec.topics);
         match retry_topic::index_of(&record.topic) {
@@ -348,8 +363,9 @@ impl ListenerRuntime {
         }
     }
 
-    /// Retry-topics mode: republishes the record to retry topic `index`, where it will be
-    /// delivery `attempt`, due at `due_ms`. A record the broker refuses is dead-lettered.
+    /// Retry-topics mode: republishes the record to retry topic `index` (a queue
+    /// listener's: retry queue `index`), where it will be delivery `attempt`, due at
+    /// `due_ms`. A record the broker refuses is dead-lettered.
     #[allow(clippy::too_many_arguments)]
     async fn reschedule(
         &self,
@@ -361,18 +377,25 @@ impl ListenerRuntime {
         info: &FailureInfo,
         cancel: &CancellationToken,
     ) -> Disposition {
-        let base = retry_topic::source_of(&record.topic, &self.spec.topics);
-        let target = retry_topic::name(base, index);
-        let original = self.original(record, source);
-        let out = retry_topic::reschedule(
-            record,
-            &target,
-            attempt,
-            due_ms,
-            &self.spec.group,
-            info,
-            &original,
-        );
+        let (target, out) = if self.spec.is_queue_listener() {
+            // RabbitMQ: the retry queue's TTL is the wait (see `retry_queue`).
+            let out = retry_queue::reschedule(record, index, attempt, info);
+            (retry_queue::name(&record.topic, index), out)
+        } else {
+            let base = retry_topic::source_of(&record.topic, &self.spec.topics);
+            let target = retry_topic::name(base, index);
+            let original = self.original(record, source);
+            let out = retry_topic::reschedule(
+                record,
+                &target,
+                attempt,
+                due_ms,
+                &self.spec.group,
+                info,
+                &original,
+            );
+            (target, out)
+        };
         match recoverer::publish(&self.env.publisher, out, false, cancel).await {
             Outcome::Delivered(..) => {
                 tracing::info!(retry_topic = %target, "rescheduled on a retry topic");

@@ -113,6 +113,9 @@ pub enum Error {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The RabbitMQ client failed (TLS settings, a refused certificate).
+    #[error("rabbitmq: {0}")]
+    Rabbit(String),
     /// The actuator could not start.
     #[error("actuator: {0}")]
     Actuator(#[from] std::io::Error),

@@ -15,8 +15,12 @@ mod support;
 
 mod crash;
 mod delivery;
+mod depth;
 mod interop;
 mod operations;
+mod replay;
+mod retry_queues;
+mod tls;
 
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

@@ -20,6 +20,8 @@
 use order_service as _;
 use product_service as _;
 
+mod notifications;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -335,6 +337,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 // ---------------------------------------------------------------------------------------
 
 struct Running {
+    leg: notifications::Leg,
     product: RunningApp,
     order: RunningApp,
     tracer: RunningApp,
@@ -346,6 +349,7 @@ impl Running {
     async fn shutdown(self) {
         let _ = self.http_stop.send(());
         let _ = self.http.await;
+        self.leg.shutdown().await;
         for app in [self.tracer, self.order, self.product] {
             if let Err(e) = app.shutdown().await {
                 eprintln!("shutdown: {e}");
@@ -378,24 +382,35 @@ async fn main() -> ExitCode {
 /// Runs the demo; `Ok(false)` when a sample order did not reach a final state.
 async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
     let started = Instant::now();
-    println!("mq demo: order-service + product-service in one process, on an embedded Kafka\n");
+    println!(
+        "mq demo: order-service + product-service in one process, on an embedded Kafka; notification-service on RabbitMQ (or in memory)\n"
+    );
 
     let (order_listeners, product_listeners) = check_listeners()?;
     println!("listeners linked into this binary:");
     println!("  order-service   {}", order_listeners.join(", "));
     println!("  product-service {}", product_listeners.join(", "));
+    println!(
+        "  notification    {}",
+        notification_service::listener_names().join(", ")
+    );
     println!("  demo            trace_flow (prints the events below)\n");
+    let on_rabbit = notifications::rabbit_answers().await;
 
     let product_cfg = demo_config(
         Config::load_from(product_service::CONFIG_DIR)?,
         "product-service",
         &product_listeners,
     )?;
-    let order_cfg = demo_config(
+    let mut order_cfg = demo_config(
         Config::load_from(order_service::CONFIG_DIR)?,
         "order-service",
         &order_listeners,
     )?;
+    if on_rabbit {
+        // order-service publishes OrderConfirmed to RabbitMQ's `orders` exchange itself.
+        order_cfg = order_cfg.with_yaml_layer(&notifications::order_service_layer())?;
+    }
     let order_settings = order_service::Settings::from_config(&order_cfg)?;
 
     let (flow, _printer) = Flow::start();
@@ -409,6 +424,8 @@ async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
         .only_listeners(["trace_flow"])
         .start()
         .await?;
+    let leg = notifications::Leg::start(on_rabbit, orders.clone(), flow.clone()).await?;
+    println!("notifications: {}\n", leg.describe());
 
     print!("waiting for the consumer groups to form (about 3 s on the embedded cluster) ... ");
     let joined = Instant::now();
@@ -443,6 +460,7 @@ async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
             .await;
     });
     let running = Running {
+        leg,
         product,
         order,
         tracer,
@@ -518,6 +536,25 @@ async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
         placed.push((n, order_id));
     }
     let flow_time = flow_started.elapsed();
+    let mut confirmed_ids = Vec::new();
+    for (_, order_id) in &placed {
+        if orders
+            .get(order_id)
+            .is_some_and(|o| o.status == OrderStatus::Confirmed)
+        {
+            confirmed_ids.push(order_id.clone());
+        }
+    }
+    let missing = running
+        .leg
+        .wait_notified(&confirmed_ids, Duration::from_secs(10))
+        .await;
+    if !missing.is_empty() {
+        println!("no notification for the confirmed order(s) {missing:?}");
+        all_final = false;
+    }
+    // Let the printer show the last notifications.
+    tokio::time::sleep(Duration::from_millis(150)).await;
 
     println!("\nsummary (GET /orders/{{id}}):");
     let mut confirmed = 0;
@@ -542,8 +579,9 @@ async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
         );
     }
     println!(
-        "\n{} orders, {confirmed} confirmed, {} rejected; sample flow took {:.1}s ({:.1}s since start)",
+        "\n{} orders, {confirmed} confirmed ({} notified), {} rejected; sample flow took {:.1}s ({:.1}s since start)",
         placed.len(),
+        confirmed_ids.len() - missing.len(),
         placed.len() - confirmed,
         flow_time.as_secs_f64(),
         started.elapsed().as_secs_f64()

@@ -148,6 +148,11 @@ pub struct Topics {
     /// Default `payment-completed`.
     #[serde(default = "default_payment_completed")]
     pub payment_completed: String,
+    /// Where `OrderConfirmed` goes once an order is confirmed, e.g.
+    /// `amqp://orders/order.confirmed` (RabbitMQ, read by notification-service). Default
+    /// none: not published.
+    #[serde(default)]
+    pub order_confirmed: Option<String>,
 }
 
 impl Default for Topics {
@@ -155,6 +160,7 @@ impl Default for Topics {
         Topics {
             order_created: default_order_created(),
             payment_completed: default_payment_completed(),
+            order_confirmed: None,
         }
     }
 }
@@ -356,19 +362,42 @@ async fn take_payment(event: Event<StockReserved>, ctx: Context) -> Result<(), H
     Ok(())
 }
 
-/// Payment done: the order is confirmed.
+/// Payment done: the order is confirmed (and, when `order-service.topics.order-confirmed`
+/// is set, `OrderConfirmed` published there, e.g. to RabbitMQ for notification-service; a
+/// redelivered payment publishes it again: at least once).
 #[listener(topic = "payment-completed")]
 async fn on_payment_completed(
     event: Event<PaymentCompleted>,
+    ctx: Context,
     orders: State<OrderBook>,
 ) -> Result<(), HandlerError> {
     let paid = event.data;
-    match orders.update(&paid.order_id, |o| o.finish(OrderStatus::Confirmed, None)) {
-        Some(true) => {
+    let outcome = orders.update(&paid.order_id, |o| {
+        let first = o.finish(OrderStatus::Confirmed, None);
+        (
+            first,
+            o.status == OrderStatus::Confirmed,
+            o.customer.clone(),
+        )
+    });
+    match &outcome {
+        Some((true, ..)) => {
             tracing::info!(order_id = %paid.order_id, payment_id = %paid.payment_id, "order CONFIRMED")
         }
-        Some(false) => tracing::debug!(order_id = %paid.order_id, "order already final"),
+        Some((false, ..)) => tracing::debug!(order_id = %paid.order_id, "order already final"),
         None => tracing::warn!(order_id = %paid.order_id, "payment for an unknown order; ignored"),
+    }
+    if let (Some(to), Some((_, true, customer))) = (&ctx.state::<Topics>().order_confirmed, outcome)
+    {
+        let confirmed = json!({
+            "order_id": paid.order_id,
+            "customer": customer,
+            "amount_cents": paid.amount_cents,
+        });
+        let event = Event::new("OrderConfirmed", confirmed).with_subject(paid.order_id.clone());
+        ctx.publisher()
+            .send_event(to, paid.order_id.as_bytes(), event)
+            .await?;
     }
     Ok(())
 }

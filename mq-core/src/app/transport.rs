@@ -50,10 +50,10 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
     let all_specs = specs.clone();
     let (queue_specs, specs): (Vec<ListenerSpec>, Vec<ListenerSpec>) =
         specs.into_iter().partition(ListenerSpec::is_queue_listener);
-    let rabbit = Arc::new(Rabbit::new(
-        config.mq.rabbitmq.clone(),
-        &config.mq.application.name,
-    ));
+    let rabbit = Arc::new(
+        Rabbit::new(config.mq.rabbitmq.clone(), &config.mq.application.name)
+            .map_err(Error::Rabbit)?,
+    );
     let queues_only = specs.is_empty() && !queue_specs.is_empty();
     // Bind the management port first: a taken port fails the start before any client.
     let management = actuator::bind(&config).await?;
@@ -63,6 +63,10 @@ async fn start_clients(app: App, specs: Vec<ListenerSpec>) -> Result<RunningApp,
         // A wrong password or an untrusted certificate fails here, naming the key to fix;
         // a broker that does not answer lets the start go on.
         kafka::security::check_connection(&config).await?;
+    }
+    if !queue_specs.is_empty() {
+        // The same for RabbitMQ over TLS: an untrusted or misnamed certificate fails here.
+        rabbit.check_tls().await.map_err(Error::Rabbit)?;
     }
     let sink = LazyKafka::new(kafka::producer_config(&config)?, !queues_only)?;
     let sends = Arc::new(actuator::PublisherStats::default());
@@ -201,6 +205,14 @@ impl Listeners {
                 };
                 tasks.push(consumer.spawn());
             }
+            tasks.push(crate::rabbitmq::depth::spawn(
+                rabbit.clone(),
+                self.metrics.clone(),
+                spec.name,
+                spec.queues[0].clone(),
+                self.config.mq.rabbitmq.listener.queue_depth_interval,
+                self.shutdown.child_token(),
+            ));
             tracing::info!(listener = spec.name, queue = %spec.queues[0], concurrency = spec.concurrency, "queue listener started");
         }
         tasks

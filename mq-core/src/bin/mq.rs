@@ -11,12 +11,17 @@
 //! `--until` (RFC 3339 or epoch ms) those dead-lettered in that range; `--dry-run` prints
 //! what would be done and sends nothing; a record replayed `--max-replays` times (default
 //! 3, 0: no limit) goes to `<dlt-topic>-parking` instead.
+//!
+//! `<dlt-topic>` may be a queue listener's RabbitMQ dead-letter queue, `amqp:///<queue>.dlq`:
+//! its messages go back to `<queue>`, parked ones to `<queue>.dlq.parking`; `--exception`
+//! matches the error type in `x-exception-stacktrace`, `--key` the routing key the message
+//! was first published with.
 
 use std::process::ExitCode;
 
 use mq_core::failure::redrive::ReplayOptions;
 
-const USAGE: &str = "usage: mq dlt-replay <dlt-topic> [--limit N] [--exception TEXT] [--key KEY] \
+const USAGE: &str = "usage: mq dlt-replay <dlt-topic | amqp:///<queue>.dlq> [--limit N] [--exception TEXT] [--key KEY] \
 [--since TIME] [--until TIME] [--max-replays N] [--dry-run]";
 
 fn time_ms(s: &str) -> Result<i64, String> {

@@ -26,6 +26,7 @@ mod management;
 mod mq;
 mod properties;
 mod rabbitmq;
+mod rabbitmq_ssl;
 pub mod security;
 mod validate;
 
@@ -56,6 +57,9 @@ pub use properties::Properties;
 pub use rabbitmq::{
     AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
 };
+pub use rabbitmq_ssl::RabbitSslConfig;
+#[cfg(feature = "rabbitmq")]
+pub(crate) use rabbitmq_ssl::{RabbitTls, TlsVersion};
 pub use security::{
     KafkaSecurity, SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, SslConfig,
 };

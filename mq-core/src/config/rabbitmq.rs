@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::lenient;
+use super::rabbitmq_ssl::RabbitSslConfig;
 use super::security::Secret;
 
 /// `mq.rabbitmq.*`
@@ -22,8 +23,9 @@ pub struct RabbitConfig {
     /// Broker host. Default `127.0.0.1`.
     #[serde(deserialize_with = "lenient::string")]
     pub host: String,
-    /// Broker port. Default `5672`.
-    pub port: u16,
+    /// Broker port. Default `5672`, or `5671` with `ssl.enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// User. Default `guest`.
     #[serde(deserialize_with = "lenient::string")]
     pub username: String,
@@ -41,19 +43,22 @@ pub struct RabbitConfig {
     pub dead_letter_exchange: String,
     /// `mq.rabbitmq.listener.*`
     pub listener: RabbitListenerConfig,
+    /// `mq.rabbitmq.ssl.*`: TLS (see [`RabbitSslConfig`]).
+    pub ssl: RabbitSslConfig,
 }
 
 impl Default for RabbitConfig {
     fn default() -> Self {
         RabbitConfig {
             host: "127.0.0.1".to_owned(),
-            port: 5672,
+            port: None,
             username: "guest".to_owned(),
             password: Secret::new("guest"),
             virtual_host: "/".to_owned(),
             addresses: Vec::new(),
             dead_letter_exchange: "mq.dlx".to_owned(),
             listener: RabbitListenerConfig::default(),
+            ssl: RabbitSslConfig::default(),
         }
     }
 }
@@ -71,13 +76,14 @@ impl RabbitConfig {
         let pass: String =
             form_urlencoded::byte_serialize(self.password.expose().as_bytes()).collect();
         let addresses = if self.addresses.is_empty() {
-            vec![format!("{}:{}", self.host, self.port)]
+            vec![format!("{}:{}", self.host, self.port())]
         } else {
             self.addresses.clone()
         };
+        let scheme = if self.ssl.enabled { "amqps" } else { "amqp" };
         addresses
             .iter()
-            .map(|a| format!("amqp://{user}:{pass}@{a}/{vhost}"))
+            .map(|a| format!("{scheme}://{user}:{pass}@{a}/{vhost}"))
             .collect()
     }
 
@@ -86,7 +92,20 @@ impl RabbitConfig {
         self.addresses
             .first()
             .cloned()
-            .unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port()))
+    }
+
+    /// `port`, else 5671 with TLS and 5672 without (as Spring Boot).
+    ///
+    /// ```
+    /// let mut c = mq_core::config::RabbitConfig::default();
+    /// assert_eq!(c.port(), 5672);
+    /// c.ssl.enabled = true;
+    /// assert_eq!(c.port(), 5671);
+    /// ```
+    pub fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.ssl.enabled { 5671 } else { 5672 })
     }
 }
 
@@ -121,6 +140,10 @@ pub struct RabbitListenerConfig {
     /// coming back unacked (the process crashed or hung on it again and again) goes to
     /// `<queue>.dlq` instead of looping. Default none (classic queues).
     pub delivery_limit: Option<u32>,
+    /// How often each queue listener reads the messages ready in its queue (a passive
+    /// `queue.declare`) for the `mq_queue_depth` gauge. Default `10s`.
+    #[serde(with = "super::duration")]
+    pub queue_depth_interval: std::time::Duration,
 }
 
 impl Default for RabbitListenerConfig {
@@ -130,6 +153,7 @@ impl Default for RabbitListenerConfig {
             concurrency: 1,
             acknowledge_mode: AcknowledgeMode::Auto,
             delivery_limit: None,
+            queue_depth_interval: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -73,6 +73,9 @@ impl Config {
         if let Err(security) = self.mq.kafka.security().client_properties() {
             problems.extend(security);
         }
+        if let Err(tls) = self.mq.rabbitmq.ssl.resolve() {
+            problems.extend(tls);
+        }
         if self.mq.kafka.bootstrap_servers.trim().is_empty() {
             problems.push("mq.kafka.bootstrap-servers must not be empty".to_owned());
         }

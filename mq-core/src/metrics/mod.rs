@@ -4,7 +4,8 @@
 //! `spring_kafka_listener_seconds{name,result,exception}` and
 //! `spring_kafka_template_seconds{name,result,exception}`, plus `mq_listener_retries`,
 //! `mq_listener_dead_lettered`, `mq_listener_decode_errors`, `mq_listener_in_flight` and
-//! `mq_consumer_lag`. prometheus-client appends `_total` to counters itself. The timers
+//! `mq_consumer_lag` (a queue listener: `spring_rabbitmq_listener_seconds` and
+//! `mq_queue_depth{name,queue}`). prometheus-client appends `_total` to counters itself. The timers
 //! also have Micrometer's `_max` gauges (`spring_kafka_listener_seconds_max`, ...): the
 //! longest duration of the last one to two minutes.
 
@@ -51,6 +52,12 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabels {
     name: String,
     topic: String,
@@ -74,6 +81,7 @@ pub struct Metrics {
     decode_errors: Family<ListenerLabels, Counter>,
     in_flight: Family<ListenerLabels, InFlight>,
     lag: Family<LagLabels, Gauge>,
+    queue_depth: Family<QueueLabels, Gauge>,
     /// The timers whose `_max` gauges the scrape shows.
     maxes: max::Maxes,
 }
@@ -103,6 +111,7 @@ impl Metrics {
         let decode_errors = Family::<ListenerLabels, Counter>::default();
         let in_flight = Family::<ListenerLabels, InFlight>::default();
         let lag = Family::<LagLabels, Gauge>::default();
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
             LISTENER_SECONDS,
             "Time spent in listener handlers",
@@ -143,6 +152,11 @@ impl Metrics {
             "Records behind the partition's high watermark",
             lag.clone(),
         );
+        registry.register(
+            "mq_queue_depth",
+            "Messages ready in a queue listener's RabbitMQ queue",
+            queue_depth.clone(),
+        );
         let maxes = max::Maxes::default();
         registry.register_collector(Box::new(maxes.clone()));
         Metrics {
@@ -156,6 +170,7 @@ impl Metrics {
             decode_errors,
             in_flight,
             lag,
+            queue_depth,
         }
     }
 
@@ -260,6 +275,17 @@ impl Metrics {
                 partition: partition.to_string(),
             })
             .set(lag);
+    }
+
+    /// Records the messages ready in a queue listener's queue (the RabbitMQ counterpart of
+    /// the lag).
+    pub(crate) fn set_queue_depth(&self, listener: &str, queue: &str, depth: i64) {
+        self.queue_depth
+            .get_or_create(&QueueLabels {
+                name: listener.to_owned(),
+                queue: queue.to_owned(),
+            })
+            .set(depth);
     }
 
     /// Removes the lag series of a partition this process no longer reads (call it when the
@@ -382,6 +408,21 @@ mod tests {
         assert!(text.contains(r#"spring_kafka_listener_seconds_count{topic="all",application="order-service",name="on_order",result="success",exception="none"} 1"#), "{text}");
         assert!(text.contains(r#"mq_consumer_lag{application="order-service",name="on_order",topic="orders",partition="0"} 4"#), "{text}");
         assert!(!text.contains("shop"), "{text}");
+    }
+
+    #[test]
+    fn queue_depth_is_a_gauge_per_listener_and_queue() {
+        let m = Metrics::new(vec![("application".into(), "notify".into())]);
+        m.set_queue_depth("on_task", "task_queue", 12);
+        m.set_queue_depth("on_task", "task_queue", 3);
+        let text = m.encode();
+        assert!(text.contains("# TYPE mq_queue_depth gauge"), "{text}");
+        assert!(
+            text.contains(
+                r#"mq_queue_depth{application="notify",name="on_task",queue="task_queue"} 3"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lapin::{Connection, ConnectionProperties};
 
+use super::tls::Tls;
 use crate::config::RabbitConfig;
 
 /// The app's RabbitMQ connection.
@@ -12,16 +13,44 @@ pub(crate) struct Rabbit {
     config: RabbitConfig,
     /// What the broker's management UI and `rabbitmqctl list_connections` show.
     name: String,
+    /// With `mq.rabbitmq.ssl.enabled`: the TLS connector.
+    tls: Option<Arc<Tls>>,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
 impl Rabbit {
-    /// Not connected yet; `application` names the connection (with the process id).
-    pub(crate) fn new(config: RabbitConfig, application: &str) -> Rabbit {
-        Rabbit {
+    /// Not connected yet; `application` names the connection (with the process id). The
+    /// error names the `mq.rabbitmq.ssl` key whose material OpenSSL refused.
+    pub(crate) fn new(config: RabbitConfig, application: &str) -> Result<Rabbit, String> {
+        let tls = match config.ssl.resolve() {
+            Ok(Some(settings)) => Some(Arc::new(Tls::new(&settings)?)),
+            Ok(None) => None,
+            Err(problems) => return Err(problems.join("; ")),
+        };
+        Ok(Rabbit {
             config,
             name: format!("{application} (mq, pid {})", std::process::id()),
+            tls,
             connection: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The TLS connector, when TLS is on.
+    pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// With TLS on, connects once and fails when the broker's certificate (or the
+    /// client's) was refused, naming the key to fix. A broker that does not answer is
+    /// not decided here (it gets 5 s, as the Kafka check): health reports it, and the
+    /// consumers wait for it.
+    pub(crate) async fn check_tls(&self) -> Result<(), String> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.connection()).await {
+            Ok(Err(e)) if super::tls::explain(&e).is_some() => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -59,7 +88,22 @@ impl Rabbit {
         for uri in self.config.uris() {
             let properties =
                 ConnectionProperties::default().with_connection_name(self.name.clone().into());
-            match Connection::connect(&uri, properties).await {
+            let connected = match &self.tls {
+                None => Connection::connect(&uri, properties).await,
+                Some(tls) => match uri.parse::<lapin::uri::AMQPUri>() {
+                    Ok(parsed) => {
+                        let tls = tls.clone();
+                        Connection::connector(parsed, Box::new(move |u| tls.connect(u)), properties)
+                            .await
+                    }
+                    Err(_) => {
+                        // The URI holds the password: do not quote it.
+                        last = "not a valid host:port in mq.rabbitmq.host/addresses".to_owned();
+                        continue;
+                    }
+                },
+            };
+            match connected {
                 Ok(c) => {
                     let c = Arc::new(c);
                     *current = Some(c.clone());

@@ -4,7 +4,9 @@
 //! The consumer task only routes deliveries into its lane; the lane runs the listener's
 //! pipeline and commits through a delivery tag once everything up to it is done, which
 //! the [`Acks`] task turns into `basic.ack(tag, multiple = true)`, in order, on the
-//! channel the deliveries came on. When the channel or the connection is lost, the lane
+//! channel the deliveries came on: one ack per half prefetch of settled deliveries, or
+//! 2 ms after the last one (the broker shares the machine's cores; every ack frame costs
+//! it). When the channel or the connection is lost, the lane
 //! is closed (its unacked messages come back from RabbitMQ, to this or another consumer),
 //! and the consumer connects, declares and consumes again, with a new lane.
 
@@ -45,31 +47,51 @@ struct Acks {
 }
 
 impl Acks {
-    fn start(channel: Channel, manual: bool) -> Acks {
+    /// The ack task of `channel`: one `multiple` ack once `batch` deliveries (half the
+    /// prefetch) are settled past the last ack, or [`ACK_LINGER`] after the last settled
+    /// one, or on a flush; never for a delivery not settled yet.
+    fn start(channel: Channel, manual: bool, batch: u64) -> Acks {
         let (tx, mut rx) = mpsc::unbounded_channel::<AckMsg>();
         tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
+            // The highest settled tag not acked yet, and the last tag acked.
+            let mut pending: Option<u64> = None;
+            let mut acked = 0u64;
+            loop {
+                let msg = match pending {
+                    None => rx.recv().await,
+                    Some(tag) => match tokio::time::timeout(ACK_LINGER, rx.recv()).await {
+                        Ok(msg) => msg,
+                        Err(_) => {
+                            acked = ack(&channel, tag).await;
+                            pending = None;
+                            continue;
+                        }
+                    },
+                };
                 match msg {
-                    AckMsg::Through(mut tag) => {
-                        // Coalesce what queued up meanwhile: one ack for the highest tag.
-                        let mut flush = Vec::new();
-                        while let Ok(more) = rx.try_recv() {
-                            match more {
-                                AckMsg::Through(t) => tag = tag.max(t),
-                                AckMsg::Flush(f) => flush.push(f),
-                            }
+                    Some(AckMsg::Through(tag)) => {
+                        let tag = pending.map_or(tag, |p| p.max(tag));
+                        if tag <= acked {
+                            continue;
                         }
-                        let multiple = BasicAckOptions { multiple: true };
-                        if let Err(e) = channel.basic_ack(tag, multiple).await {
-                            // The channel is gone: RabbitMQ delivers the messages again.
-                            tracing::debug!(tag, error = %e, "ack not sent: channel closed");
-                        }
-                        for f in flush {
-                            let _ = f.send(());
+                        if tag - acked >= batch {
+                            acked = ack(&channel, tag).await;
+                            pending = None;
+                        } else {
+                            pending = Some(tag);
                         }
                     }
-                    AckMsg::Flush(f) => {
+                    Some(AckMsg::Flush(f)) => {
+                        if let Some(tag) = pending.take() {
+                            acked = ack(&channel, tag).await;
+                        }
                         let _ = f.send(());
+                    }
+                    None => {
+                        if let Some(tag) = pending {
+                            ack(&channel, tag).await;
+                        }
+                        break;
                     }
                 }
             }
@@ -99,6 +121,20 @@ impl LaneSource for Acks {
             let _ = self.tx.send(AckMsg::Through(offset as u64));
         }
     }
+}
+
+/// How long settled deliveries wait for more before they are acked (fewer ack frames for
+/// the broker to process, at most this much later).
+const ACK_LINGER: Duration = Duration::from_millis(2);
+
+/// Acknowledges every delivery through `tag` (`multiple`); returns `tag`.
+async fn ack(channel: &Channel, tag: u64) -> u64 {
+    let multiple = BasicAckOptions { multiple: true };
+    if let Err(e) = channel.basic_ack(tag, multiple).await {
+        // The channel is gone: RabbitMQ delivers the messages again.
+        tracing::debug!(tag, error = %e, "ack not sent: channel closed");
+    }
+    tag
 }
 
 /// One consumer of a queue listener.
@@ -180,7 +216,15 @@ impl QueueConsumer {
             .await
             .map_err(|e| format!("cannot open a channel: {e}"))?;
         let bindings = &self.runtime.spec.bindings;
-        topology::declare(&channel, queue, bindings, self.listener.delivery_limit).await?;
+        let retry_ttls = super::retry_queue::ttls(&self.runtime.spec.retry);
+        topology::declare(
+            &channel,
+            queue,
+            bindings,
+            self.listener.delivery_limit,
+            &retry_ttls,
+        )
+        .await?;
         channel
             .basic_qos(self.listener.prefetch, BasicQosOptions::default())
             .await
@@ -205,7 +249,8 @@ impl QueueConsumer {
             .await
             .map_err(|e| format!("cannot consume {queue}: {e}"))?;
         let key = LaneKey::of(queue, self.index);
-        let acks = Arc::new(Acks::start(channel.clone(), manual));
+        let batch = u64::from((self.listener.prefetch / 2).max(1));
+        let acks = Arc::new(Acks::start(channel.clone(), manual, batch));
         lanes.open(key.clone(), acks.clone());
         status.assigned.store(1, Ordering::Relaxed);
         status.member.store(true, Ordering::Relaxed);
@@ -219,11 +264,17 @@ impl QueueConsumer {
             prefetch = self.listener.prefetch,
             "consuming"
         );
+        // One shutdown future and one liveness tick for the consumer's life, not one timer
+        // per delivery.
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = loop {
             stamp(status);
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break Ok(()),
+                _ = &mut shutdown => break Ok(()),
                 d = deliveries.next() => match d {
                     Some(Ok(d)) => {
                         let record = properties::record_of(&key.topic, self.index, &d);
@@ -235,7 +286,7 @@ impl QueueConsumer {
                     Some(Err(e)) => break Err(format!("consumer of {queue} failed: {e}")),
                     None => break Err(format!("consumer of {queue} was cancelled")),
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tick.tick() => {}
             }
         };
         lanes.close(Some(std::slice::from_ref(&key))).await;

@@ -2,7 +2,8 @@
 //! them: the original body and headers (RabbitMQ's own `x-death` included), plus
 //! `x-exception-message`, `x-exception-stacktrace` (capped), `x-original-exchange` and
 //! `x-original-routingKey`; earlier `x-exception-*` and `x-original-*` headers are
-//! replaced, not appended.
+//! replaced, not appended (a message back from a [retry queue](super::retry_queue) keeps
+//! the exchange and routing key it was first published with).
 
 use super::destination::Exchange;
 use super::{headers as amqp, DEAD_LETTER_EXCHANGE};
@@ -42,16 +43,16 @@ pub mod headers {
 /// assert!(out.headers.get("amqp_receivedExchange").is_none());
 /// ```
 pub fn build(record: &Record, info: &FailureInfo) -> OutgoingRecord {
-    let exchange = record
-        .headers
-        .get_str(amqp::RECEIVED_EXCHANGE)
-        .unwrap_or_default()
-        .to_owned();
-    let routing_key = record
-        .headers
-        .get_str(amqp::RECEIVED_ROUTING_KEY)
-        .unwrap_or_default()
-        .to_owned();
+    // Back from a retry queue, it was received from the default exchange: the exchange
+    // and routing key it was first published with are the ones it carries.
+    let (exchange, routing_key) =
+        super::retry_queue::carried_original(record).unwrap_or_else(|| {
+            let received = |name| record.headers.get_str(name).unwrap_or_default().to_owned();
+            (
+                received(amqp::RECEIVED_EXCHANGE),
+                received(amqp::RECEIVED_ROUTING_KEY),
+            )
+        });
     let mut out = OutgoingRecord::new(
         Exchange::destination(DEAD_LETTER_EXCHANGE, &record.topic),
         record.key.clone(),

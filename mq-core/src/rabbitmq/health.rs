@@ -3,13 +3,15 @@
 //! error otherwise.
 //!
 //! lapin does not hand out the server properties of the connection handshake, so the
-//! version is read once from a handshake of our own: the protocol header, the broker's
-//! `connection.start` (whose server properties carry `version`), then the socket closed.
+//! version is read once from a handshake of our own (over TLS when the app's connection
+//! uses it): the protocol header, the broker's `connection.start` (whose server
+//! properties carry `version`), then the socket closed.
 
+use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use lapin::tcp::TcpStream;
 
 use super::connection::Rabbit;
 use crate::actuator::{Health, HealthFuture, HealthIndicator};
@@ -33,7 +35,10 @@ impl RabbitHealth {
 
     async fn up(&self, address: String) -> Health {
         if self.version.get().is_none() {
-            let probe = tokio::time::timeout(PROBE_TIMEOUT, broker_version(&address));
+            let (address, rabbit) = (address.clone(), self.rabbit.clone());
+            let probe = tokio::task::spawn_blocking(move || {
+                broker_version(&address, rabbit.tls().map(|t| &**t))
+            });
             if let Ok(Ok(v)) = probe.await {
                 let _ = self.version.set(v);
             }
@@ -66,30 +71,37 @@ impl HealthIndicator for RabbitHealth {
     }
 }
 
-/// The `version` server property the broker at `address` announces in `connection.start`.
-async fn broker_version(address: &str) -> Result<String, String> {
-    let mut socket = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
+/// The `version` server property the broker at `address` announces in `connection.start`
+/// (blocking, each step bounded by [`PROBE_TIMEOUT`]).
+fn broker_version(address: &str, tls: Option<&super::tls::Tls>) -> Result<String, String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or("no host:port")?;
+    let mut socket = match tls {
+        Some(tls) => tls
+            .open(host, port, PROBE_TIMEOUT)
+            .map_err(|e| e.to_string())?,
+        None => {
+            let s = TcpStream::connect_timeout((host, port), PROBE_TIMEOUT)
+                .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(PROBE_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            s
+        }
+    };
     socket
         .write_all(b"AMQP\x00\x00\x09\x01")
-        .await
         .map_err(|e| e.to_string())?;
     // Frame: type (1), channel (2), size (4), payload, end (0xCE).
     let mut header = [0u8; 7];
-    socket
-        .read_exact(&mut header)
-        .await
-        .map_err(|e| e.to_string())?;
+    socket.read_exact(&mut header).map_err(|e| e.to_string())?;
     let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
     if header[0] != 1 || size > 64 * 1024 {
         return Err("not a connection.start frame".to_owned());
     }
     let mut payload = vec![0u8; size];
-    socket
-        .read_exact(&mut payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    socket.read_exact(&mut payload).map_err(|e| e.to_string())?;
     // Payload: class 10, method 10, version major and minor, then the server properties.
     let table = payload.get(6..).ok_or("short connection.start")?;
     let (_, properties) =

@@ -22,6 +22,8 @@
 
 pub mod dead_letter;
 pub mod destination;
+pub mod redrive;
+pub mod retry_queue;
 
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod connection;
@@ -29,11 +31,18 @@ pub(crate) mod connection;
 #[cfg(all(feature = "rabbitmq", feature = "kafka"))]
 pub(crate) mod consumer;
 #[cfg(all(feature = "rabbitmq", feature = "kafka"))]
+pub(crate) mod depth;
+#[cfg(all(feature = "rabbitmq", feature = "kafka"))]
 pub(crate) mod health;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod properties;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod publisher;
+// The replay report is the Kafka replay's.
+#[cfg(all(feature = "rabbitmq", feature = "kafka"))]
+pub(crate) mod replay;
+#[cfg(feature = "rabbitmq")]
+pub(crate) mod tls;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod topology;
 

@@ -5,7 +5,7 @@
 //! attributes `cloudEvents:<attr>`, or `cloudEvents_<attr>`: both read as `ce_<attr>`,
 //! what the envelope decodes), `content_type` the `content-type` header, and the
 //! delivery's exchange, routing key, redelivered flag and tag come as `amqp_*` headers.
-//! Out: the reverse, persistent (`delivery_mode` 2).
+//! Out: the reverse, persistent (`delivery_mode` 2), `timestamp` the time of publishing.
 
 use std::sync::Arc;
 
@@ -69,15 +69,51 @@ fn value_bytes(v: &AMQPValue) -> Vec<u8> {
         AMQPValue::LongUInt(i) => i.to_string().into_bytes(),
         AMQPValue::LongLongInt(i) => i.to_string().into_bytes(),
         AMQPValue::Timestamp(t) => t.to_string().into_bytes(),
-        other => format!("{other:?}").into_bytes(),
+        // RabbitMQ's `x-death` and other tables and arrays: readable JSON.
+        other => json_of(other).to_string().into_bytes(),
     }
 }
 
-/// The properties of `record` published: persistent, its `content-type` header as the
-/// content type, `ce_<attr>` headers as `cloudEvents:<attr>`, the others as strings.
+/// A header value as JSON (strings as text, not as the bytes lapin keeps them in).
+fn json_of(v: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into()),
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::ByteArray(b) => Value::String(String::from_utf8_lossy(b.as_slice()).into()),
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(i) => (*i).into(),
+        AMQPValue::ShortShortUInt(i) => (*i).into(),
+        AMQPValue::ShortInt(i) => (*i).into(),
+        AMQPValue::ShortUInt(i) => (*i).into(),
+        AMQPValue::LongInt(i) => (*i).into(),
+        AMQPValue::LongUInt(i) => (*i).into(),
+        AMQPValue::LongLongInt(i) => (*i).into(),
+        AMQPValue::Timestamp(t) => (*t).into(),
+        AMQPValue::Float(f) => serde_json::json!(f),
+        AMQPValue::Double(d) => serde_json::json!(d),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(json_of).collect()),
+        AMQPValue::FieldTable(t) => Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), json_of(v)))
+                .collect(),
+        ),
+        AMQPValue::Void => Value::Null,
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+/// The properties of `record` published: persistent, stamped with the time of publishing
+/// (seconds; what `mq dlt-replay --since/--until` reads on a dead letter), its
+/// `content-type` header as the content type, `ce_<attr>` headers as `cloudEvents:<attr>`,
+/// the others as strings.
 pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
     let mut table = FieldTable::default();
-    let mut props = BasicProperties::default().with_delivery_mode(2);
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_timestamp(now);
     for h in record.headers.iter() {
         let Some(value) = &h.value else { continue };
         if h.key == CONTENT_TYPE_HEADER {
@@ -95,4 +131,24 @@ pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
         );
     }
     props.with_headers(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+
+    #[test]
+    fn x_death_reads_as_json() {
+        let mut death = FieldTable::default();
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from("q.retry.1")),
+        );
+        death.insert("count".into(), AMQPValue::LongLongInt(1));
+        let v = AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)]));
+        assert_eq!(
+            String::from_utf8(super::value_bytes(&v)).unwrap(),
+            r#"[{"count":1,"queue":"q.retry.1"}]"#
+        );
+    }
 }

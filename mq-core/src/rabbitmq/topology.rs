@@ -1,5 +1,8 @@
 //! What a queue listener declares at startup: its durable queue, the dead-letter exchange
-//! and `<queue>.dlq` bound to it with the queue's name.
+//! and `<queue>.dlq` bound to it with the queue's name, and in retry-topics mode its
+//! [retry queues](super::retry_queue).
+
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -12,12 +15,14 @@ use super::{dlq, Binding, DEAD_LETTER_EXCHANGE};
 /// changes nothing). With a `delivery_limit`, `queue` is a quorum queue that dead-letters
 /// a message returned more often than that to `<queue>.dlq`. A queue that exists with
 /// other settings is refused by RabbitMQ (`PRECONDITION_FAILED`): the error names the
-/// queue and what mq declares.
+/// queue and what mq declares. `retry_ttls`: the TTL of each retry queue
+/// `<queue>.retry.<n>`, which dead-letters back to `queue` through the default exchange.
 pub(crate) async fn declare(
     channel: &Channel,
     queue: &str,
     bindings: &[Binding],
     delivery_limit: Option<u32>,
+    retry_ttls: &[Duration],
 ) -> Result<(), String> {
     let durable = QueueDeclareOptions {
         durable: true,
@@ -80,7 +85,30 @@ pub(crate) async fn declare(
             FieldTable::default(),
         )
         .await
-        .map_err(|e| format!("cannot bind {dead} to {DEAD_LETTER_EXCHANGE}: {e}"))
+        .map_err(|e| format!("cannot bind {dead} to {DEAD_LETTER_EXCHANGE}: {e}"))?;
+    for (n, ttl) in retry_ttls.iter().enumerate() {
+        let retry = super::retry_queue::name(queue, n as u32);
+        let (args, wanted) = retry_queue_arguments(queue, *ttl);
+        channel
+            .queue_declare(&retry, durable, args)
+            .await
+            .map_err(|e| refused(&retry, &wanted, &e))?;
+    }
+    Ok(())
+}
+
+/// The arguments of a retry queue of `queue` holding messages for `ttl`.
+fn retry_queue_arguments(queue: &str, ttl: Duration) -> (FieldTable, String) {
+    let ms = ttl.as_millis().min(i32::MAX as u128) as i32;
+    let mut args = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    args.insert("x-message-ttl".into(), AMQPValue::LongInt(ms));
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert("x-dead-letter-routing-key".into(), text(queue));
+    let wanted = format!(
+        "durable, x-message-ttl={ms}, x-dead-letter-exchange=\"\", x-dead-letter-routing-key={queue}"
+    );
+    (args, wanted)
 }
 
 /// The arguments of a listener's queue, and how they read in an error.

@@ -31,6 +31,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use resolve::KafkaSecurity;
+// The PEM and secret-file readers, shared with `mq.rabbitmq.ssl`.
+pub(in crate::config) use resolve::{pem, secret_or_file};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -261,7 +261,7 @@ impl<'a> KafkaSecurity<'a> {
 }
 
 /// PEM text from inline PEM or a file path; the error never quotes the content.
-fn pem(value: &str, label: &str) -> Result<String, String> {
+pub(in crate::config) fn pem(value: &str, label: &str) -> Result<String, String> {
     let text = if value.trim_start().starts_with("-----BEGIN") {
         value.to_owned()
     } else {
@@ -281,7 +281,7 @@ fn pem(value: &str, label: &str) -> Result<String, String> {
 
 /// A secret given inline or in a file (trailing newline dropped, as Kubernetes secret
 /// mounts and `echo` leave one); both at once is an error.
-fn secret_or_file(
+pub(in crate::config) fn secret_or_file(
     key: &str,
     inline: Option<&Secret>,
     file: Option<&Path>,
