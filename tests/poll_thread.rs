@@ -102,3 +102,58 @@ async fn handlers_blocking_every_runtime_thread_past_the_poll_interval_keep_thei
     );
     app.shutdown().await.expect("clean shutdown");
 }
+
+#[listener(topic = "poll-thread-gone")]
+async fn rt_gone_listener(task: Task) -> Result<(), HandlerError> {
+    let _ = task;
+    Ok(())
+}
+
+/// Threads of this process whose name starts with `prefix` (Linux truncates names to 15
+/// bytes: `mq-poll-` and the listener's first 7).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+/// An app whose runtime is dropped without `shutdown` (a test that returns early, a
+/// `main` that panics): the poll thread stops instead of polling, and rebalancing into
+/// lanes, for ever.
+#[test]
+fn the_poll_thread_ends_when_the_runtime_is_dropped_without_shutdown() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = rt.block_on(async {
+        let topic = unique("poll-thread-gone");
+        create_topic(&topic, 1).await;
+        let yaml = format!(
+            "mq:\n  listeners:\n    rt_gone_listener:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n",
+            unique("poll-thread-gone-group")
+        );
+        let app = App::new(config(&yaml))
+            .only_listeners(["rt_gone_listener"])
+            .start()
+            .await
+            .expect("app starts");
+        assert!(app.wait_assigned(Duration::from_secs(30)).await, "assigned");
+        app
+    });
+    assert_eq!(threads_named("mq-poll-rt_gone"), 1, "the poll thread runs");
+    drop(rt);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named("mq-poll-rt_gone") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        threads_named("mq-poll-rt_gone"),
+        0,
+        "the poll thread ended with its runtime"
+    );
+    drop(app);
+}

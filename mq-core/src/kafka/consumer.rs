@@ -44,12 +44,16 @@ pub(crate) fn spawn(
     let lanes = Arc::new(LaneSet::new(runtime.clone(), settings, rt.clone()));
     let _ = status.lanes.set(lanes.clone());
     consume::spawn_watchdog(&lanes, shutdown.clone(), &rt);
+    // Cancelled when the task below ends, or is dropped with the runtime without having
+    // been shut down: the poll thread then stops, and rebalances no longer wait for lanes.
+    let runtime_gone = CancellationToken::new();
     let context = MqContext {
         lanes: lanes.clone(),
         consumer: OnceLock::new(),
         status: status.clone(),
         metrics,
         rt,
+        runtime_gone: runtime_gone.clone(),
     };
     let name = runtime.spec.name;
     let consumer: MqConsumer = config
@@ -65,14 +69,22 @@ pub(crate) fn spawn(
     let (stopped, polled_out) = tokio::sync::oneshot::channel();
     let (poll_consumer, poll_lanes, poll_status) =
         (consumer.clone(), lanes.clone(), status.clone());
+    let stop = CancellationToken::new();
+    let poll_stop = stop.clone();
     std::thread::Builder::new()
         .name(format!("mq-poll-{name}"))
         .spawn(move || {
-            poll_until_shutdown(&poll_consumer, &poll_lanes, &shutdown, &poll_status);
+            poll_until_shutdown(&poll_consumer, &poll_lanes, &poll_stop, &poll_status);
             let _ = stopped.send(());
         })
         .map_err(|e| crate::Error::Kafka(format!("cannot start the poll thread of {name}: {e}")))?;
+    // Whether this task ends or is dropped with its runtime, the poll thread stops.
+    let stop_polling = stop.clone().drop_guard();
+    let gone = runtime_gone.drop_guard();
     let join = tokio::spawn(async move {
+        let (_stop_polling, _gone) = (stop_polling, gone);
+        shutdown.cancelled().await;
+        stop.cancel();
         let _ = polled_out.await;
         close(consumer, lanes).await;
     });
@@ -87,17 +99,18 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 /// shutdown and stamps its liveness again.
 const DRAIN_MAX: usize = 4 * MAX_BATCH;
 
+/// Polls until `stop` (the app's shutdown, or the runtime's end).
 fn poll_until_shutdown(
     consumer: &MqConsumer,
     lanes: &LaneSet,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
     status: &ConsumerStatus,
 ) {
     let listener = lanes.runtime().spec.name;
     let (recycle, returned) = tokio::sync::mpsc::unbounded_channel();
     lanes.recycle_into(recycle);
     let mut router = Router::new(returned);
-    while !shutdown.is_cancelled() {
+    while !stop.is_cancelled() {
         stamp(status);
         let mut wait = POLL_WAIT;
         for _ in 0..DRAIN_MAX {

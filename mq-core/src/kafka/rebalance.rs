@@ -43,6 +43,8 @@ pub(crate) struct MqContext {
     pub(crate) status: Arc<ConsumerStatus>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) rt: tokio::runtime::Handle,
+    /// The runtime the lanes run on was dropped without a shutdown: nothing to wait for.
+    pub(crate) runtime_gone: tokio_util::sync::CancellationToken,
 }
 
 impl ClientContext for MqContext {
@@ -133,13 +135,22 @@ impl MqContext {
     /// blocking thread of the runtime (step out of the async context to wait; on a
     /// current-thread runtime that cannot block, do not wait: closed lanes are then fenced
     /// at once by the next lane's wait for them, and their records are delivered again).
+    ///
+    /// A panic must not unwind into librdkafka (it would abort the process): one is caught
+    /// and logged, and the closed lanes are then fenced by their successors as above.
     fn block_on(&self, f: impl std::future::Future<Output = ()>) {
-        match tokio::runtime::Handle::try_current() {
+        if self.runtime_gone.is_cancelled() {
+            return;
+        }
+        let wait = std::panic::AssertUnwindSafe(|| match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(f));
             }
             Ok(_) => tracing::debug!("current-thread runtime: not waiting for closed lanes"),
             Err(_) => self.rt.block_on(f),
+        });
+        if std::panic::catch_unwind(wait).is_err() {
+            tracing::warn!("waiting for the revoked partitions' lanes failed; they are fenced");
         }
     }
 }
