@@ -12,8 +12,9 @@ use crate::Error;
 pub(super) struct Effects {
     /// Cancelled when the app shuts down (the background tasks end with it).
     stop: CancellationToken,
+    /// The pool, the relay's counters, and whether this instance runs the relay.
     #[cfg(feature = "postgres")]
-    relay: Option<(sqlx::PgPool, std::sync::Arc<crate::outbox::lag::RelayStats>)>,
+    outbox: Option<(sqlx::PgPool, std::sync::Arc<crate::outbox::lag::RelayStats>, bool)>,
 }
 
 /// Connects the datasource (lazily), applies the migrations, installs the inbox store and
@@ -37,18 +38,21 @@ pub(super) async fn prepare(app: &mut App) -> Result<Effects, Error> {
                 tracing::warn!("no mq.datasource.url: idempotent listeners deduplicate in memory only (forgotten on restart, not atomic with the handler's writes)");
             }
         }
-        let relay = match pool {
-            Some(pool) if app.config.mq.outbox.enabled => {
-                let stats = std::sync::Arc::default();
-                let health = crate::outbox::OutboxHealth::new(pool.clone(), &app.config.mq.outbox, std::sync::Arc::clone(&stats));
-                if !app.health_indicators.iter().any(|(n, _)| n == "outbox") {
-                    app.health_indicators.push(("outbox".to_owned(), std::sync::Arc::new(health)));
-                }
-                Some((pool, stats))
+        // The backlog is the table's, whether or not this instance runs the relay.
+        let outbox = pool.map(|pool| {
+            let stats = std::sync::Arc::default();
+            let health = crate::outbox::OutboxHealth::new(
+                pool.clone(),
+                &app.config.mq.outbox,
+                std::sync::Arc::clone(&stats),
+            );
+            if !app.health_indicators.iter().any(|(n, _)| n == "outbox") {
+                app.health_indicators
+                    .push(("outbox".to_owned(), std::sync::Arc::new(health)));
             }
-            _ => None,
-        };
-        Ok(Effects { stop, relay })
+            (pool, stats, app.config.mq.outbox.enabled)
+        });
+        Ok(Effects { stop, outbox })
     }
     #[cfg(not(feature = "postgres"))]
     {
@@ -69,12 +73,20 @@ impl Effects {
             linked.cancel();
         }));
         #[cfg(feature = "postgres")]
-        if let Some((pool, stats)) = self.relay {
+        if let Some((pool, stats, relay)) = self.outbox {
             let settings = &running.config.mq.outbox;
-            let relay = crate::outbox::Relay::with_stats(pool.clone(), running.publisher(), settings, stats.clone());
-            running.tasks.push(crate::outbox::lag::watch(pool, settings, stats, &running.metrics, stop.clone()));
-            running.tasks.push(tokio::spawn(relay.run(stop)));
-            tracing::info!(table = %settings.table, slots = settings.slots, "outbox relay started");
+            running.tasks.push(crate::outbox::lag::watch(
+                pool.clone(),
+                settings,
+                stats.clone(),
+                &running.metrics,
+                stop.clone(),
+            ));
+            if relay {
+                let relay = crate::outbox::Relay::with_stats(pool, running.publisher(), settings, stats);
+                running.tasks.push(tokio::spawn(relay.run(stop)));
+                tracing::info!(table = %settings.table, slots = settings.slots, "outbox relay started");
+            }
         }
     }
 }

@@ -57,7 +57,8 @@ impl Default for DatasourceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct OutboxConfig {
-    /// Run the relay in this process (when `mq.datasource.url` is set). Default true.
+    /// Run the relay in this process (when `mq.datasource.url` is set). Default true. The
+    /// lag metric and the `outbox` health component are there either way.
     pub enabled: bool,
     /// The outbox table (`name` or `schema.name`). Default `mq_outbox`.
     #[serde(deserialize_with = "lenient::string")]

@@ -200,7 +200,7 @@ pub(crate) async fn prepare(
 mod tests {
     #[test]
     fn key_hash_is_stable_and_non_negative() {
-        assert_eq!(super::key_hash(b""), 0x811c_9dc5 & 0x7fff_ffff);
+        assert_eq!(super::key_hash(b""), (0x811c_9dc5_u32 & 0x7fff_ffff) as i32);
         assert_eq!(super::key_hash(b"ord-1"), super::key_hash(b"ord-1"));
         assert_ne!(super::key_hash(b"ord-1"), super::key_hash(b"ord-2"));
         assert!((0..1000).all(|i| super::key_hash(format!("k{i}").as_bytes()) >= 0));

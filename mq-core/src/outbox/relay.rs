@@ -137,6 +137,18 @@ impl Relay {
         }
     }
 
+    /// The outbox's backlog now: pending rows, the age of the oldest, rows set aside.
+    ///
+    /// ```no_run
+    /// # async fn f(relay: mq_core::outbox::Relay) -> Result<(), mq_core::outbox::OutboxError> {
+    /// let backlog = relay.backlog().await?;
+    /// println!("{} pending, oldest {:.1}s", backlog.pending, backlog.oldest_seconds);
+    /// # Ok(()) }
+    /// ```
+    pub async fn backlog(&self) -> Result<super::LagSnapshot, OutboxError> {
+        Ok(super::lag::snapshot(&self.pool, &self.settings.table).await?)
+    }
+
     /// Publishes what is pending now, one pass over every slot (slots in parallel, up to
     /// half the pool).
     pub async fn run_once(&self) -> Result<RoundReport, OutboxError> {
