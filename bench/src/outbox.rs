@@ -53,8 +53,16 @@ async fn bench_plain(_r: Row, counter: State<Arc<Counter>>) -> Result<(), Handle
     Ok(())
 }
 
-#[listener(topic = "mq-bench-idempotent", group = "mq-bench-idempotent", idempotent)]
-async fn bench_idempotent(_r: Row, _tx: Tx, counter: State<Arc<Counter>>) -> Result<(), HandlerError> {
+#[listener(
+    topic = "mq-bench-idempotent",
+    group = "mq-bench-idempotent",
+    idempotent
+)]
+async fn bench_idempotent(
+    _r: Row,
+    _tx: Tx,
+    counter: State<Arc<Counter>>,
+) -> Result<(), HandlerError> {
     counter.first.get_or_init(Instant::now);
     counter.handled.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -68,20 +76,28 @@ fn database_url() -> String {
 /// A schema of its own; the URL whose connections use it.
 async fn schema() -> BenchResult<(String, String)> {
     let schema = unique("bench").replace('-', "_");
-    let pool = sqlx::PgPool::connect(&database_url())
-        .await
-        .map_err(|e| format!("PostgreSQL at {} (MQ_BENCH_DATABASE_URL): {e}", database_url()))?;
+    let pool = sqlx::PgPool::connect(&database_url()).await.map_err(|e| {
+        format!(
+            "PostgreSQL at {} (MQ_BENCH_DATABASE_URL): {e}",
+            database_url()
+        )
+    })?;
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&pool)
         .await
         .map_err(|e| e.to_string())?;
     pool.close().await;
-    Ok((schema.clone(), format!("{}?options[search_path]={schema}", database_url())))
+    Ok((
+        schema.clone(),
+        format!("{}?options[search_path]={schema}", database_url()),
+    ))
 }
 
 async fn drop_schema(schema: &str) {
     if let Ok(pool) = sqlx::PgPool::connect(&database_url()).await {
-        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&pool).await;
+        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&pool)
+            .await;
         pool.close().await;
     }
 }
@@ -94,7 +110,12 @@ fn config(bootstrap: &str, url: &str, extra: &str) -> BenchResult<Config> {
 }
 
 /// Runs both measurements: `rows` outbox rows, `messages` records per listener.
-pub async fn run(bootstrap: &str, topic: &str, rows: u64, messages: u64) -> BenchResult<OutboxResult> {
+pub async fn run(
+    bootstrap: &str,
+    topic: &str,
+    rows: u64,
+    messages: u64,
+) -> BenchResult<OutboxResult> {
     let (schema, url) = schema().await?;
     let result = measure(bootstrap, topic, &url, rows, messages).await;
     drop_schema(&schema).await;
@@ -141,7 +162,10 @@ async fn measure(
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("relay: {} rows still pending after 600 s", backlog.pending));
+            return Err(format!(
+                "relay: {} rows still pending after 600 s",
+                backlog.pending
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -167,7 +191,13 @@ async fn measure(
 }
 
 /// Starts `listener` on `topic` in a new group; records per second until `n` handled.
-async fn consume(bootstrap: &str, url: &str, topic: &str, listener: &str, n: u64) -> BenchResult<f64> {
+async fn consume(
+    bootstrap: &str,
+    url: &str,
+    topic: &str,
+    listener: &str,
+    n: u64,
+) -> BenchResult<f64> {
     let extra = format!(
         "  listeners:\n    {listener}:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n",
         unique(listener)

@@ -58,7 +58,10 @@ impl<T: Send + Sync + 'static> NeedsState for Probe<crate::handler::State<T>> {
 /// [`crate::startup`]), under the id of `Tx`.
 impl NeedsState for Probe<crate::inbox::Tx> {
     fn required_state(&self) -> Option<RequiredState> {
-        Some((std::any::TypeId::of::<crate::inbox::Tx>(), "mq_core::inbox::Tx"))
+        Some((
+            std::any::TypeId::of::<crate::inbox::Tx>(),
+            "mq_core::inbox::Tx",
+        ))
     }
 }
 
@@ -133,7 +136,13 @@ impl Invocation {
                 span.record("correlation_id", c.as_str());
             }
         }
-        Context::new(self.env, self.record, self.attempt, Cause::of(event), self.tx)
+        Context::new(
+            self.env,
+            self.record,
+            self.attempt,
+            Cause::of(event),
+            self.tx,
+        )
     }
 
     /// An idempotent listener records the event's identity in a new transaction; `None`

@@ -113,12 +113,10 @@ impl Args {
                         Expr::Lit(ExprLit {
                             lit: Lit::Bool(b), ..
                         }) => b,
-                        other => {
-                            return Err(syn::Error::new_spanned(
-                                other,
-                                "`idempotent` is a flag: write `idempotent` (or `idempotent = true`)",
-                            ))
-                        }
+                        other => return Err(syn::Error::new_spanned(
+                            other,
+                            "`idempotent` is a flag: write `idempotent` (or `idempotent = true`)",
+                        )),
                     }
                 } else {
                     syn::LitBool::new(true, meta.path.span())

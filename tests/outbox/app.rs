@@ -55,11 +55,16 @@ async fn lag_is_a_metric_and_health_and_the_relay_clears_it() {
     assert!(outbox_health["details"]["lagSeconds"].as_f64().unwrap() >= 119.0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let scrape = http(addr, "GET", "/actuator/prometheus", None, None).await.body;
+        let scrape = http(addr, "GET", "/actuator/prometheus", None, None)
+            .await
+            .body;
         if lag_metric(&scrape).is_some_and(|lag| lag >= 119.0) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no lag metric: {scrape}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lag metric: {scrape}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -68,14 +73,20 @@ async fn lag_is_a_metric_and_health_and_the_relay_clears_it() {
     assert_eq!(relay.run_once().await.unwrap().published, 1);
     let health = http(addr, "GET", "/actuator/health", None, None).await;
     assert_eq!(health.status, 200, "{}", health.body);
-    assert_eq!(health.json()["components"]["outbox"]["details"]["pending"], 0);
+    assert_eq!(
+        health.json()["components"]["outbox"]["details"]["pending"],
+        0
+    );
     let records = support::read_topic(&topic, 1, Duration::from_secs(20)).await;
     assert_eq!(records.len(), 1, "the row reached the broker");
 
     // Sent rows are deleted after the retention (1 ms here), by the app's cleanup.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while db::count(&pool, "SELECT count(*) FROM mq_outbox").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "sent row not cleaned up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sent row not cleaned up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.shutdown().await.unwrap();
@@ -108,8 +119,17 @@ async fn the_apps_relay_publishes_committed_rows_to_kafka() {
     let records = support::read_topic(&topic, 100, Duration::from_secs(30)).await;
     assert_eq!(records.len(), 100, "the app's relay published every row");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db::count(&pool, "SELECT count(*) FROM app_outbox WHERE sent_at IS NULL").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "rows not marked sent");
+    while db::count(
+        &pool,
+        "SELECT count(*) FROM app_outbox WHERE sent_at IS NULL",
+    )
+    .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows not marked sent"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.shutdown().await.unwrap();

@@ -124,7 +124,10 @@ async fn read_events(topic: &str) -> Vec<(String, String)> {
                     serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON event");
                 out.push((
                     v["id"].as_str().unwrap_or_default().to_owned(),
-                    v["data"]["order_id"].as_str().unwrap_or_default().to_owned(),
+                    v["data"]["order_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                 ));
                 idle = Duration::from_secs(3);
             }
@@ -132,7 +135,9 @@ async fn read_events(topic: &str) -> Vec<(String, String)> {
             Err(_) => break,
         }
     }
-    tokio::task::spawn_blocking(move || drop(consumer)).await.ok();
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .ok();
     out
 }
 
@@ -149,7 +154,12 @@ async fn ids(pool: &PgPool, sql: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     let s = unique("x");
-    for t in ["order-create-event", "stock-reserved", "stock-rejected", "payment-completed"] {
+    for t in [
+        "order-create-event",
+        "stock-reserved",
+        "stock-rejected",
+        "payment-completed",
+    ] {
         create_topic(&format!("{t}-{s}"), 3).await;
     }
     let (_os, os_url) = db::fresh_schema("crash_orders").await;
@@ -157,8 +167,16 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     let root = tempfile::tempdir().unwrap();
     let http_port = free_port();
     let api = SocketAddr::from(([127, 0, 0, 1], http_port));
-    let order_dir = config_dir(root.path(), "order-service", &order_profile(&s, &os_url, http_port, free_port()));
-    let product_dir = config_dir(root.path(), "product-service", &product_profile(&s, &ps_url, free_port()));
+    let order_dir = config_dir(
+        root.path(),
+        "order-service",
+        &order_profile(&s, &os_url, http_port, free_port()),
+    );
+    let product_dir = config_dir(
+        root.path(),
+        "product-service",
+        &product_profile(&s, &ps_url, free_port()),
+    );
 
     let mut product = Service::start("product-service", &product_dir);
     let order = Arc::new(Mutex::new(Service::start("order-service", &order_dir)));
@@ -188,14 +206,20 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
                     match post(api, "/orders", body).await {
                         Ok((202, body)) => {
                             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                            acked.lock().await.push(v["order_id"].as_str().unwrap().to_owned());
+                            acked
+                                .lock()
+                                .await
+                                .push(v["order_id"].as_str().unwrap().to_owned());
                         }
                         Ok(_) | Err(_) => {
                             failed.fetch_add(1, Ordering::SeqCst);
                             // The service is down: wait for it instead of burning attempts.
                             let deadline = Instant::now() + Duration::from_secs(60);
                             while tokio::net::TcpStream::connect(api).await.is_err() {
-                                assert!(Instant::now() < deadline, "order-service did not come back");
+                                assert!(
+                                    Instant::now() < deadline,
+                                    "order-service did not come back"
+                                );
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
@@ -226,8 +250,16 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let committed = db::count(&orders_db, "SELECT count(*) FROM orders").await;
-        let final_ = db::count(&orders_db, "SELECT count(*) FROM orders WHERE status <> 'PENDING'").await;
-        let reserved = db::count(&stock_db, "SELECT count(DISTINCT order_id) FROM reservations").await;
+        let final_ = db::count(
+            &orders_db,
+            "SELECT count(*) FROM orders WHERE status <> 'PENDING'",
+        )
+        .await;
+        let reserved = db::count(
+            &stock_db,
+            "SELECT count(DISTINCT order_id) FROM reservations",
+        )
+        .await;
         if committed == final_ && reserved >= committed {
             break;
         }
@@ -241,7 +273,10 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     }
     let settling = started.elapsed() - posting;
 
-    let committed: HashSet<String> = ids(&orders_db, "SELECT order_id FROM orders").await.into_iter().collect();
+    let committed: HashSet<String> = ids(&orders_db, "SELECT order_id FROM orders")
+        .await
+        .into_iter()
+        .collect();
     let reservations = ids(&stock_db, "SELECT order_id FROM reservations").await;
     let mut per_order: HashMap<&str, usize> = HashMap::new();
     for r in &reservations {
@@ -249,21 +284,30 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     }
     let lost: Vec<&String> = acked.iter().filter(|id| !committed.contains(*id)).collect();
     let twice: Vec<(&&str, &usize)> = per_order.iter().filter(|(_, n)| **n > 1).collect();
-    let phantom: Vec<&&str> = per_order.keys().filter(|id| !committed.contains(**id)).collect();
-    let missing: Vec<&String> = committed.iter().filter(|id| !per_order.contains_key(id.as_str())).collect();
+    let phantom: Vec<&&str> = per_order
+        .keys()
+        .filter(|id| !committed.contains(**id))
+        .collect();
+    let missing: Vec<&String> = committed
+        .iter()
+        .filter(|id| !per_order.contains_key(id.as_str()))
+        .collect();
     let events = read_events(&format!("order-create-event-{s}")).await;
     let event_ids: HashSet<&String> = events.iter().map(|e| &e.0).collect();
-    let uncommitted_events: Vec<&(String, String)> =
-        events.iter().filter(|e| !committed.contains(&e.1)).collect();
-    let histories: Vec<(String, Vec<String>, String)> = sqlx::query_as(
-        "SELECT order_id, history, status FROM orders",
-    )
-    .fetch_all(&orders_db)
-    .await
-    .unwrap();
+    let uncommitted_events: Vec<&(String, String)> = events
+        .iter()
+        .filter(|e| !committed.contains(&e.1))
+        .collect();
+    let histories: Vec<(String, Vec<String>, String)> =
+        sqlx::query_as("SELECT order_id, history, status FROM orders")
+            .fetch_all(&orders_db)
+            .await
+            .unwrap();
     let odd: Vec<&(String, Vec<String>, String)> = histories
         .iter()
-        .filter(|(_, h, status)| h != &["CREATED", "STOCK_RESERVED", "PAID", "CONFIRMED"] || status != "CONFIRMED")
+        .filter(|(_, h, status)| {
+            h != &["CREATED", "STOCK_RESERVED", "PAID", "CONFIRMED"] || status != "CONFIRMED"
+        })
         .collect();
     let (stock,): (i64,) = sqlx::query_as("SELECT stock FROM products WHERE id = 9")
         .fetch_one(&stock_db)
@@ -299,14 +343,41 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
         uncommitted_events.len(),
     );
     assert!(acked.len() >= ORDERS / 2, "most orders were acknowledged");
-    assert!(lost.is_empty(), "acknowledged orders not committed: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged orders not committed: {lost:?}"
+    );
     assert!(twice.is_empty(), "stock reserved twice: {twice:?}");
-    assert!(phantom.is_empty(), "reservations of uncommitted orders: {phantom:?}");
-    assert!(missing.is_empty(), "committed orders without a reservation: {missing:?}");
-    assert!(uncommitted_events.is_empty(), "events of uncommitted orders: {uncommitted_events:?}");
-    assert_eq!(event_ids.len(), committed.len(), "one order-create-event per committed order");
-    assert!(odd.is_empty(), "orders whose flow ran twice or not to the end: {:?}", &odd[..odd.len().min(5)]);
-    assert_eq!(stock, STOCK - committed.len() as i64, "the stock went down once per order");
-    assert!(order.lock().await.terminate(), "order-service exits 0 on SIGTERM");
+    assert!(
+        phantom.is_empty(),
+        "reservations of uncommitted orders: {phantom:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "committed orders without a reservation: {missing:?}"
+    );
+    assert!(
+        uncommitted_events.is_empty(),
+        "events of uncommitted orders: {uncommitted_events:?}"
+    );
+    assert_eq!(
+        event_ids.len(),
+        committed.len(),
+        "one order-create-event per committed order"
+    );
+    assert!(
+        odd.is_empty(),
+        "orders whose flow ran twice or not to the end: {:?}",
+        &odd[..odd.len().min(5)]
+    );
+    assert_eq!(
+        stock,
+        STOCK - committed.len() as i64,
+        "the stock went down once per order"
+    );
+    assert!(
+        order.lock().await.terminate(),
+        "order-service exits 0 on SIGTERM"
+    );
     assert!(product.terminate(), "product-service exits 0 on SIGTERM");
 }

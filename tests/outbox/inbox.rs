@@ -36,7 +36,10 @@ static MEMORY_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32
 #[listener(topic = "outbox-test-memory", idempotent)]
 async fn count_in_memory(_e: Event<Effect>, tx: Tx) -> Result<(), HandlerError> {
     assert!(!tx.is_database());
-    assert!(matches!(tx.conn().await, Err(mq_core::inbox::TxError::NoDatabase)));
+    assert!(matches!(
+        tx.conn().await,
+        Err(mq_core::inbox::TxError::NoDatabase)
+    ));
     MEMORY_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
@@ -52,7 +55,8 @@ fn duplicates(metrics: &str, listener: &str) -> u64 {
     metrics
         .lines()
         .find(|l| {
-            l.starts_with("mq_inbox_duplicates_total{") && l.contains(&format!("name=\"{listener}\""))
+            l.starts_with("mq_inbox_duplicates_total{")
+                && l.contains(&format!("name=\"{listener}\""))
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -88,26 +92,46 @@ async fn the_same_bytes_twice_change_the_database_once() {
 
     // One event, encoded once, sent twice: the same bytes.
     let event = Event::new("Effect", Effect { n: 1 });
-    let first = app.publisher().send_event(&topic, "k", event.clone()).await.unwrap();
-    let again = app.publisher().send_event(&topic, "k", event.clone()).await.unwrap();
+    let first = app
+        .publisher()
+        .send_event(&topic, "k", event.clone())
+        .await
+        .unwrap();
+    let again = app
+        .publisher()
+        .send_event(&topic, "k", event.clone())
+        .await
+        .unwrap();
     assert_ne!(first.offset, again.offset, "two records on the topic");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while duplicates(&app.metrics().encode(), "record_effect") < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the redelivery was not seen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the redelivery was not seen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Another event still runs.
     let other = Event::new("Effect", Effect { n: 2 });
-    app.publisher().send_event(&topic, "k", other.clone()).await.unwrap();
+    app.publisher()
+        .send_event(&topic, "k", other.clone())
+        .await
+        .unwrap();
     while db::count(&pool, "SELECT count(*) FROM effects").await < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the second event was not handled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second event was not handled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = app.metrics().encode();
     app.shutdown().await.unwrap();
     let rows = db::count(
         &pool,
-        &format!("SELECT count(*) FROM effects WHERE event_id = '{}'", event.id),
+        &format!(
+            "SELECT count(*) FROM effects WHERE event_id = '{}'",
+            event.id
+        ),
     )
     .await;
     assert_eq!(rows, 1, "the duplicate changed nothing");
@@ -128,12 +152,23 @@ async fn the_memory_store_skips_a_redelivered_event_in_test_app() {
             .unwrap();
     }
     app.publisher()
-        .send_event("outbox-test-memory", "k", Event::new("Effect", Effect { n: 2 }))
+        .send_event(
+            "outbox-test-memory",
+            "k",
+            Event::new("Effect", Effect { n: 2 }),
+        )
         .await
         .unwrap();
     let outcomes = app.drain().await;
-    assert_eq!(outcomes.len(), 4, "every record acknowledged, duplicates included");
-    assert!(outcomes.iter().all(|d| *d == mq_core::Disposition::Handled), "{outcomes:?}");
+    assert_eq!(
+        outcomes.len(),
+        4,
+        "every record acknowledged, duplicates included"
+    );
+    assert!(
+        outcomes.iter().all(|d| *d == mq_core::Disposition::Handled),
+        "{outcomes:?}"
+    );
     assert_eq!(
         MEMORY_CALLS.load(std::sync::atomic::Ordering::SeqCst),
         2,
@@ -152,7 +187,10 @@ async fn a_tx_argument_needs_an_idempotent_listener() {
         .expect("refused")
         .to_string();
     assert!(e.contains("\"tx_without_idempotency\" takes a Tx"), "{e}");
-    assert!(e.contains("mq.listeners.tx_without_idempotency.idempotency: true"), "{e}");
+    assert!(
+        e.contains("mq.listeners.tx_without_idempotency.idempotency: true"),
+        "{e}"
+    );
 }
 
 fn spawn_consumer(dir: &Path, url: &str, topic: &str, group: &str, marker: &Path) -> KillOnDrop {
@@ -166,7 +204,10 @@ fn spawn_consumer(dir: &Path, url: &str, topic: &str, group: &str, marker: &Path
         .env("MQ_LISTENERS__APPLY_ONCE__TOPICS", topic)
         .env("MQ_LISTENERS__APPLY_ONCE__GROUP", group)
         .env("MQ_KAFKA__CONSUMER__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
-        .env("MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS", "500")
+        .env(
+            "MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS",
+            "500",
+        )
         .env("MQ_MANAGEMENT__SERVER__PORT", "0")
         .env("MQ_LOGGING__LEVEL", "warn")
         .env("STALL_MARKER", marker)
@@ -193,15 +234,25 @@ async fn a_redelivery_after_a_crash_between_handler_and_commit_changes_the_datab
         .await
         .unwrap();
     let event = Event::new("Effect", Effect { n: 7 });
-    sender.publisher().send_event(&topic, "k", event.clone()).await.unwrap();
+    sender
+        .publisher()
+        .send_event(&topic, "k", event.clone())
+        .await
+        .unwrap();
 
     // First run: the handler writes its row, then stalls before returning (the marker
     // says it got there); the process is killed with its transaction open.
     let mut child = spawn_consumer(dir.path(), &url, &topic, &group, &marker);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "the handler never ran");
-        assert!(child.0.try_wait().unwrap().is_none(), "consumer exited early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler never ran"
+        );
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "consumer exited early"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
@@ -218,25 +269,41 @@ async fn a_redelivery_after_a_crash_between_handler_and_commit_changes_the_datab
     // same bytes sent once more change nothing.
     let _child = spawn_consumer(dir.path(), &url, &topic, &group, &marker);
     while db::count(&pool, "SELECT count(*) FROM effects").await < 1 {
-        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(30), "not redelivered");
+        assert!(
+            tokio::time::Instant::now() < deadline + Duration::from_secs(30),
+            "not redelivered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    sender.publisher().send_event(&topic, "k", event.clone()).await.unwrap();
+    sender
+        .publisher()
+        .send_event(&topic, "k", event.clone())
+        .await
+        .unwrap();
     sender
         .publisher()
         .send_event(&topic, "k", Event::new("Effect", Effect { n: 8 }))
         .await
         .unwrap();
     while db::count(&pool, "SELECT count(*) FROM effects").await < 2 {
-        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(60), "later event not handled");
+        assert!(
+            tokio::time::Instant::now() < deadline + Duration::from_secs(60),
+            "later event not handled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sender.shutdown().await.unwrap();
     let same = db::count(
         &pool,
-        &format!("SELECT count(*) FROM effects WHERE event_id = '{}'", event.id),
+        &format!(
+            "SELECT count(*) FROM effects WHERE event_id = '{}'",
+            event.id
+        ),
     )
     .await;
-    assert_eq!(same, 1, "one effect for the event handled in a killed process and again");
+    assert_eq!(
+        same, 1,
+        "one effect for the event handled in a killed process and again"
+    );
     assert_eq!(db::count(&pool, "SELECT count(*) FROM mq_inbox").await, 2);
 }

@@ -31,7 +31,8 @@ struct Switchable {
 
 impl RecordSink for Switchable {
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
-        let (broker, down, refused) = (self.broker.clone(), self.down.clone(), self.refused.clone());
+        let (broker, down, refused) =
+            (self.broker.clone(), self.down.clone(), self.refused.clone());
         Box::pin(async move {
             if down.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -77,7 +78,12 @@ async fn fill(pool: &PgPool, outbox: &Outbox, topic: &str, keys: usize, per_key:
         for k in 0..keys {
             let key = format!("key-{k}");
             outbox
-                .send(&mut tx, topic, &key, serde_json::json!({"key": key, "seq": seq}))
+                .send(
+                    &mut tx,
+                    topic,
+                    &key,
+                    serde_json::json!({"key": key, "seq": seq}),
+                )
                 .await
                 .unwrap();
             n += 1;
@@ -177,10 +183,16 @@ async fn two_relays_publish_every_row_once_and_keep_each_key_in_order() {
     let records = published(&sink.broker, "orders");
     let ids: HashSet<&String> = records.iter().map(|r| &r.0).collect();
     let per_relay = counted.lock().await.clone();
-    println!("two relays: {total} rows, published {} ({per_relay:?} per relay)", records.len());
+    println!(
+        "two relays: {total} rows, published {} ({per_relay:?} per relay)",
+        records.len()
+    );
     assert_eq!(records.len(), total, "every row published exactly once");
     assert_eq!(ids.len(), total, "no event published twice");
-    assert!(per_relay.iter().all(|n| *n > 0), "both relays took part: {per_relay:?}");
+    assert!(
+        per_relay.iter().all(|n| *n > 0),
+        "both relays took part: {per_relay:?}"
+    );
     assert_eq!(per_relay.iter().sum::<u64>(), total as u64);
     assert_in_order_per_key(&records, PER_KEY);
 }
@@ -205,8 +217,12 @@ async fn rows_wait_out_a_broker_outage_and_none_is_lost() {
     let total = fill(&pool, &outbox, "payments", KEYS, PER_KEY).await;
     // The relay keeps trying while the broker is away: attempts are recorded on the rows.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while db::count(&pool, "SELECT count(*) FROM mq_outbox WHERE attempts >= 2").await < KEYS as i64 {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not retry");
+    while db::count(&pool, "SELECT count(*) FROM mq_outbox WHERE attempts >= 2").await < KEYS as i64
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not retry"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let backlog = relay.backlog().await.unwrap();

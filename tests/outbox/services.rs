@@ -29,12 +29,23 @@ fn bins() -> &'static Path {
             .and_then(Path::parent)
             .expect("test binary in <target>/<profile>/deps")
             .to_path_buf();
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
         let target = profile_dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", "order-service", "-p", "product-service"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "order-service",
+                "-p",
+                "product-service",
+            ])
             .arg("--target-dir")
             .arg(&target);
         if profile == "release" {
@@ -66,7 +77,10 @@ pub fn config_dir(root: &Path, service: &str, profile: &str) -> PathBuf {
     let dir = root.join(service);
     std::fs::create_dir_all(&dir).expect("config dir");
     std::fs::copy(
-        workspace_root().join("examples").join(service).join("application.yaml"),
+        workspace_root()
+            .join("examples")
+            .join(service)
+            .join("application.yaml"),
         dir.join("application.yaml"),
     )
     .expect("copy application.yaml");
@@ -168,7 +182,9 @@ pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Result<(u16, Stri
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
 
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

@@ -30,8 +30,8 @@
 
 pub mod store;
 
-pub use store::{OrderStore, PgOrders};
 use mq_core::inbox::Tx;
+pub use store::{OrderStore, PgOrders};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -85,7 +85,8 @@ fn order_of(row: &sqlx::postgres::PgRow) -> Result<Order, sqlx::Error> {
     })
 }
 
-const COLUMNS: &str = "order_id, status, reason, product_id, quantity, customer, payment_id, history";
+const COLUMNS: &str =
+    "order_id, status, reason, product_id, quantity, customer, payment_id, history";
 
 impl OrderStore {
     /// Whether orders are in PostgreSQL.
@@ -227,7 +228,10 @@ impl OrderStore {
                     return None;
                 }
                 order.step("STOCK_RESERVED");
-                let payment_id = order.payment_id.get_or_insert_with(|| new_id("pay")).clone();
+                let payment_id = order
+                    .payment_id
+                    .get_or_insert_with(|| new_id("pay"))
+                    .clone();
                 order.step("PAID");
                 Some(PaymentCompleted {
                     order_id: reserved.order_id.clone(),
@@ -237,12 +241,10 @@ impl OrderStore {
             }),
             OrderStore::Postgres(pg) => {
                 let mut conn = tx.conn().await?;
-                let row = sqlx::query(
-                    "SELECT status FROM orders WHERE order_id = $1 FOR UPDATE",
-                )
-                .bind(&reserved.order_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1 FOR UPDATE")
+                    .bind(&reserved.order_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
                 let Some(row) = row else { return Ok(None) };
                 if row.try_get::<&str, _>("status")? != "PENDING" {
                     return Ok(Some(None));
@@ -261,7 +263,8 @@ impl OrderStore {
                 .execute(&mut *conn)
                 .await?;
                 let key = payment.order_id.clone();
-                let event = Event::new("PaymentCompleted", payment.clone()).with_subject(key.clone());
+                let event =
+                    Event::new("PaymentCompleted", payment.clone()).with_subject(key.clone());
                 pg.outbox
                     .send_event(&mut conn, &topics.payment_completed, &key, event)
                     .await?;

@@ -28,8 +28,8 @@
 
 pub mod store;
 
-pub use store::{PgStock, Stockroom};
 use mq_core::inbox::Tx;
+pub use store::{PgStock, Stockroom};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

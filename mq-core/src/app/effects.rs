@@ -14,7 +14,11 @@ pub(super) struct Effects {
     stop: CancellationToken,
     /// The pool, the relay's counters, and whether this instance runs the relay.
     #[cfg(feature = "postgres")]
-    outbox: Option<(sqlx::PgPool, std::sync::Arc<crate::outbox::lag::RelayStats>, bool)>,
+    outbox: Option<(
+        sqlx::PgPool,
+        std::sync::Arc<crate::outbox::lag::RelayStats>,
+        bool,
+    )>,
 }
 
 /// Connects the datasource (lazily), applies the migrations, installs the inbox store and
@@ -30,10 +34,22 @@ pub(super) async fn prepare(app: &mut App) -> Result<Effects, Error> {
         if let Some(pool) = &pool {
             crate::outbox::prepare(&app.config, pool).await?;
         }
-        let idempotent = app.listeners().map(|l| l.iter().any(|s| s.idempotent)).unwrap_or(false);
-        let store = crate::inbox::install(&app.config, pool.as_ref(), &mut app.state, &app.metrics, stop.clone());
+        let idempotent = app
+            .listeners()
+            .map(|l| l.iter().any(|s| s.idempotent))
+            .unwrap_or(false);
+        let store = crate::inbox::install(
+            &app.config,
+            pool.as_ref(),
+            &mut app.state,
+            &app.metrics,
+            stop.clone(),
+        );
         if idempotent {
-            tracing::info!(store = crate::inbox::describe(&store), "idempotent listeners record handled events");
+            tracing::info!(
+                store = crate::inbox::describe(&store),
+                "idempotent listeners record handled events"
+            );
             if pool.is_none() {
                 tracing::warn!("no mq.datasource.url: idempotent listeners deduplicate in memory only (forgotten on restart, not atomic with the handler's writes)");
             }
@@ -83,7 +99,8 @@ impl Effects {
                 stop.clone(),
             ));
             if relay {
-                let relay = crate::outbox::Relay::with_stats(pool, running.publisher(), settings, stats);
+                let relay =
+                    crate::outbox::Relay::with_stats(pool, running.publisher(), settings, stats);
                 running.tasks.push(tokio::spawn(relay.run(stop)));
                 tracing::info!(table = %settings.table, slots = settings.slots, "outbox relay started");
             }

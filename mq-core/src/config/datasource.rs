@@ -158,8 +158,7 @@ pub(crate) fn valid_table_name(name: &str) -> bool {
         && parts.iter().all(|p| {
             !p.is_empty()
                 && p.len() <= 63
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !p.starts_with(|c: char| c.is_ascii_digit())
         })
 }
@@ -179,7 +178,10 @@ impl super::Config {
         if mq.datasource.pool_size == 0 {
             problems.push("mq.datasource.pool-size must be at least 1".to_owned());
         }
-        for (key, table) in [("mq.outbox.table", &mq.outbox.table), ("mq.inbox.table", &mq.inbox.table)] {
+        for (key, table) in [
+            ("mq.outbox.table", &mq.outbox.table),
+            ("mq.inbox.table", &mq.inbox.table),
+        ] {
             if !valid_table_name(table) {
                 problems.push(format!(
                     "{key} must be a table name (letters, digits and _, optionally schema.table), not {table:?}"
@@ -189,15 +191,17 @@ impl super::Config {
         if mq.outbox.table == mq.inbox.table {
             problems.push("mq.inbox.table must differ from mq.outbox.table".to_owned());
         }
-        for (key, n) in [("mq.outbox.batch-size", mq.outbox.batch_size), ("mq.outbox.slots", mq.outbox.slots)] {
+        for (key, n) in [
+            ("mq.outbox.batch-size", mq.outbox.batch_size),
+            ("mq.outbox.slots", mq.outbox.slots),
+        ] {
             if n == 0 {
                 problems.push(format!("{key} must be at least 1"));
             }
         }
         if mq.inbox.store == InboxStoreKind::Postgres && mq.datasource.url.is_none() {
-            problems.push(
-                "mq.inbox.store is postgres, but mq.datasource.url is not set".to_owned(),
-            );
+            problems
+                .push("mq.inbox.store is postgres, but mq.datasource.url is not set".to_owned());
         }
         for (key, d) in [
             ("mq.outbox.poll-interval", mq.outbox.poll_interval),
@@ -234,8 +238,14 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("mq.datasource.url must be a PostgreSQL URL"), "{e}");
-        assert!(e.contains("mq.datasource.pool-size must be at least 1"), "{e}");
+        assert!(
+            e.contains("mq.datasource.url must be a PostgreSQL URL"),
+            "{e}"
+        );
+        assert!(
+            e.contains("mq.datasource.pool-size must be at least 1"),
+            "{e}"
+        );
         assert!(e.contains("mq.outbox.table must be a table name"), "{e}");
     }
 }

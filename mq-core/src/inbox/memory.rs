@@ -115,7 +115,9 @@ pub(crate) struct MemoryClaim {
 impl MemoryClaim {
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         if let Some(identity) = self.identity.take() {
-            self.store.lock().insert(identity, Entry::Done(Instant::now()));
+            self.store
+                .lock()
+                .insert(identity, Entry::Done(Instant::now()));
             self.store.shared.changed.notify_waiters();
         }
         Ok(())

@@ -121,7 +121,11 @@ impl Store {
         Store::Postgres(postgres::PostgresStore::new(pool, table))
     }
 
-    async fn claim(&self, identity: Option<Identity>, window: Duration) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        identity: Option<Identity>,
+        window: Duration,
+    ) -> Result<Claim, StoreError> {
         match self {
             Store::Memory(m) => Ok(match identity {
                 Some(identity) => m.claim(identity, window).await,
@@ -190,7 +194,11 @@ impl ListenerInbox {
                 Counter::default(),
             ),
         };
-        tracing::debug!(listener = spec.name, store = store.kind(), "idempotent listener");
+        tracing::debug!(
+            listener = spec.name,
+            store = store.kind(),
+            "idempotent listener"
+        );
         Arc::new(ListenerInbox {
             store,
             group: spec.group.clone(),
@@ -219,7 +227,6 @@ impl ListenerInbox {
             Err(e) => Err(HandlerError::transient(e)),
         }
     }
-
 }
 
 /// The transaction of an idempotent listener's handler: the event's identity is recorded
@@ -253,7 +260,9 @@ pub struct Tx {
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("database", &self.database).finish()
+        f.debug_struct("Tx")
+            .field("database", &self.database)
+            .finish()
     }
 }
 

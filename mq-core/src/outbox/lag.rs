@@ -149,7 +149,11 @@ pub(crate) fn watch(
             "Age of the oldest outbox row not published yet",
             lag.clone(),
         );
-        r.register("mq_outbox_pending", "Outbox rows not published yet", pending.clone());
+        r.register(
+            "mq_outbox_pending",
+            "Outbox rows not published yet",
+            pending.clone(),
+        );
         r.register(
             "mq_outbox_published",
             "Outbox rows published by this relay",
@@ -181,7 +185,10 @@ pub(crate) fn watch(
                     .await
                 {
                     Ok(r) if r.rows_affected() > 0 => {
-                        tracing::debug!(deleted = r.rows_affected(), "outbox: deleted sent rows past retention")
+                        tracing::debug!(
+                            deleted = r.rows_affected(),
+                            "outbox: deleted sent rows past retention"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "outbox: cannot delete sent rows"),

@@ -156,7 +156,11 @@ impl Relay {
         let parallel = (self.pool.options().get_max_connections() / 2).clamp(1, slots) as usize;
         // Start at a different slot each round, so relays do not queue up on the same one.
         let start = (rand_u32() % slots) as usize;
-        let order: Vec<u32> = (0..slots).cycle().skip(start).take(slots as usize).collect();
+        let order: Vec<u32> = (0..slots)
+            .cycle()
+            .skip(start)
+            .take(slots as usize)
+            .collect();
         let results: Vec<Result<RoundReport, sqlx::Error>> = futures::stream::iter(order)
             .map(|slot| self.slot(slot))
             .buffer_unordered(parallel)
@@ -201,7 +205,11 @@ impl Relay {
                 Ok(r) => {
                     failing += 1;
                     if failing.is_power_of_two() {
-                        tracing::warn!(failed = r.failed, published = r.published, "outbox relay: publishing failed; rows stay pending and are retried");
+                        tracing::warn!(
+                            failed = r.failed,
+                            published = r.published,
+                            "outbox relay: publishing failed; rows stay pending and are retried"
+                        );
                     }
                     backoff(self.settings.poll_interval, failing)
                 }
@@ -270,18 +278,21 @@ impl Relay {
                 event,
             });
         }
-        let outcomes: Vec<Outcome> = futures::future::join_all(
-            chains.into_iter().map(|chain| self.publish_chain(chain)),
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+        let outcomes: Vec<Outcome> =
+            futures::future::join_all(chains.into_iter().map(|chain| self.publish_chain(chain)))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
         let mut report = RoundReport {
             more,
             ..Default::default()
         };
-        let (mut sent, mut failed, mut parked) = (Vec::new(), (Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        let (mut sent, mut failed, mut parked) = (
+            Vec::new(),
+            (Vec::new(), Vec::new()),
+            (Vec::new(), Vec::new()),
+        );
         for o in outcomes {
             match o {
                 Outcome::Sent(id) => sent.push(id),
@@ -334,9 +345,7 @@ impl Relay {
                     continue;
                 }
             };
-            let send = self
-                .publisher
-                .send_event(&row.destination, &row.key, event);
+            let send = self.publisher.send_event(&row.destination, &row.key, event);
             let result = match tokio::time::timeout(self.settings.publish_timeout, send).await {
                 Ok(r) => r,
                 Err(_) => {
