@@ -69,7 +69,9 @@ pub struct OutboxConfig {
     #[serde(with = "duration")]
     pub poll_interval: Duration,
     /// Keys are hashed into this many slots; one relay at a time owns a slot (a PostgreSQL
-    /// advisory lock), which keeps each key in order across relays. Default 16.
+    /// advisory lock), which keeps each key in order across relays. Default 16. Every
+    /// instance on one table must use the same value (relays with different values would
+    /// lock different slots over the same rows).
     pub slots: u32,
     /// How long one publish may take before the row is left for the next round. Default `30s`.
     #[serde(with = "duration")]
