@@ -36,6 +36,19 @@ if ! rabbit_up; then
   for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
   rabbit_up || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
 fi
+# PostgreSQL 15 for tests/outbox and the benchmark's outbox section (127.0.0.1:5432, trust
+# auth as this machine kind has it, user postgres, database `test`; tests make their own schemas).
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! pg_up; then
+  command -v pg_ctlcluster >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+  }
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  for _ in $(seq 1 60); do pg_up && break; sleep 1; done
+  pg_up || { echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
+fi
+pg() { runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 "$@"; }
+pg -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 || pg -c "CREATE DATABASE test"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

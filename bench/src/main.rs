@@ -16,6 +16,7 @@ mod footprint;
 mod keyed;
 mod lag;
 mod mq_app;
+mod outbox;
 mod rabbit;
 
 use std::path::PathBuf;
@@ -27,9 +28,10 @@ use serde::Serialize;
 use common::{cpu_time, load1, unique, unix_us, wait_done, BenchResult, Sink};
 use footprint::Footprint;
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "throughput",
     "keyed",
+    "outbox",
     "lag",
     "scaling",
     "scrape",
@@ -196,7 +198,7 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --quick                 smoke run: 100,000 messages, 3 runs, 1 s latency phases (< 1 min)
   --messages N            messages in the throughput topics (default 1,000,000)
   --runs R                alternating runs of each contender (default 5; 3 with --quick)
-  --only a,b              sections: throughput,keyed,lag,scaling,scrape,latency,footprint,rabbit (default all)
+  --only a,b              sections: throughput,keyed,outbox,lag,scaling,scrape,latency,footprint,rabbit (default all)
   --bootstrap HOST:PORT   the broker (or MQ_BENCH_BOOTSTRAP)
   --latency-secs S        seconds per latency phase (default 5; 1 with --quick)
   --latency-rates a,b     messages per second of the latency phases (default 1000,10000)
@@ -352,6 +354,7 @@ struct Report {
     keyed: Option<keyed::KeyedResult>,
     lag: Vec<lag::LagResult>,
     rabbit: Option<rabbit::RabbitResult>,
+    outbox: Option<outbox::OutboxResult>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -760,6 +763,20 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
         report.keyed = Some(r);
     }
 
+    if b.o.wants("outbox") {
+        let rows = (b.o.messages / 20).clamp(5_000, 50_000);
+        let n = (b.o.messages / 50).clamp(2_000, 20_000);
+        println!("\n## outbox: relay of {rows} rows (1,000 keys, 6 partitions) on PostgreSQL; plain vs idempotent listener on {n} of them");
+        let topic = b.topic("outbox");
+        let r = outbox::run(&b.o.bootstrap, &topic, rows, n).await?;
+        println!("  relay: {:.0} rows/s published", r.relay_rows_per_s);
+        println!(
+            "  listener: plain {:.0} msg/s, idempotent {:.0} msg/s, idempotent / plain {:.3}",
+            r.plain_msgs_per_s, r.idempotent_msgs_per_s, r.idempotent_ratio
+        );
+        report.outbox = Some(r);
+    }
+
     if b.o.wants("scaling") {
         println!(
             "\n## scaling: mq over 1, 3 and 6 partitions, {runs} runs each (and the baseline on 1)"
@@ -1062,6 +1079,16 @@ fn summary(r: &Report) -> String {
         line(format!(
             "| peak RSS, slow consumer, {} partitions x {} MB backlog (MB) | | {:.1} | | bounded | |",
             l.partitions, l.backlog_mb_per_partition, l.peak_rss_mb
+        ));
+    }
+    if let Some(o) = &r.outbox {
+        line(format!(
+            "| outbox relay, {} rows on PostgreSQL (rows/s) | | {:.0} | | | |",
+            o.relay_rows, o.relay_rows_per_s
+        ));
+        line(format!(
+            "| idempotent ÷ plain listener, {} records (msg/s) | {:.0} (plain) | {:.0} (idempotent) | {:.3} | | |",
+            o.listener_messages, o.plain_msgs_per_s, o.idempotent_msgs_per_s, o.idempotent_ratio
         ));
     }
     if let Some(k) = &r.keyed {

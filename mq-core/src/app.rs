@@ -34,6 +34,8 @@ pub struct App {
     only: Option<Vec<String>>,
     metrics: Arc<Metrics>,
     health_indicators: crate::actuator::Indicators,
+    #[cfg(feature = "postgres")]
+    datasource: Option<sqlx::PgPool>,
 }
 
 /// What an [`App`] is made of, for transports other than Kafka (the test broker).
@@ -80,7 +82,26 @@ impl App {
             state: StateMap::default(),
             only: None,
             health_indicators: Vec::new(),
+            #[cfg(feature = "postgres")]
+            datasource: None,
         }
+    }
+
+    /// Uses `pool` as the app's database (the outbox relay and the idempotent listeners'
+    /// inbox), instead of a pool of its own on `mq.datasource.url`: share it with the
+    /// application's queries. See [`crate::datasource`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), mq_core::Error> {
+    /// let config = mq_core::Config::load()?;
+    /// let pool = mq_core::datasource::pool(&config)?.expect("mq.datasource.url");
+    /// let app = mq_core::App::new(config).with_datasource(pool);
+    /// # let _ = app; Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn with_datasource(mut self, pool: sqlx::PgPool) -> App {
+        self.datasource = Some(pool);
+        self
     }
 
     /// Adds a health check of your own: `components.<name>` of `/actuator/health`
@@ -209,6 +230,7 @@ impl App {
         problems.extend(crate::startup::missing_states(names, &self.state));
         if let Some(specs) = &specs {
             problems.extend(crate::startup::overlapping_groups(specs));
+            problems.extend(crate::startup::tx_without_idempotency(specs));
         }
         match specs {
             Some(specs) if problems.is_empty() => Ok(specs),
@@ -252,7 +274,11 @@ impl App {
             );
         }
         let specs = self.checked_listeners()?;
-        transport::start(self, specs).await
+        let mut app = self;
+        let effects = effects::prepare(&mut app).await?;
+        let mut running = transport::start(app, specs).await?;
+        effects.start(&mut running);
+        Ok(running)
     }
 }
 
@@ -476,6 +502,7 @@ pub(crate) fn decode_limits(config: &Config) -> DecodeLimits {
     }
 }
 
+mod effects;
 #[cfg(feature = "kafka")]
 mod lazy_sink;
 #[cfg(feature = "kafka")]

@@ -85,12 +85,16 @@ impl ListenerRuntime {
         metrics: &Arc<Metrics>,
     ) -> Self {
         let listener_metrics = metrics.listener_on(spec.name, spec.is_queue_listener());
+        let inbox = spec
+            .idempotent
+            .then(|| crate::inbox::ListenerInbox::for_listener(&state, &spec));
         ListenerRuntime {
             env: Arc::new(ListenerEnv {
                 listener: spec.name,
                 publisher,
                 state,
                 limits,
+                inbox,
             }),
             spec,
             metrics: listener_metrics,
@@ -158,6 +162,7 @@ impl ListenerRuntime {
                 env: local.env.clone(),
                 record: record.clone(),
                 attempt,
+                tx: None,
             };
             local.metrics.in_flight.inc();
             let started = Instant::now();

@@ -318,6 +318,8 @@ pub(crate) struct ListenerEnv {
     pub(crate) publisher: Publisher,
     pub(crate) state: StateMap,
     pub(crate) limits: DecodeLimits,
+    /// The listener's inbox when it is idempotent.
+    pub(crate) inbox: Option<Arc<crate::inbox::ListenerInbox>>,
 }
 
 struct ContextInner {
@@ -325,6 +327,8 @@ struct ContextInner {
     record: Arc<Record>,
     attempt: u32,
     cause: Cause,
+    /// An idempotent listener's transaction.
+    tx: Option<crate::inbox::Tx>,
     /// The publisher caused by this event, made on the first [`Context::publisher`] call:
     /// most records are handled without publishing anything.
     caused: OnceLock<Publisher>,
@@ -336,6 +340,7 @@ impl Context {
         record: Arc<Record>,
         attempt: u32,
         cause: Cause,
+        tx: Option<crate::inbox::Tx>,
     ) -> Self {
         Context {
             inner: Arc::new(ContextInner {
@@ -343,9 +348,15 @@ impl Context {
                 record,
                 attempt,
                 cause,
+                tx,
                 caused: OnceLock::new(),
             }),
         }
+    }
+
+    /// The transaction of an idempotent listener (see [`crate::inbox`]).
+    pub(crate) fn tx(&self) -> Option<&crate::inbox::Tx> {
+        self.inner.tx.as_ref()
     }
 
     /// Name of the listener handling the message.
@@ -504,7 +515,7 @@ impl Context {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a #[listener] argument",
-    label = "after the payload, a listener takes `Context`, `State<T>` or `Headers`",
+    label = "after the payload, a listener takes `Context`, `State<T>`, `Headers` or (idempotent listeners) `Tx`",
     note = "the first argument is the payload: `Event<T>` or `T`"
 )]
 pub trait FromContext: Sized {

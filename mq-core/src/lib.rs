@@ -34,14 +34,19 @@
 pub mod actuator;
 pub mod config;
 pub mod consume;
+#[cfg(feature = "postgres")]
+pub mod datasource;
 pub mod dead_letter;
 mod dispatch;
 pub mod envelope;
 pub mod failure;
 pub mod handler;
+pub mod inbox;
 #[cfg(feature = "kafka")]
 mod kafka;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod outbox;
 pub mod publisher;
 pub mod rabbitmq;
 pub mod record;
@@ -67,6 +72,11 @@ pub use envelope::Event;
 pub use handler::{Context, HandlerError, State};
 pub use publisher::{Delivery, PublishError, PublishErrorKind, Publisher};
 pub use startup::StartupError;
+
+/// The `sqlx` mq is built with (feature `postgres`): use it for the queries that share a
+/// transaction with [`outbox::Outbox::send`] or an idempotent listener's [`inbox::Tx`].
+#[cfg(feature = "postgres")]
+pub use sqlx;
 
 /// Marks an `async fn` as a message listener. See the crate docs and `mq_macros`.
 ///
@@ -125,6 +135,9 @@ pub enum Error {
     /// Wiring problems found before any connection (listeners, missing state), all at once.
     #[error(transparent)]
     Startup(#[from] StartupError),
+    /// The database (`mq.datasource`) failed: a bad URL, migrations that cannot be applied.
+    #[error("database: {0}")]
+    Database(String),
     /// `mq-core` was built without a transport.
     #[error("mq-core was built without the `kafka` feature: no transport to run listeners on")]
     NoTransport,

@@ -54,6 +54,17 @@ impl<T: Send + Sync + 'static> NeedsState for Probe<crate::handler::State<T>> {
     }
 }
 
+/// A `Tx` argument: not a state, but the app checks that its listener is idempotent (see
+/// [`crate::startup`]), under the id of `Tx`.
+impl NeedsState for Probe<crate::inbox::Tx> {
+    fn required_state(&self) -> Option<RequiredState> {
+        Some((
+            std::any::TypeId::of::<crate::inbox::Tx>(),
+            "mq_core::inbox::Tx",
+        ))
+    }
+}
+
 /// See [`Probe`]: every other argument.
 pub trait NoState {
     /// No state.
@@ -78,6 +89,8 @@ pub struct Invocation {
     pub(crate) env: Arc<ListenerEnv>,
     pub(crate) record: Arc<Record>,
     pub(crate) attempt: u32,
+    /// The transaction of an idempotent listener, once claimed.
+    pub(crate) tx: Option<crate::inbox::Tx>,
 }
 
 impl Invocation {
@@ -107,7 +120,7 @@ impl Invocation {
                     correlationid: correlation,
                     traceparent: None,
                 };
-                Context::new(self.env, self.record, self.attempt, cause)
+                Context::new(self.env, self.record, self.attempt, cause, self.tx)
             }
         }
     }
@@ -123,8 +136,60 @@ impl Invocation {
                 span.record("correlation_id", c.as_str());
             }
         }
-        Context::new(self.env, self.record, self.attempt, Cause::of(event))
+        Context::new(
+            self.env,
+            self.record,
+            self.attempt,
+            Cause::of(event),
+            self.tx,
+        )
     }
+
+    /// An idempotent listener records the event's identity in a new transaction; `None`
+    /// when it was recorded before (acknowledge without calling the handler). Other
+    /// listeners go on at once.
+    pub async fn claim<T>(mut self, event: &Event<T>) -> Result<Option<Invocation>, Failure> {
+        let Some(inbox) = self.env.inbox.clone() else {
+            return Ok(Some(self));
+        };
+        match inbox.claim(Some((&event.source, &event.id))).await {
+            Ok(Some(tx)) => {
+                self.tx = Some(tx);
+                Ok(Some(self))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Failure::Handler(e)),
+        }
+    }
+
+    /// [`Invocation::claim`] for an optional payload: a tombstone has no identity, so its
+    /// handler always runs (still in a transaction).
+    pub async fn claim_optional<T>(
+        mut self,
+        event: &Option<Event<T>>,
+    ) -> Result<Option<Invocation>, Failure> {
+        match event {
+            Some(e) => self.claim(e).await,
+            None => {
+                let Some(inbox) = self.env.inbox.clone() else {
+                    return Ok(Some(self));
+                };
+                self.tx = inbox.claim(None).await.map_err(Failure::Handler)?;
+                Ok(Some(self))
+            }
+        }
+    }
+}
+
+/// Ends an idempotent listener's transaction: commits when the handler succeeded (a failed
+/// commit fails the attempt), rolls back otherwise.
+pub async fn finish(ctx: &Context, result: Result<(), Failure>) -> Result<(), Failure> {
+    let Some(tx) = ctx.tx() else {
+        return result;
+    };
+    let committed = tx.finish(result.is_ok()).await;
+    result?;
+    committed.map_err(Failure::Handler)
 }
 
 /// Extracts an argument after the payload.

@@ -61,6 +61,8 @@ pub struct ListenerDef {
     pub max_in_flight: Option<u32>,
     #[doc(hidden)]
     pub retry: MacroRetry,
+    /// `#[listener(idempotent)]`: run as an idempotent consumer (see [`crate::inbox`]).
+    pub idempotent: bool,
     /// Where the listener is defined.
     pub module_path: &'static str,
     #[doc(hidden)]
@@ -113,6 +115,9 @@ pub struct ListenerSpec {
     pub handler_timeout: Option<Duration>,
     /// May share its group with another listener on an overlapping topic.
     pub share_group: bool,
+    /// Runs as an idempotent consumer (macro `idempotent`, or
+    /// `mq.listeners.<name>.idempotency`): see [`crate::inbox`].
+    pub idempotent: bool,
     pub(crate) handler: HandlerFn,
 }
 
@@ -323,6 +328,7 @@ pub(crate) fn resolve(
             handler_warn_after: o.handler_warn_after.unwrap_or(defaults.handler_warn_after),
             handler_timeout: o.handler_timeout.or(defaults.handler_timeout),
             share_group: o.share_group.unwrap_or(false),
+            idempotent: o.idempotency.unwrap_or(def.idempotent),
             handler: def.handler,
         });
     }

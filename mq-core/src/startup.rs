@@ -51,7 +51,7 @@ pub(crate) fn missing_states<'a>(
             }
             for required in entry.states {
                 if let Some((id, name)) = required() {
-                    if !state.contains(id) {
+                    if id != std::any::TypeId::of::<crate::inbox::Tx>() && !state.contains(id) {
                         problems.push(format!(
                             "listener {listener:?} takes State<{name}>, but no state of that \
                              type is registered: call App::with_state({name} {{ .. }})"
@@ -59,6 +59,27 @@ pub(crate) fn missing_states<'a>(
                     }
                 }
             }
+        }
+    }
+    problems
+}
+
+/// Listeners that take a [`Tx`](crate::inbox::Tx) but are not idempotent (their handler
+/// would have no transaction), one problem each.
+pub(crate) fn tx_without_idempotency(specs: &[ListenerSpec]) -> Vec<String> {
+    let tx = std::any::TypeId::of::<crate::inbox::Tx>();
+    let mut problems = Vec::new();
+    for spec in specs.iter().filter(|s| !s.idempotent) {
+        let takes_tx = inventory::iter::<crate::__private::ListenerStates>
+            .into_iter()
+            .filter(|e| e.listener == spec.name)
+            .flat_map(|e| e.states.iter())
+            .any(|required| required().is_some_and(|(id, _)| id == tx));
+        if takes_tx {
+            problems.push(format!(
+                "listener {:?} takes a Tx, which only idempotent listeners have: add                  `idempotent` to its #[listener] or set mq.listeners.{}.idempotency: true",
+                spec.name, spec.name
+            ));
         }
     }
     problems
@@ -125,6 +146,7 @@ mod tests {
             handler_warn_after: std::time::Duration::from_secs(60),
             handler_timeout: None,
             share_group: false,
+            idempotent: false,
             handler: |_| Box::pin(async { Ok(()) }),
         }
     }

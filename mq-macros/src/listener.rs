@@ -35,11 +35,13 @@ struct Args {
     ordering: Option<Ident>,
     max_in_flight: Option<syn::LitInt>,
     retry: Retry,
+    /// `idempotent` (or `idempotent = true`): run as an idempotent consumer.
+    idempotent: Option<syn::LitBool>,
     krate: Option<Path>,
 }
 
 const KNOWN: &str =
-    "topic, topics, queue, exchange, exchange_type, routing_key, group, name, concurrency, ordering, max_in_flight, retry, crate";
+    "topic, topics, queue, exchange, exchange_type, routing_key, group, name, concurrency, ordering, max_in_flight, retry, idempotent, crate";
 
 impl Args {
     fn parse_meta(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -101,6 +103,25 @@ impl Args {
             }
             "max_in_flight" => self.max_in_flight = Some(at_least_one(&meta, "max_in_flight")?),
             "retry" => meta.parse_nested_meta(|m| self.retry.parse_meta(m))?,
+            "idempotent" => {
+                if self.idempotent.is_some() {
+                    return Err(meta.error("`idempotent` is given twice"));
+                }
+                self.idempotent = Some(if meta.input.peek(syn::Token![=]) {
+                    let value: Expr = meta.value()?.parse()?;
+                    match value {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Bool(b), ..
+                        }) => b,
+                        other => return Err(syn::Error::new_spanned(
+                            other,
+                            "`idempotent` is a flag: write `idempotent` (or `idempotent = true`)",
+                        )),
+                    }
+                } else {
+                    syn::LitBool::new(true, meta.path.span())
+                });
+            }
             "crate" => {
                 let s: LitStr = meta.value()?.parse()?;
                 self.krate = Some(s.parse()?);
@@ -311,7 +332,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
 
     let payload_ty = &types[0];
     // `Option<Event<T>>` / `Option<T>`: tombstones (null values) arrive as `None`.
-    let (decode, context, payload_expr) = match option_type(payload_ty) {
+    let (decode, claim, context, payload_expr) = match option_type(payload_ty) {
         Some(inner) => {
             let (data_ty, payload) = match event_data_type(&inner) {
                 Some(data) => (data, quote!(__event)),
@@ -322,6 +343,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             };
             (
                 quote_spanned!(payload_ty.span()=> __inv.decode_optional::<#data_ty>()?),
+                quote!(__inv.claim_optional(&__event)),
                 quote!(__inv.context_of(&__event)),
                 payload,
             )
@@ -333,6 +355,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             };
             (
                 quote_spanned!(payload_ty.span()=> __inv.decode::<#data_ty>()?),
+                quote!(__inv.claim(&__event)),
                 quote!(__inv.context(&__event)),
                 payload,
             )
@@ -392,6 +415,10 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
         None => quote!(::core::option::Option::None),
     };
     let max_in_flight = option(&args.max_in_flight);
+    let idempotent = args
+        .idempotent
+        .clone()
+        .unwrap_or_else(|| syn::LitBool::new(false, Span::call_site()));
     let r = &args.retry;
     let (max_attempts, initial_interval, multiplier, max_interval, jitter, mode) = (
         option(&r.max_attempts),
@@ -410,9 +437,14 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             ) -> #private::BoxFuture<'static, ::core::result::Result<(), #private::Failure>> {
                 ::std::boxed::Box::pin(#send_check(async move {
                     let __event = #decode;
+                    // Idempotent listeners: `None` when the event was handled before.
+                    let ::core::option::Option::Some(__inv) = #claim.await? else {
+                        return ::core::result::Result::Ok(());
+                    };
                     let __ctx = #context;
                     #(#extra_stmts)*
-                    #convert
+                    let __result = #convert;
+                    #private::finish(&__ctx, __result).await
                 }))
             }
             #private::inventory::submit! {
@@ -425,6 +457,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                     concurrency: #concurrency,
                     ordering: #ordering,
                     max_in_flight: #max_in_flight,
+                    idempotent: #idempotent,
                     retry: #private::MacroRetry {
                         max_attempts: #max_attempts,
                         initial_interval: #initial_interval,
@@ -539,6 +572,26 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("and_then"), "{out}");
+    }
+
+    #[test]
+    fn idempotent_is_a_flag() {
+        let out = expand_str(
+            r#"topic = "a", idempotent"#,
+            "async fn f(x: X) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("idempotent : true"), "{out}");
+        assert!(out.contains("claim (& __event)"), "{out}");
+        let out = expand_str(
+            r#"topic = "a", idempotent = false"#,
+            "async fn f(x: X) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("idempotent : false"), "{out}");
+        let out = expand_str(
+            r#"topic = "a", idempotent = "yes""#,
+            "async fn f(x: X) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("is a flag"), "{out}");
     }
 
     #[test]

@@ -383,7 +383,11 @@ async fn main() -> ExitCode {
 async fn demo(exit_after_flow: bool) -> Result<bool, BoxError> {
     let started = Instant::now();
     println!(
-        "mq demo: order-service + product-service in one process, on an embedded Kafka; notification-service on RabbitMQ (or in memory)\n"
+        "mq demo: order-service + product-service in one process, on an embedded Kafka; notification-service on RabbitMQ (or in memory)"
+    );
+    println!(
+        "no database: orders, stock and the idempotent listeners' records of handled events \
+         are in memory (the services use PostgreSQL and the outbox when mq.datasource.url is set)\n"
     );
 
     let (order_listeners, product_listeners) = check_listeners()?;

@@ -21,8 +21,17 @@
 //! library is not linked): reference it with `use order_service as _;`, as the demo does.
 //! [`app`] refuses to start when none of this crate's listeners are registered.
 //!
-//! State is in memory ([`OrderBook`]): a restart forgets the orders.
+//! Orders live in PostgreSQL when `mq.datasource.url` is set ([`store::OrderStore`]): an
+//! order and its `order-create-event` commit in one transaction (the outbox), and the
+//! listeners that change an order's status are `idempotent`, so a redelivered event changes
+//! nothing twice. Without a datasource (the embedded demo) they are in memory
+//! ([`OrderBook`]): a restart forgets them.
 #![warn(missing_docs)]
+
+pub mod store;
+
+use mq_core::inbox::Tx;
+pub use store::{OrderStore, PgOrders};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -237,13 +246,13 @@ pub struct Order {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
     /// The steps seen so far: `CREATED`, `STOCK_RESERVED`, `PAID`, `CONFIRMED`, `REJECTED`.
-    pub history: Vec<&'static str>,
+    pub history: Vec<String>,
 }
 
 impl Order {
     fn step(&mut self, step: &'static str) {
-        if !self.history.contains(&step) {
-            self.history.push(step);
+        if !self.history.iter().any(|s| s == step) {
+            self.history.push(step.to_owned());
         }
     }
 
@@ -311,90 +320,77 @@ fn new_id(prefix: &str) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// The payment step: stock is reserved, so charge the customer (simulated) and publish
-/// `payment-completed`. A redelivered event publishes the same payment again (same
-/// payment id) instead of charging twice.
-#[listener(topic = "stock-reserved")]
-async fn take_payment(event: Event<StockReserved>, ctx: Context) -> Result<(), HandlerError> {
-    let orders = ctx.state::<OrderBook>();
+/// `payment-completed` (through the outbox, in the same transaction, with a database).
+/// Idempotent: a redelivered event does not charge twice.
+#[listener(topic = "stock-reserved", idempotent)]
+async fn take_payment(
+    event: Event<StockReserved>,
+    ctx: Context,
+    tx: Tx,
+) -> Result<(), HandlerError> {
+    let orders = ctx.state::<OrderStore>();
+    let topics = ctx.state::<Topics>();
     let reserved = event.data;
-    let payment = orders.update(&reserved.order_id, |order| {
-        if order.status != OrderStatus::Pending {
-            return None;
-        }
-        order.step("STOCK_RESERVED");
-        let payment_id = order
-            .payment_id
-            .get_or_insert_with(|| new_id("pay"))
-            .clone();
-        order.step("PAID");
-        Some(PaymentCompleted {
-            order_id: reserved.order_id.clone(),
-            payment_id,
-            amount_cents: reserved.unit_price_cents * u64::from(reserved.quantity),
-        })
-    });
-    let payment = match payment {
+    match orders.pay(&tx, &reserved, ctx.publisher(), &topics).await? {
         None => {
-            tracing::warn!(order_id = %reserved.order_id, "stock reserved for an order this instance does not know; ignored");
-            return Ok(());
+            tracing::warn!(order_id = %reserved.order_id, "stock reserved for an order this service does not know; ignored");
         }
         Some(None) => {
             tracing::debug!(order_id = %reserved.order_id, "order already final; payment skipped");
-            return Ok(());
         }
-        Some(Some(p)) => p,
-    };
-    tracing::info!(
-        order_id = %payment.order_id,
-        payment_id = %payment.payment_id,
-        amount_cents = payment.amount_cents,
-        "stock reserved: payment taken"
-    );
-    let topic = &ctx.state::<Topics>().payment_completed;
-    let key = payment.order_id.clone();
-    ctx.publisher()
-        .send_event(
-            topic,
-            key.as_bytes(),
-            Event::new("PaymentCompleted", payment).with_subject(key.clone()),
-        )
-        .await?;
+        Some(Some(payment)) => tracing::info!(
+            order_id = %payment.order_id,
+            payment_id = %payment.payment_id,
+            amount_cents = payment.amount_cents,
+            "stock reserved: payment taken"
+        ),
+    }
     Ok(())
 }
 
 /// Payment done: the order is confirmed (and, when `order-service.topics.order-confirmed`
-/// is set, `OrderConfirmed` published there, e.g. to RabbitMQ for notification-service; a
-/// redelivered payment publishes it again: at least once).
-#[listener(topic = "payment-completed")]
+/// is set, `OrderConfirmed` published there, e.g. to RabbitMQ for notification-service).
+/// Idempotent: a redelivered payment event is skipped; a retried one (the publish failed)
+/// publishes again: at least once.
+#[listener(topic = "payment-completed", idempotent)]
 async fn on_payment_completed(
     event: Event<PaymentCompleted>,
     ctx: Context,
-    orders: State<OrderBook>,
+    orders: State<OrderStore>,
+    tx: Tx,
 ) -> Result<(), HandlerError> {
     let paid = event.data;
-    let outcome = orders.update(&paid.order_id, |o| {
-        let first = o.finish(OrderStatus::Confirmed, None);
-        (
-            first,
-            o.status == OrderStatus::Confirmed,
-            o.customer.clone(),
-        )
-    });
-    match &outcome {
-        Some((true, ..)) => {
+    let moved = orders
+        .finish(&tx, &paid.order_id, OrderStatus::Confirmed, None)
+        .await?;
+    match moved {
+        Some(true) => {
             tracing::info!(order_id = %paid.order_id, payment_id = %paid.payment_id, "order CONFIRMED")
         }
-        Some((false, ..)) => tracing::debug!(order_id = %paid.order_id, "order already final"),
+        Some(false) => tracing::debug!(order_id = %paid.order_id, "order already final"),
         None => tracing::warn!(order_id = %paid.order_id, "payment for an unknown order; ignored"),
     }
-    if let (Some(to), Some((_, true, customer))) = (&ctx.state::<Topics>().order_confirmed, outcome)
-    {
-        let confirmed = json!({
+    let Some(to) = &ctx.state::<Topics>().order_confirmed else {
+        return Ok(());
+    };
+    // The order as committed so far (with a database the status change above is still in
+    // this handler's transaction): confirmed now, or already confirmed by an attempt whose
+    // publish failed (in memory the status change is not rolled back).
+    let order = orders
+        .get(&paid.order_id)
+        .await
+        .map_err(|e| HandlerError::transient(std::io::Error::other(e)))?;
+    let Some(order) = order else {
+        return Ok(());
+    };
+    let confirmed = moved == Some(true) || order.status == OrderStatus::Confirmed;
+    if confirmed {
+        let body = json!({
             "order_id": paid.order_id,
-            "customer": customer,
+            "customer": order.customer,
             "amount_cents": paid.amount_cents,
         });
-        let event = Event::new("OrderConfirmed", confirmed).with_subject(paid.order_id.clone());
+        let event = Event::new("OrderConfirmed", body).with_subject(paid.order_id.clone());
         ctx.publisher()
             .send_event(to, paid.order_id.as_bytes(), event)
             .await?;
@@ -403,16 +399,18 @@ async fn on_payment_completed(
 }
 
 /// Not enough stock: the order is rejected (a business outcome, not an error).
-#[listener(topic = "stock-rejected")]
+#[listener(topic = "stock-rejected", idempotent)]
 async fn on_stock_rejected(
     event: Event<StockRejected>,
-    orders: State<OrderBook>,
+    orders: State<OrderStore>,
+    tx: Tx,
 ) -> Result<(), HandlerError> {
     let rejected = event.data;
     let reason = rejected.reason.clone();
-    match orders.update(&rejected.order_id, |o| {
-        o.finish(OrderStatus::Rejected, Some(reason))
-    }) {
+    match orders
+        .finish(&tx, &rejected.order_id, OrderStatus::Rejected, Some(reason))
+        .await?
+    {
         Some(true) => {
             tracing::info!(order_id = %rejected.order_id, reason = %rejected.reason, "order REJECTED")
         }
@@ -427,10 +425,11 @@ async fn on_stock_rejected(
 /// product-service gave up on an order event (e.g. unknown product) and the framework
 /// dead-lettered it: read the dead-letter topic and reject the order with the error from
 /// the `kafka_dlt-exception-message` header.
-#[listener(topic = "order-create-event-dlt")]
+#[listener(topic = "order-create-event-dlt", idempotent)]
 async fn on_order_dead_lettered(
     event: Event<OrderCreated>,
     ctx: Context,
+    tx: Tx,
 ) -> Result<(), HandlerError> {
     let order_id = event.data.order_id;
     let error = ctx
@@ -438,10 +437,11 @@ async fn on_order_dead_lettered(
         .get_str(mq_core::dead_letter::headers::EXCEPTION_MESSAGE)
         .unwrap_or("the order could not be processed")
         .to_owned();
-    let orders = ctx.state::<OrderBook>();
-    match orders.update(&order_id, |o| {
-        o.finish(OrderStatus::Rejected, Some(error.clone()))
-    }) {
+    let orders = ctx.state::<OrderStore>();
+    match orders
+        .finish(&tx, &order_id, OrderStatus::Rejected, Some(error.clone()))
+        .await?
+    {
         Some(true) => {
             tracing::info!(%order_id, reason = %error, "order REJECTED (dead-lettered by product-service)")
         }
@@ -463,9 +463,11 @@ pub fn listener_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The messaging side of the service: this crate's listeners, the order book and the topic
-/// settings as state. Fails when the listeners are not linked in (see the crate docs).
-pub fn app(config: Config, orders: OrderBook) -> Result<App, BoxError> {
+/// The messaging side of the service: this crate's listeners, the orders (an [`OrderBook`]
+/// in memory, or an [`OrderStore`]) and the topic settings as state. Fails when the
+/// listeners are not linked in (see the crate docs).
+pub fn app(config: Config, orders: impl Into<OrderStore>) -> Result<App, BoxError> {
+    let orders: OrderStore = orders.into();
     let settings = Settings::from_config(&config)?;
     let names = listener_names();
     if names.is_empty() {
@@ -517,14 +519,16 @@ impl CreateOrder {
 }
 
 struct Api {
-    orders: OrderBook,
+    orders: OrderStore,
     publisher: Publisher,
     topics: Topics,
 }
 
-/// The HTTP routes: `POST /orders`, `GET /orders`, `GET /orders/{id}`. Orders are
-/// published with `publisher` (take it from the running app) to `topics.order_created`.
-pub fn router(orders: OrderBook, publisher: Publisher, topics: Topics) -> Router {
+/// The HTTP routes: `POST /orders`, `GET /orders`, `GET /orders/{id}`. Orders go to
+/// `topics.order_created`: through the outbox with a database, else published with
+/// `publisher` (take it from the running app).
+pub fn router(orders: impl Into<OrderStore>, publisher: Publisher, topics: Topics) -> Router {
+    let orders = orders.into();
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
@@ -560,8 +564,7 @@ async fn create_order(
     let order_id = new_id("ord");
     let quantity = request.quantity as u32;
     let customer = request.customer.map(|c| c.trim().to_owned());
-    // Recorded before publishing: the outcome may arrive before this handler returns.
-    api.orders.insert(Order {
+    let order = Order {
         order_id: order_id.clone(),
         status: OrderStatus::Pending,
         reason: None,
@@ -569,8 +572,8 @@ async fn create_order(
         quantity,
         customer: customer.clone(),
         payment_id: None,
-        history: vec!["CREATED"],
-    });
+        history: vec!["CREATED".to_owned()],
+    };
     let created = OrderCreated {
         order_id: order_id.clone(),
         product_id: request.product_id,
@@ -579,12 +582,12 @@ async fn create_order(
     };
     let event = Event::new("OrderCreated", created).with_subject(order_id.clone());
     match api
-        .publisher
-        .send_event(&api.topics.order_created, order_id.as_bytes(), event)
+        .orders
+        .create(order, event, &api.publisher, &api.topics)
         .await
     {
-        Ok(delivery) => {
-            tracing::info!(%order_id, product_id = request.product_id, quantity, partition = delivery.partition, offset = delivery.offset, "order accepted");
+        Ok(()) => {
+            tracing::info!(%order_id, product_id = request.product_id, quantity, "order accepted");
             (
                 StatusCode::ACCEPTED,
                 [(header::LOCATION, format!("/orders/{order_id}"))],
@@ -593,11 +596,10 @@ async fn create_order(
                 .into_response()
         }
         Err(e) => {
-            api.orders.remove(&order_id);
-            tracing::error!(%order_id, error = %e, "could not publish the order");
+            tracing::error!(%order_id, error = %e, "could not record the order");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("the order could not be published: {e}"),
+                format!("the order could not be recorded: {e}"),
                 "/orders",
             )
         }
@@ -605,9 +607,10 @@ async fn create_order(
 }
 
 async fn get_order(Shared(api): Shared<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
-    match api.orders.get(&id) {
-        Some(order) => Json(order).into_response(),
-        None => error(
+    match api.orders.get(&id).await {
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), "/orders"),
+        Ok(Some(order)) => Json(order).into_response(),
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no order {id}"),
             &format!("/orders/{id}"),
@@ -615,10 +618,11 @@ async fn get_order(Shared(api): Shared<Arc<Api>>, UrlPath(id): UrlPath<String>) 
     }
 }
 
-async fn list_orders(Shared(api): Shared<Arc<Api>>) -> Json<Vec<Order>> {
-    let mut all = api.orders.all();
-    all.sort_by(|a, b| a.order_id.cmp(&b.order_id));
-    Json(all)
+async fn list_orders(Shared(api): Shared<Arc<Api>>) -> Response {
+    match api.orders.all().await {
+        Ok(all) => Json(all).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), "/orders"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -653,8 +657,25 @@ pub async fn shutdown_signal() {
 /// then the app shuts down gracefully.
 pub async fn run(config: Config) -> Result<(), BoxError> {
     let settings = Settings::from_config(&config)?;
-    let orders = OrderBook::default();
-    let running = app(config, orders.clone())?.start().await?;
+    let (orders, pool) = match mq_core::datasource::pool(&config)? {
+        Some(pool) => {
+            // mq's tables first: the orders and their outbox rows share transactions.
+            mq_core::outbox::migrate(&pool, &config.mq.outbox.table, &config.mq.inbox.table)
+                .await?;
+            let outbox = mq_core::outbox::Outbox::new(&config);
+            let orders = OrderStore::Postgres(PgOrders::open(pool.clone(), outbox).await?);
+            (orders, Some(pool))
+        }
+        None => {
+            tracing::info!("no mq.datasource.url: orders are kept in memory");
+            (OrderStore::Memory(OrderBook::default()), None)
+        }
+    };
+    let mut service = app(config, orders.clone())?;
+    if let Some(pool) = pool {
+        service = service.with_datasource(pool);
+    }
+    let running = service.start().await?;
     let listener = match tokio::net::TcpListener::bind((
         settings.server.address.as_str(),
         settings.server.port,
@@ -736,7 +757,7 @@ mod tests {
             quantity: 1,
             customer: None,
             payment_id: None,
-            history: vec!["CREATED"],
+            history: vec!["CREATED".to_owned()],
         });
         assert_eq!(
             book.update("o", |o| o.finish(OrderStatus::Confirmed, None)),

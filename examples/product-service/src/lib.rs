@@ -10,9 +10,13 @@
 //!   (`HandlerError::permanent_msg`), so the framework does not retry and dead-letters the
 //!   record to `order-create-event-dlt`, with Spring Kafka's `kafka_dlt-*` headers.
 //!
-//! The handler is idempotent: Kafka delivers at least once, so an event may come again
-//! (after a crash or a rebalance). The outcome of every event id is remembered, and a
-//! redelivered event publishes the same outcome again without reserving twice.
+//! The listener is `idempotent`: Kafka delivers at least once, so an event may come again
+//! (after a crash or a rebalance), and mq acknowledges an event it has handled before
+//! without running the handler. With `mq.datasource.url` set the stock is in PostgreSQL
+//! ([`store::Stockroom`]): the reservation, the stock it takes and the outcome event (through
+//! the outbox) commit together with the event's dedup record. Without one (the embedded
+//! demo) the stock is in memory ([`Inventory`], which also remembers the outcome of every
+//! event id and publishes the same outcome again for a redelivery).
 //!
 //! # Listeners
 //!
@@ -21,6 +25,11 @@
 //! of its items would lose the listener (it registers through `inventory`, and an unused
 //! library is not linked): reference it with `use product_service as _;`, as the demo does.
 #![warn(missing_docs)]
+
+pub mod store;
+
+use mq_core::inbox::Tx;
+pub use store::{PgStock, Stockroom};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -261,34 +270,48 @@ impl Inventory {
 // Listener
 // ---------------------------------------------------------------------------------------
 
+/// Logs what an order event came to.
+fn log_outcome(outcome: &Reservation, replay: bool) {
+    match outcome {
+        Reservation::Reserved(r) => tracing::info!(
+            order_id = %r.order_id,
+            product_id = r.product_id,
+            quantity = r.quantity,
+            remaining = r.remaining,
+            replay,
+            "stock reserved"
+        ),
+        Reservation::Rejected(r) => {
+            tracing::info!(order_id = %r.order_id, reason = %r.reason, replay, "stock rejected")
+        }
+    }
+}
+
 /// Reserves stock for a new order and publishes the outcome. Unknown product: permanent
 /// error, so the record goes to `order-create-event-dlt` without retries.
-#[listener(topic = "order-create-event")]
-async fn reserve_stock(event: Event<OrderCreated>, ctx: Context) -> Result<(), HandlerError> {
-    let inventory = ctx.state::<Inventory>();
+#[listener(topic = "order-create-event", idempotent)]
+async fn reserve_stock(
+    event: Event<OrderCreated>,
+    ctx: Context,
+    tx: Tx,
+) -> Result<(), HandlerError> {
+    let stockroom = ctx.state::<Stockroom>();
     let topics = ctx.state::<Topics>();
     let order = &event.data;
-    let (outcome, replay) = inventory
-        .reserve(&event.id, order)
-        .map_err(HandlerError::permanent_msg)?;
+    // PostgreSQL: the outcome went into the outbox with the reservation; nothing to send.
+    let Some((outcome, replay)) = stockroom.reserve(&tx, &event.id, order, &topics).await? else {
+        return Ok(());
+    };
+    log_outcome(&outcome, replay);
     let key = order.order_id.as_bytes();
     match outcome {
         Reservation::Reserved(reserved) => {
-            tracing::info!(
-                order_id = %reserved.order_id,
-                product_id = reserved.product_id,
-                quantity = reserved.quantity,
-                remaining = reserved.remaining,
-                replay,
-                "stock reserved"
-            );
             let event = Event::new("StockReserved", reserved).with_subject(order.order_id.clone());
             ctx.publisher()
                 .send_event(&topics.stock_reserved, key, event)
                 .await?;
         }
         Reservation::Rejected(rejected) => {
-            tracing::info!(order_id = %rejected.order_id, reason = %rejected.reason, replay, "stock rejected");
             let event = Event::new("StockRejected", rejected).with_subject(order.order_id.clone());
             ctx.publisher()
                 .send_event(&topics.stock_rejected, key, event)
@@ -308,9 +331,9 @@ pub fn listener_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The service: its listener, the inventory (from `product-service.catalogue`) and topic
-/// settings as state, and an `inventory` health component with the stock levels. Fails
-/// when the listener is not linked in (see the crate docs).
+/// The service in memory: its listener, the inventory (from `product-service.catalogue`)
+/// and topic settings as state, and an `inventory` health component with the stock
+/// levels. Fails when the listener is not linked in (see the crate docs).
 pub fn app(config: Config) -> Result<App, BoxError> {
     let settings = Settings::from_config(&config)?;
     let names = listener_names();
@@ -322,7 +345,7 @@ pub fn app(config: Config) -> Result<App, BoxError> {
     let inventory = Inventory::new(settings.catalogue);
     let probe = inventory.clone();
     Ok(App::new(config)
-        .with_state(inventory)
+        .with_state(Stockroom::Memory(inventory))
         .with_state(settings.topics)
         .with_health_indicator("inventory", move || {
             let products = probe.products();
@@ -334,9 +357,33 @@ pub fn app(config: Config) -> Result<App, BoxError> {
         .only_listeners(names))
 }
 
-/// Runs the service until ctrl-c or SIGTERM, then shuts down gracefully.
+/// The service on PostgreSQL (`mq.datasource.url`): the stock in `products`, reservations
+/// in `reservations`, outcomes through the outbox; mq's tables are migrated first.
+pub async fn app_on_database(config: Config, pool: mq_core::sqlx::PgPool) -> Result<App, BoxError> {
+    let settings = Settings::from_config(&config)?;
+    if listener_names().is_empty() {
+        return Err("no product-service listener is registered in this binary".into());
+    }
+    mq_core::outbox::migrate(&pool, &config.mq.outbox.table, &config.mq.inbox.table).await?;
+    let outbox = mq_core::outbox::Outbox::new(&config);
+    let stock = PgStock::open(pool.clone(), outbox, &settings.catalogue).await?;
+    Ok(App::new(config)
+        .with_datasource(pool)
+        .with_state(Stockroom::Postgres(stock))
+        .with_state(settings.topics)
+        .only_listeners(listener_names()))
+}
+
+/// Runs the service until ctrl-c or SIGTERM, then shuts down gracefully: on PostgreSQL
+/// when `mq.datasource.url` is set, else in memory.
 pub async fn run(config: Config) -> Result<(), BoxError> {
-    app(config)?.run().await?;
+    match mq_core::datasource::pool(&config)? {
+        Some(pool) => app_on_database(config, pool).await?.run().await?,
+        None => {
+            tracing::info!("no mq.datasource.url: the stock is kept in memory");
+            app(config)?.run().await?
+        }
+    }
     Ok(())
 }
 

@@ -199,6 +199,7 @@ mod tests {
             handler_warn_after: Duration::from_secs(60),
             handler_timeout: None,
             share_group: false,
+            idempotent: false,
             handler: |_| Box::pin(async { Ok(()) }),
         }
     }

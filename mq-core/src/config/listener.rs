@@ -218,4 +218,7 @@ pub struct ListenerOverride {
     pub share_group: Option<bool>,
     /// A queue listener's bindings, instead of the macro's.
     pub bindings: Option<Vec<super::BindingConfig>>,
+    /// Run the handler as an idempotent consumer (`#[listener(idempotent)]`): in a
+    /// transaction that records the event's identity, skipping events already recorded.
+    pub idempotency: Option<bool>,
 }

@@ -16,6 +16,7 @@
 //! Unknown keys under `mq` and `management` are errors (a typo must not be silently ignored);
 //! other top-level keys are left for the application ([`Config::section`]).
 
+mod datasource;
 mod duration;
 mod env;
 mod files;
@@ -38,6 +39,9 @@ use std::path::PathBuf;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "postgres")]
+pub(crate) use datasource::valid_table_name;
+pub use datasource::{DatasourceConfig, InboxConfig, InboxStoreKind, OutboxConfig};
 pub use duration::parse_duration;
 pub use kafka::{
     flatten_properties, AdminConfig, AutoOffsetReset, ConsumerConfig, DestinationConfig,

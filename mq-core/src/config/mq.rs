@@ -28,6 +28,12 @@ pub struct MqConfig {
     pub shutdown: ShutdownConfig,
     /// `mq.logging.*`
     pub logging: LoggingConfig,
+    /// `mq.datasource.*`: the PostgreSQL database of the outbox and the inbox.
+    pub datasource: super::DatasourceConfig,
+    /// `mq.outbox.*`
+    pub outbox: super::OutboxConfig,
+    /// `mq.inbox.*`
+    pub inbox: super::InboxConfig,
 }
 
 /// `mq.application.*`

@@ -122,6 +122,7 @@ impl Config {
         if !self.management.endpoints.web.base_path.starts_with('/') {
             problems.push("management.endpoints.web.base-path must start with /".to_owned());
         }
+        self.check_datasource(&mut problems);
         self.check_protected_properties(&mut problems);
         self.check_metric_tags(&mut problems);
         if problems.is_empty() {

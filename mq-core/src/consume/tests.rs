@@ -51,6 +51,7 @@ fn spec(name: &'static str, handler: crate::registry::HandlerFn) -> ListenerSpec
         handler_warn_after: Duration::from_secs(60),
         handler_timeout: None,
         share_group: false,
+        idempotent: false,
         handler,
     }
 }

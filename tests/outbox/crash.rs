@@ -1,0 +1,383 @@
+//! The example services on PostgreSQL and the real broker, killed with SIGKILL while
+//! orders come in over HTTP: order-service 5 times, product-service 2 times, at random
+//! points. Afterwards every order acknowledged with 202 is committed and has exactly one
+//! downstream effect (one stock reservation in product-service's database, one payment),
+//! no reservation and no `order-create-event` exists for an order that was not committed,
+//! and every order ends CONFIRMED.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mq_core::sqlx::{self, PgPool};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message};
+use tokio::sync::Mutex;
+
+use super::db;
+use super::services::{config_dir, free_port, post, Service};
+use super::support::{bootstrap, create_topic, random_between, unique};
+
+const ORDERS: usize = 2_000;
+const ORDER_KILLS: usize = 5;
+const PRODUCT_KILLS: usize = 2;
+const STOCK: i64 = 1_000_000;
+const WORKERS: usize = 8;
+
+fn order_profile(s: &str, url: &str, http: u16, mgmt: u16) -> String {
+    format!(
+        r#"mq:
+  kafka:
+    consumer:
+      group-id: os-{s}
+      properties:
+        session.timeout.ms: 6000
+        heartbeat.interval.ms: 500
+  datasource:
+    url: "{url}"
+    pool-size: 12
+  outbox:
+    poll-interval: 20ms
+  listeners:
+    take_payment:
+      topics: [stock-reserved-{s}]
+    on_payment_completed:
+      topics: [payment-completed-{s}]
+    on_stock_rejected:
+      topics: [stock-rejected-{s}]
+    on_order_dead_lettered:
+      topics: [order-create-event-{s}-dlt]
+management:
+  server:
+    port: {mgmt}
+server:
+  address: 127.0.0.1
+  port: {http}
+order-service:
+  topics:
+    order-created: order-create-event-{s}
+    payment-completed: payment-completed-{s}
+"#
+    )
+}
+
+fn product_profile(s: &str, url: &str, mgmt: u16) -> String {
+    format!(
+        r#"mq:
+  kafka:
+    consumer:
+      group-id: ps-{s}
+      properties:
+        session.timeout.ms: 6000
+        heartbeat.interval.ms: 500
+  datasource:
+    url: "{url}"
+    pool-size: 12
+  outbox:
+    poll-interval: 20ms
+  listeners:
+    reserve_stock:
+      topics: [order-create-event-{s}]
+management:
+  server:
+    port: {mgmt}
+product-service:
+  topics:
+    stock-reserved: stock-reserved-{s}
+    stock-rejected: stock-rejected-{s}
+  catalogue:
+    - {{ id: 9, name: crash-test-widget, stock: {STOCK}, price-cents: 100 }}
+"#
+    )
+}
+
+/// Waits until something accepts connections on `addr`.
+async fn reachable(addr: SocketAddr, service: &mut Service) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        service.check_alive();
+        assert!(Instant::now() < deadline, "{addr} never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every record of `topic` (read until nothing new came for 3 s): the event ids and the
+/// order ids they carry.
+async fn read_events(topic: &str) -> Vec<(String, String)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("crash-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let mut idle = Duration::from_secs(20); // the first wait includes the group join
+    loop {
+        match tokio::time::timeout(idle, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON event");
+                out.push((
+                    v["id"].as_str().unwrap_or_default().to_owned(),
+                    v["data"]["order_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ));
+                idle = Duration::from_secs(3);
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .ok();
+    out
+}
+
+async fn ids(pool: &PgPool, sql: &str) -> Vec<String> {
+    sqlx::query_as::<_, (String,)>(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .map(|r| r.0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_sigkills_with_exactly_one_effect_each() {
+    let s = unique("x");
+    for t in [
+        "order-create-event",
+        "stock-reserved",
+        "stock-rejected",
+        "payment-completed",
+    ] {
+        create_topic(&format!("{t}-{s}"), 3).await;
+    }
+    let (_os, os_url) = db::fresh_schema("crash_orders").await;
+    let (_ps, ps_url) = db::fresh_schema("crash_stock").await;
+    let root = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let api = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let order_dir = config_dir(
+        root.path(),
+        "order-service",
+        &order_profile(&s, &os_url, http_port, free_port()),
+    );
+    let product_dir = config_dir(
+        root.path(),
+        "product-service",
+        &product_profile(&s, &ps_url, free_port()),
+    );
+
+    let mut product = Service::start("product-service", &product_dir);
+    let order = Arc::new(Mutex::new(Service::start("order-service", &order_dir)));
+    reachable(api, &mut *order.lock().await).await;
+
+    // Kill points: attempt numbers at which a service is killed (and started again).
+    let mut kills: Vec<(usize, bool)> = (0..ORDER_KILLS)
+        .map(|_| (random_between(100, ORDERS - 100), true))
+        .chain((0..PRODUCT_KILLS).map(|_| (random_between(100, ORDERS - 100), false)))
+        .collect();
+    kills.sort();
+    println!("kill points (attempt, order-service?): {kills:?}");
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (next, acked, failed) = (next.clone(), acked.clone(), failed.clone());
+            tokio::spawn(async move {
+                loop {
+                    if next.fetch_add(1, Ordering::SeqCst) >= ORDERS {
+                        return;
+                    }
+                    let body = r#"{"product_id": 9, "quantity": 1}"#;
+                    match post(api, "/orders", body).await {
+                        Ok((202, body)) => {
+                            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                            acked
+                                .lock()
+                                .await
+                                .push(v["order_id"].as_str().unwrap().to_owned());
+                        }
+                        Ok(_) | Err(_) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            // The service is down: wait for it instead of burning attempts.
+                            let deadline = Instant::now() + Duration::from_secs(60);
+                            while tokio::net::TcpStream::connect(api).await.is_err() {
+                                assert!(
+                                    Instant::now() < deadline,
+                                    "order-service did not come back"
+                                );
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for (at, is_order) in kills {
+        while next.load(Ordering::SeqCst) < at {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if is_order {
+            order.lock().await.kill_and_restart();
+        } else {
+            product.kill_and_restart();
+        }
+    }
+    for w in futures::future::join_all(workers).await {
+        w.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().await.clone();
+    let posting = started.elapsed();
+
+    // Everything committed flows through: reservations for every order, every order final.
+    let orders_db = db::pool(&os_url, 2).await;
+    let stock_db = db::pool(&ps_url, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let committed = db::count(&orders_db, "SELECT count(*) FROM orders").await;
+        let final_ = db::count(
+            &orders_db,
+            "SELECT count(*) FROM orders WHERE status <> 'PENDING'",
+        )
+        .await;
+        let reserved = db::count(
+            &stock_db,
+            "SELECT count(DISTINCT order_id) FROM reservations",
+        )
+        .await;
+        if committed == final_ && reserved >= committed {
+            break;
+        }
+        product.check_alive();
+        order.lock().await.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {committed} committed, {final_} final, {reserved} reserved"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let settling = started.elapsed() - posting;
+
+    let committed: HashSet<String> = ids(&orders_db, "SELECT order_id FROM orders")
+        .await
+        .into_iter()
+        .collect();
+    let reservations = ids(&stock_db, "SELECT order_id FROM reservations").await;
+    let mut per_order: HashMap<&str, usize> = HashMap::new();
+    for r in &reservations {
+        *per_order.entry(r).or_default() += 1;
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !committed.contains(*id)).collect();
+    let twice: Vec<(&&str, &usize)> = per_order.iter().filter(|(_, n)| **n > 1).collect();
+    let phantom: Vec<&&str> = per_order
+        .keys()
+        .filter(|id| !committed.contains(**id))
+        .collect();
+    let missing: Vec<&String> = committed
+        .iter()
+        .filter(|id| !per_order.contains_key(id.as_str()))
+        .collect();
+    let events = read_events(&format!("order-create-event-{s}")).await;
+    let event_ids: HashSet<&String> = events.iter().map(|e| &e.0).collect();
+    let uncommitted_events: Vec<&(String, String)> = events
+        .iter()
+        .filter(|e| !committed.contains(&e.1))
+        .collect();
+    let histories: Vec<(String, Vec<String>, String)> =
+        sqlx::query_as("SELECT order_id, history, status FROM orders")
+            .fetch_all(&orders_db)
+            .await
+            .unwrap();
+    let odd: Vec<&(String, Vec<String>, String)> = histories
+        .iter()
+        .filter(|(_, h, status)| {
+            h != &["CREATED", "STOCK_RESERVED", "PAID", "CONFIRMED"] || status != "CONFIRMED"
+        })
+        .collect();
+    let (stock,): (i64,) = sqlx::query_as("SELECT stock FROM products WHERE id = 9")
+        .fetch_one(&stock_db)
+        .await
+        .unwrap();
+
+    println!(
+        "crash test: {ORDERS} attempts in {:.1}s ({} failed while a service was down), \
+         {} acknowledged with 202, {} committed ({} committed but not acknowledged), \
+         {ORDER_KILLS} SIGKILLs of order-service and {PRODUCT_KILLS} of product-service; \
+         settled in {:.1}s",
+        posting.as_secs_f64(),
+        failed.load(Ordering::SeqCst),
+        acked.len(),
+        committed.len(),
+        committed.len() - acked.len().min(committed.len()),
+        settling.as_secs_f64(),
+    );
+    println!(
+        "crash test: reservations {} for {} orders: lost acknowledged orders {}, \
+         reserved twice {}, reservations of uncommitted orders {}, committed without \
+         reservation {}; order-create-event records {} ({} distinct events, {} republished \
+         by a relay after a kill), events of uncommitted orders {}",
+        reservations.len(),
+        committed.len(),
+        lost.len(),
+        twice.len(),
+        phantom.len(),
+        missing.len(),
+        events.len(),
+        event_ids.len(),
+        events.len() - event_ids.len(),
+        uncommitted_events.len(),
+    );
+    assert!(acked.len() >= ORDERS / 2, "most orders were acknowledged");
+    assert!(
+        lost.is_empty(),
+        "acknowledged orders not committed: {lost:?}"
+    );
+    assert!(twice.is_empty(), "stock reserved twice: {twice:?}");
+    assert!(
+        phantom.is_empty(),
+        "reservations of uncommitted orders: {phantom:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "committed orders without a reservation: {missing:?}"
+    );
+    assert!(
+        uncommitted_events.is_empty(),
+        "events of uncommitted orders: {uncommitted_events:?}"
+    );
+    assert_eq!(
+        event_ids.len(),
+        committed.len(),
+        "one order-create-event per committed order"
+    );
+    assert!(
+        odd.is_empty(),
+        "orders whose flow ran twice or not to the end: {:?}",
+        &odd[..odd.len().min(5)]
+    );
+    assert_eq!(
+        stock,
+        STOCK - committed.len() as i64,
+        "the stock went down once per order"
+    );
+    assert!(
+        order.lock().await.terminate(),
+        "order-service exits 0 on SIGTERM"
+    );
+    assert!(product.terminate(), "product-service exits 0 on SIGTERM");
+}

@@ -1,0 +1,207 @@
+//! The example binaries as child processes: built once into this test's target directory,
+//! started with a configuration directory of their own, killed with SIGKILL on demand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use super::support::bootstrap;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// Builds order-service and product-service (once per test process) into this test's
+/// target directory and profile; `MQ_EXAMPLES_BIN_DIR` uses binaries from there instead.
+fn bins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("MQ_EXAMPLES_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary in <target>/<profile>/deps")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let target = profile_dir.parent().expect("target dir").to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "order-service",
+                "-p",
+                "product-service",
+            ])
+            .arg("--target-dir")
+            .arg(&target);
+        if profile == "release" {
+            cmd.arg("--release");
+        } else if profile != "debug" {
+            cmd.args(["--profile", &profile]);
+        }
+        let out = cmd.output().expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build of the examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir
+    })
+}
+
+/// A free loopback port (released again: a small race, fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A configuration directory for `service`: its own `application.yaml` plus
+/// `application-test.yaml` with `profile`.
+pub fn config_dir(root: &Path, service: &str, profile: &str) -> PathBuf {
+    let dir = root.join(service);
+    std::fs::create_dir_all(&dir).expect("config dir");
+    std::fs::copy(
+        workspace_root()
+            .join("examples")
+            .join(service)
+            .join("application.yaml"),
+        dir.join("application.yaml"),
+    )
+    .expect("copy application.yaml");
+    std::fs::write(dir.join("application-test.yaml"), profile).expect("write profile");
+    dir
+}
+
+/// A running example binary; killed when dropped, its log's tail printed when the test
+/// is failing.
+pub struct Service {
+    name: &'static str,
+    dir: PathBuf,
+    child: Child,
+    starts: usize,
+}
+
+impl Service {
+    /// Starts `name` with the configuration in `dir` (profile `test`).
+    pub fn start(name: &'static str, dir: &Path) -> Service {
+        let mut s = Service {
+            name,
+            dir: dir.to_path_buf(),
+            child: spawn(name, dir, 0),
+            starts: 1,
+        };
+        s.check_alive();
+        s
+    }
+
+    /// SIGKILL, then a new process with the same configuration.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+        self.child = spawn(self.name, &self.dir, self.starts);
+        self.starts += 1;
+    }
+
+    /// Panics when the process has exited.
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status})", self.name);
+        }
+    }
+
+    /// SIGTERM and wait: true when it exited with success.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+fn log_path(dir: &Path, name: &str, start: usize) -> PathBuf {
+    dir.join(format!("{name}-{start}.log"))
+}
+
+fn spawn(name: &str, dir: &Path, start: usize) -> Child {
+    let file = std::fs::File::create(log_path(dir, name, start)).expect("log file");
+    let mut cmd = Command::new(bins().join(name));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MQ_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("MQ_CONFIG_DIR", dir)
+        .env("MQ_PROFILES_ACTIVE", "test")
+        .env("MQ_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(log_path(&self.dir, self.name, self.starts - 1))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "---- last lines of {} ----\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// `POST path` with a JSON body; `Err` when the service cannot be reached or the
+/// connection breaks (a killed process), else the status and body.
+pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
