@@ -11,5 +11,6 @@ mod app;
 mod crash;
 mod db;
 mod inbox;
+mod outage;
 mod relay;
 mod services;

@@ -29,8 +29,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&bootstrap(), topic, partitions).await
+}
+
+/// [`create_topic`] on another broker.
+pub async fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
@@ -91,8 +96,18 @@ pub async fn read_topic(
     count: usize,
     timeout: Duration,
 ) -> Vec<rdkafka::message::OwnedMessage> {
+    read_topic_on(&bootstrap(), topic, count, timeout).await
+}
+
+/// [`read_topic`] on another broker.
+pub async fn read_topic_on(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

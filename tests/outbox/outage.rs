@@ -1,0 +1,137 @@
+//! The outbox outlives a real broker outage: an app whose Kafka is not running yet takes
+//! orders into its outbox; the rows wait (pending, lag growing) and are published once,
+//! in order per key, when a broker comes up on that address.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mq_core::outbox::Outbox;
+use mq_core::prelude::*;
+use rdkafka::message::Message;
+
+use super::db;
+use super::support::{config_for, create_topic_on, read_topic_on, unique};
+
+/// A broker of this test's own (the shared one on 9092 stays up).
+const PORT: &str = "19395";
+
+fn broker(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = Command::new(script)
+        .args(args)
+        .env("MQ_KAFKA_PORT", PORT)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "kafka.sh {args:?} failed");
+}
+
+struct StopOnDrop;
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        broker(&["stop"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_wait_for_a_broker_that_is_down_and_are_published_once_it_is_up() {
+    let bootstrap = format!("127.0.0.1:{PORT}");
+    assert!(
+        std::net::TcpStream::connect(&bootstrap).is_err(),
+        "nothing may listen on {bootstrap} yet"
+    );
+    let (_schema, url) = db::fresh_schema("outage_real").await;
+    let topic = unique("outage-real");
+    let config = config_for(
+        &bootstrap,
+        &format!(
+            "{}  outbox:\n    poll-interval: 100ms\n",
+            db::datasource_yaml(&url)
+        ),
+    );
+    let outbox = Outbox::new(&config);
+    let app = App::new(config)
+        .only_listeners(Vec::<String>::new())
+        .start()
+        .await
+        .expect("the app starts without its broker");
+
+    // 5 keys × 20 rows, each committed in the application's transaction.
+    let pool = db::pool(&url, 2).await;
+    let (keys, per_key) = (5, 20);
+    for seq in 0..per_key {
+        for k in 0..keys {
+            let mut tx = pool.begin().await.unwrap();
+            outbox
+                .send(
+                    &mut tx,
+                    &topic,
+                    &format!("k{k}"),
+                    &serde_json::json!({ "seq": seq }),
+                )
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    }
+    let total = (keys * per_key) as i64;
+    // The broker is away: after several relay rounds every row is still pending.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pending = "SELECT count(*) FROM mq_outbox WHERE sent_at IS NULL AND failed_at IS NULL";
+    assert_eq!(
+        db::count(&pool, pending).await,
+        total,
+        "rows wait while the broker is down"
+    );
+
+    broker(&["start"]);
+    let _stop = StopOnDrop;
+    create_topic_on(&bootstrap, &topic, 3).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while db::count(&pool, pending).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows still pending a minute after the broker came"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db::count(
+            &pool,
+            "SELECT count(*) FROM mq_outbox WHERE failed_at IS NOT NULL"
+        )
+        .await,
+        0,
+        "no row set aside"
+    );
+
+    let records = read_topic_on(
+        &bootstrap,
+        &topic,
+        total as usize + 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        records.len() as i64,
+        total,
+        "every row published once, none twice"
+    );
+    let mut seqs: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    for r in &records {
+        let key = String::from_utf8(r.key().unwrap().to_vec()).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(r.payload().unwrap()).unwrap();
+        seqs.entry(key)
+            .or_default()
+            .push(event["data"]["seq"].as_u64().unwrap());
+    }
+    for (key, got) in &seqs {
+        assert_eq!(
+            got,
+            &(0..per_key as u64).collect::<Vec<_>>(),
+            "key {key} published in order"
+        );
+    }
+    app.shutdown().await.expect("clean shutdown");
+}
