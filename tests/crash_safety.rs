@@ -7,15 +7,14 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use mq_core::prelude::*;
 use mq_core::App;
 use support::{
-    bootstrap, config, create_topic, lines, random_between, unique, wait_for_lines,
-    KillOnDrop as Guard,
+    config, create_topic, lines, random_between, unique, wait_for_lines, KillOnDrop as Guard,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,27 +25,17 @@ struct Tick {
 const EVENTS: u64 = 20_000;
 
 fn spawn_child(dir: &Path, topic: &str, group: &str, out: &Path) -> Guard {
-    let child = Command::new(env!("CARGO_BIN_EXE_mq-crash-consumer"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MQ_CONFIG_DIR", dir)
-        .env("MQ_APPLICATION__NAME", "crash-consumer")
-        .env("MQ_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
-        .env("MQ_LISTENERS__ON_TICK__TOPICS", topic)
-        .env("MQ_LISTENERS__ON_TICK__GROUP", group)
-        .env("MQ_LISTENERS__ON_QUEUE_TICK__AUTO_STARTUP", "false")
-        .env("MQ_KAFKA__CONSUMER__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
-        .env(
-            "MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS",
-            "500",
-        )
-        .env("MQ_MANAGEMENT__SERVER__PORT", "0")
-        .env("MQ_LOGGING__LEVEL", "warn")
-        .env("CRASH_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the crash consumer");
+    let child = support::child_app(
+        env!("CARGO_BIN_EXE_mq-crash-consumer"),
+        dir,
+        "crash-consumer",
+    )
+    .env("MQ_LISTENERS__ON_TICK__TOPICS", topic)
+    .env("MQ_LISTENERS__ON_TICK__GROUP", group)
+    .env("MQ_LISTENERS__ON_QUEUE_TICK__AUTO_STARTUP", "false")
+    .env("CRASH_OUT", out)
+    .spawn()
+    .expect("spawn the crash consumer");
     Guard(child)
 }
 

@@ -21,13 +21,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
+use support::examples::{config_dir, example_bins, free_port};
 use support::{bootstrap, header, read_topic, unique};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -35,98 +35,6 @@ const WAIT: Duration = Duration::from_secs(90);
 // ---------------------------------------------------------------------------------------
 // Building and running the example binaries
 // ---------------------------------------------------------------------------------------
-
-/// Where this test's binaries live: `<target>/<profile>` (from `<target>/<profile>/deps/examples_flow-…`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary in <target>/<profile>/deps")
-        .to_path_buf()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
-}
-
-/// Builds the example binaries (once per test process) into this test's target directory
-/// and profile, and returns the directory they are in. `MQ_EXAMPLES_BIN_DIR` skips the
-/// build and uses binaries from there.
-fn example_bins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("MQ_EXAMPLES_BIN_DIR") {
-            return PathBuf::from(dir);
-        }
-        let profile_dir = profile_dir();
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile dir name")
-            .to_owned();
-        // `<target>/<profile>`, or `<target>/<triple>/<profile>` when built with --target.
-        let parent = profile_dir.parent().expect("target dir").to_path_buf();
-        let (target_dir, triple) = if parent.join("CACHEDIR.TAG").exists() {
-            (parent, None)
-        } else {
-            let triple = parent
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_owned);
-            (parent.parent().expect("target dir").to_path_buf(), triple)
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "order-service",
-                "-p",
-                "product-service",
-                "-p",
-                "demo",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        if let Some(triple) = triple {
-            cmd.args(["--target", &triple]);
-        }
-        let started = Instant::now();
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!(
-            "examples built (or up to date) in {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        profile_dir
-    })
-}
-
-/// A free loopback port (released again: a small race, fine for tests).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A running example binary; killed when dropped (also when the test fails), and its log
 /// printed when the test is failing.
@@ -202,23 +110,6 @@ impl Drop for Service {
             );
         }
     }
-}
-
-/// A configuration directory for `service`: its own `application.yaml` plus
-/// `application-test.yaml` with `profile`.
-fn config_dir(root: &Path, service: &str, profile: &str) -> PathBuf {
-    let dir = root.join(service);
-    std::fs::create_dir_all(&dir).expect("config dir");
-    std::fs::copy(
-        workspace_root()
-            .join("examples")
-            .join(service)
-            .join("application.yaml"),
-        dir.join("application.yaml"),
-    )
-    .expect("copy application.yaml");
-    std::fs::write(dir.join("application-test.yaml"), profile).expect("write profile");
-    dir
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 //! and a process killed between its handler's writes and their commit.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mq_core::inbox::Tx;
@@ -11,7 +10,7 @@ use mq_core::sqlx;
 use mq_core::testing::TestApp;
 
 use super::db;
-use super::support::{self, bootstrap, create_topic, unique, KillOnDrop};
+use super::support::{self, create_topic, unique, KillOnDrop};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Effect {
@@ -194,27 +193,17 @@ async fn a_tx_argument_needs_an_idempotent_listener() {
 }
 
 fn spawn_consumer(dir: &Path, url: &str, topic: &str, group: &str, marker: &Path) -> KillOnDrop {
-    let child = Command::new(env!("CARGO_BIN_EXE_mq-outbox-consumer"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MQ_CONFIG_DIR", dir)
-        .env("MQ_APPLICATION__NAME", "outbox-consumer")
-        .env("MQ_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
-        .env("MQ_DATASOURCE__URL", url)
-        .env("MQ_LISTENERS__APPLY_ONCE__TOPICS", topic)
-        .env("MQ_LISTENERS__APPLY_ONCE__GROUP", group)
-        .env("MQ_KAFKA__CONSUMER__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
-        .env(
-            "MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS",
-            "500",
-        )
-        .env("MQ_MANAGEMENT__SERVER__PORT", "0")
-        .env("MQ_LOGGING__LEVEL", "warn")
-        .env("STALL_MARKER", marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the outbox consumer");
+    let child = support::child_app(
+        env!("CARGO_BIN_EXE_mq-outbox-consumer"),
+        dir,
+        "outbox-consumer",
+    )
+    .env("MQ_DATASOURCE__URL", url)
+    .env("MQ_LISTENERS__APPLY_ONCE__TOPICS", topic)
+    .env("MQ_LISTENERS__APPLY_ONCE__GROUP", group)
+    .env("STALL_MARKER", marker)
+    .spawn()
+    .expect("spawn the outbox consumer");
     KillOnDrop(child)
 }
 

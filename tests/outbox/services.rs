@@ -4,89 +4,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 
 use super::support::bootstrap;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
-}
-
-/// Builds order-service and product-service (once per test process) into this test's
-/// target directory and profile; `MQ_EXAMPLES_BIN_DIR` uses binaries from there instead.
-fn bins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("MQ_EXAMPLES_BIN_DIR") {
-            return PathBuf::from(dir);
-        }
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in <target>/<profile>/deps")
-            .to_path_buf();
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_owned();
-        let target = profile_dir.parent().expect("target dir").to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "order-service",
-                "-p",
-                "product-service",
-            ])
-            .arg("--target-dir")
-            .arg(&target);
-        if profile == "release" {
-            cmd.arg("--release");
-        } else if profile != "debug" {
-            cmd.args(["--profile", &profile]);
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir
-    })
-}
-
-/// A free loopback port (released again: a small race, fine for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A configuration directory for `service`: its own `application.yaml` plus
-/// `application-test.yaml` with `profile`.
-pub fn config_dir(root: &Path, service: &str, profile: &str) -> PathBuf {
-    let dir = root.join(service);
-    std::fs::create_dir_all(&dir).expect("config dir");
-    std::fs::copy(
-        workspace_root()
-            .join("examples")
-            .join(service)
-            .join("application.yaml"),
-        dir.join("application.yaml"),
-    )
-    .expect("copy application.yaml");
-    std::fs::write(dir.join("application-test.yaml"), profile).expect("write profile");
-    dir
-}
+use super::support::examples::example_bins;
+pub use super::support::examples::{config_dir, free_port};
 
 /// A running example binary; killed when dropped, its log's tail printed when the test
 /// is failing.
@@ -140,7 +61,7 @@ fn log_path(dir: &Path, name: &str, start: usize) -> PathBuf {
 
 fn spawn(name: &str, dir: &Path, start: usize) -> Child {
     let file = std::fs::File::create(log_path(dir, name, start)).expect("log file");
-    let mut cmd = Command::new(bins().join(name));
+    let mut cmd = Command::new(example_bins().join(name));
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("MQ_") {
             cmd.env_remove(k);

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -25,20 +25,16 @@ struct Tick {
 }
 
 fn spawn_child(dir: &Path, out: &Path) -> Guard {
-    let child = Command::new(env!("CARGO_BIN_EXE_mq-crash-consumer"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MQ_CONFIG_DIR", dir)
-        .env("MQ_APPLICATION__NAME", "rabbit-crash-consumer")
-        .env("MQ_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
-        .env("MQ_LISTENERS__ON_TICK__AUTO_STARTUP", "false")
-        .env("MQ_MANAGEMENT__SERVER__PORT", "0")
-        .env("MQ_LOGGING__LEVEL", "warn")
-        .env("CRASH_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the crash consumer");
+    let child = support::child_app(
+        env!("CARGO_BIN_EXE_mq-crash-consumer"),
+        dir,
+        "rabbit-crash-consumer",
+    )
+    .env("MQ_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    .env("MQ_LISTENERS__ON_TICK__AUTO_STARTUP", "false")
+    .env("CRASH_OUT", out)
+    .spawn()
+    .expect("spawn the crash consumer");
     Guard(child)
 }
 

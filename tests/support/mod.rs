@@ -2,6 +2,8 @@
 //! and a collector that listeners write into.
 #![allow(dead_code)]
 
+pub mod examples;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -357,4 +359,27 @@ pub fn promtool_check_metrics(scrape: &str) {
         !report.contains("error"),
         "promtool check metrics:\n{report}\n{scrape}"
     );
+}
+
+/// The command for a child mq app of a crash test: a clean environment but `PATH`, its
+/// configuration from `dir`, the real broker with the tests' group timings, an ephemeral
+/// actuator, WARN logs; its stderr shows in the test output. Add the test's own variables
+/// (a later `env` of the same name wins), then spawn.
+pub fn child_app(bin: &str, dir: &std::path::Path, name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MQ_CONFIG_DIR", dir)
+        .env("MQ_APPLICATION__NAME", name)
+        .env("MQ_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .env("MQ_KAFKA__CONSUMER__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
+        .env(
+            "MQ_KAFKA__CONSUMER__PROPERTIES__HEARTBEAT_INTERVAL_MS",
+            "500",
+        )
+        .env("MQ_MANAGEMENT__SERVER__PORT", "0")
+        .env("MQ_LOGGING__LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    cmd
 }
