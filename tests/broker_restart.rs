@@ -6,13 +6,11 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mq_core::prelude::*;
 use mq_core::App;
-use support::{config_for, unique, Seen};
+use support::{broker_on, config_for, unique, Seen, StopOnDrop};
 
 const PORT: &str = "19392";
 const EVENTS: u64 = 1_500;
@@ -36,24 +34,6 @@ async fn on_late_tick(event: Event<Tick>, ctx: Context) -> Result<(), HandlerErr
 
 fn broker(args: &[&str]) {
     broker_on(PORT, args);
-}
-
-fn broker_on(port: &str, args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let status = Command::new(script)
-        .args(args)
-        .env("MQ_KAFKA_PORT", port)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "kafka.sh {args:?} failed");
-}
-
-struct StopOnDrop(&'static str);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        broker_on(self.0, &["stop"]);
-    }
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> support::HttpResponse {

@@ -2,8 +2,6 @@
 //! orders into its outbox; the rows wait (pending, lag growing) and are published once,
 //! in order per key, when a broker comes up on that address.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use mq_core::outbox::Outbox;
@@ -11,28 +9,10 @@ use mq_core::prelude::*;
 use rdkafka::message::Message;
 
 use super::db;
-use super::support::{config_for, create_topic_on, read_topic_on, unique};
+use super::support::{broker_on, config_for, create_topic_on, read_topic_on, unique, StopOnDrop};
 
 /// A broker of this test's own (the shared one on 9092 stays up).
 const PORT: &str = "19395";
-
-fn broker(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let status = Command::new(script)
-        .args(args)
-        .env("MQ_KAFKA_PORT", PORT)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "kafka.sh {args:?} failed");
-}
-
-struct StopOnDrop;
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        broker(&["stop"]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_wait_for_a_broker_that_is_down_and_are_published_once_it_is_up() {
@@ -85,8 +65,8 @@ async fn rows_wait_for_a_broker_that_is_down_and_are_published_once_it_is_up() {
         "rows wait while the broker is down"
     );
 
-    broker(&["start"]);
-    let _stop = StopOnDrop;
+    broker_on(PORT, &["start"]);
+    let _stop = StopOnDrop(PORT);
     create_topic_on(&bootstrap, &topic, 3).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while db::count(&pool, pending).await > 0 {

@@ -383,3 +383,24 @@ pub fn child_app(bin: &str, dir: &std::path::Path, name: &str) -> std::process::
         .stderr(std::process::Stdio::inherit());
     cmd
 }
+
+/// Runs `scripts/kafka.sh ARGS` for a broker of the test's own on `port` (the shared one
+/// on 9092 stays up).
+pub fn broker_on(port: &str, args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = std::process::Command::new(script)
+        .args(args)
+        .env("MQ_KAFKA_PORT", port)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "kafka.sh {args:?} failed");
+}
+
+/// Stops the broker on its port when dropped (a failing test included).
+pub struct StopOnDrop(pub &'static str);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        broker_on(self.0, &["stop"]);
+    }
+}

@@ -163,10 +163,12 @@ impl Router {
             if k.partition == m.partition() && &*k.topic == m.topic() && !lane.is_closed());
         if !hit {
             self.flush();
+            // Keep the lane's own key: its topic is the one `Arc` that spent records
+            // already hold, so refilling them does not swap it.
             let key = LaneKey::of(m.topic(), m.partition());
-            self.last = lanes.get(&key).map(|lane| (key, lane));
+            self.last = lanes.get(&key).map(|lane| (lane.shared.key.clone(), lane));
         }
-        let Some((key, _)) = &self.last else {
+        if self.last.is_none() {
             // No lane: the partition was revoked after librdkafka queued the record. Its
             // next owner reads it again.
             tracing::debug!(
@@ -176,10 +178,11 @@ impl Router {
                 "record for a partition without a lane: dropped unacknowledged"
             );
             return;
-        };
-        let topic = key.topic.clone();
+        }
         let spare = self.spare();
-        self.batch.push(next_record(spare, m, &topic));
+        if let Some((key, _)) = &self.last {
+            self.batch.push(next_record(spare, m, &key.topic));
+        }
         if self.batch.len() >= MAX_BATCH {
             self.flush();
         }
