@@ -110,12 +110,14 @@ impl ListenerRuntime {
     }
 
     /// Runs `record` to completion; `cancel` interrupts retry and dead-letter backoffs
-    /// (shutdown, or the partition was revoked).
+    /// (shutdown, or the partition was revoked). `started` is when the caller handed it
+    /// over (the handler's timer starts there: one clock read per record less).
     pub(crate) async fn process(
         &self,
         local: &WorkerLocal,
         record: Arc<Record>,
         cancel: &CancellationToken,
+        started: Instant,
     ) -> Disposition {
         // The per-record span is DEBUG: at INFO, creating and formatting a span for every
         // record cost ~1.5 µs, as much as decoding it. Failure logs carry the same fields
@@ -129,7 +131,7 @@ impl ListenerRuntime {
             event_id = tracing::field::Empty,
             correlation_id = tracing::field::Empty,
         );
-        self.process_in_span(local, record, cancel)
+        self.process_in_span(local, record, cancel, started)
             .instrument(span)
             .await
     }
@@ -139,7 +141,9 @@ impl ListenerRuntime {
         local: &WorkerLocal,
         record: Arc<Record>,
         cancel: &CancellationToken,
+        started: Instant,
     ) -> Disposition {
+        let mut handed_over = Some(started);
         let source = self.source_of(&record);
         let mut attempt = 1;
         if let (Source::RetryTopic { .. }, true) = (source, self.spec.is_queue_listener()) {
@@ -152,8 +156,11 @@ impl ListenerRuntime {
             attempt = policy::attempt_of(source, headers.attempt);
             let now = chrono::Utc::now().timestamp_millis();
             let wait = policy::due_wait(source, headers.due_ms, now, self.spec.retry.max_interval);
-            if !wait.is_zero() && !pause(wait, cancel).await {
-                return Disposition::Interrupted;
+            if !wait.is_zero() {
+                handed_over = None;
+                if !pause(wait, cancel).await {
+                    return Disposition::Interrupted;
+                }
             }
         }
         let mut failure_span = None;
@@ -165,7 +172,7 @@ impl ListenerRuntime {
                 tx: None,
             };
             local.metrics.in_flight.inc();
-            let started = Instant::now();
+            let started = handed_over.take().unwrap_or_else(Instant::now);
             let call = AssertUnwindSafe((self.spec.handler)(invocation)).catch_unwind();
             // `handler-timeout`: a call running longer is dropped (cancelled) and counts
             // as a transient failure.

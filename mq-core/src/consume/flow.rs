@@ -62,6 +62,15 @@ impl Flow {
         self.paused.load(Ordering::SeqCst)
     }
 
+    /// Whether `bytes` more fit in the lane's share: its buffer is empty or stays within
+    /// its share, or its source is paused already (then waiting for room is pointless).
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        let buffered = self.buffered.load(Ordering::Relaxed);
+        buffered == 0
+            || buffered + bytes <= self.high.load(Ordering::Relaxed)
+            || self.paused.load(Ordering::Relaxed)
+    }
+
     /// The transport buffered `bytes` more for the lane.
     pub(crate) fn added(&self, bytes: usize, valve: &dyn Valve) {
         let now = self.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
@@ -141,6 +150,22 @@ mod tests {
         flow.taken(600, &valve);
         assert!(!flow.is_paused());
         assert_eq!(valve.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn room_is_within_the_share_in_an_empty_buffer_or_once_paused() {
+        let valve = Counting::default();
+        let flow = Flow::new(1000);
+        assert!(
+            flow.has_room(5000),
+            "an empty lane takes a batch over its share"
+        );
+        flow.added(600, &valve);
+        assert!(flow.has_room(400));
+        assert!(!flow.has_room(401), "the poll thread waits for the lane");
+        flow.added(600, &valve);
+        assert!(flow.is_paused());
+        assert!(flow.has_room(401), "paused: waiting for room is pointless");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -52,7 +52,8 @@ const PANIC_RETRIES: u32 = 3;
 /// The live facts of a lane that health checks and the hung-handler watchdog read.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
-    /// Unix millis when the oldest record now in the handler entered it (0: idle).
+    /// When the oldest record now in the handler entered it, on the lanes' clock
+    /// ([`now_ms`]; 0: idle).
     pub(crate) since_ms: AtomicI64,
     /// That record's offset.
     pub(crate) offset: AtomicI64,
@@ -200,6 +201,13 @@ impl Lane {
         true
     }
 
+    /// Whether a batch of `bytes` fits in the lane's share of the read-ahead budget now
+    /// (see [`Flow::has_room`](super::flow::Flow::has_room)); a closed lane takes nothing,
+    /// so it has room.
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        self.is_closed() || self.shared.flow.has_room(bytes)
+    }
+
     /// Takes no new record; the one in the handler finishes.
     pub(crate) fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
@@ -314,9 +322,13 @@ async fn ordered(
     while let Some(record) = offsets.next(buffer).await {
         tokio::task::consume_budget().await;
         let offset = record.offset;
+        let started = Instant::now();
         shared.activity.offset.store(offset, Ordering::Relaxed);
-        shared.activity.since_ms.store(now_ms(), Ordering::Relaxed);
-        let disposition = process_supervised(runtime, local, shared, &record).await;
+        shared
+            .activity
+            .since_ms
+            .store(ms_of(started), Ordering::Relaxed);
+        let disposition = process_supervised(runtime, local, shared, &record, started).await;
         shared.activity.since_ms.store(0, Ordering::Relaxed);
         // Keep the spent record for reuse by the transport, unless a handler kept it.
         buffer.spend(record);
@@ -341,9 +353,9 @@ async fn keyed(
     max_in_flight: usize,
 ) {
     let shared = offsets.shared;
-    let start = |record: Arc<Record>| async move {
+    let start = |record: Arc<Record>, started: Instant| async move {
         let (key, offset) = (record.key.clone(), record.offset);
-        let d = process_supervised(runtime, local, shared, &record).await;
+        let d = process_supervised(runtime, local, shared, &record, started).await;
         (key, offset, d)
     };
     let mut running = FuturesUnordered::new();
@@ -383,8 +395,9 @@ async fn keyed(
                 }
                 match busy.get_mut(&key).and_then(VecDeque::pop_front) {
                     Some(next) => {
-                        started.insert(next.offset, now_ms());
-                        running.push(start(next));
+                        let now = Instant::now();
+                        started.insert(next.offset, ms_of(now));
+                        running.push(start(next, now));
                     }
                     None => {
                         busy.remove(&key);
@@ -400,13 +413,13 @@ async fn keyed(
                     Some(queue) => queue.push_back(record),
                     None => {
                         busy.insert(record.key.clone(), VecDeque::new());
-                        let now = now_ms();
+                        let now = Instant::now();
                         if started.is_empty() {
                             shared.activity.offset.store(record.offset, Ordering::Relaxed);
-                            shared.activity.since_ms.store(now, Ordering::Relaxed);
+                            shared.activity.since_ms.store(ms_of(now), Ordering::Relaxed);
                         }
-                        started.insert(record.offset, now);
-                        running.push(start(record));
+                        started.insert(record.offset, ms_of(now));
+                        running.push(start(record, now));
                     }
                 }
             }
@@ -422,10 +435,12 @@ async fn process_supervised(
     local: &WorkerLocal,
     shared: &LaneShared,
     record: &Arc<Record>,
+    started: Instant,
 ) -> Option<Disposition> {
     let mut tries = 0;
+    let mut started = started;
     loop {
-        let run = runtime.process(local, record.clone(), &shared.stop);
+        let run = runtime.process(local, record.clone(), &shared.stop, started);
         match AssertUnwindSafe(run).catch_unwind().await {
             Ok(d) => return Some(d),
             Err(_) if tries < PANIC_RETRIES => {
@@ -442,6 +457,7 @@ async fn process_supervised(
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shared.stop.cancelled() => return None,
                 }
+                started = Instant::now();
             }
             Err(_) => {
                 tracing::error!(
@@ -458,6 +474,16 @@ async fn process_supervised(
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Milliseconds on the lanes' clock: monotonic, since the first lane of the process
+/// looked, and never 0 (0 in [`Activity::since_ms`] means idle).
+pub(crate) fn now_ms() -> i64 {
+    ms_of(Instant::now())
+}
+
+/// `at` on the lanes' clock (see [`now_ms`]). The lane reads the clock once per record,
+/// for this stamp and the handler's timer.
+fn ms_of(at: Instant) -> i64 {
+    static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(Instant::now);
+    at.saturating_duration_since(anchor).as_millis() as i64 + 1
 }

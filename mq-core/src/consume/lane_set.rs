@@ -179,7 +179,7 @@ impl LaneSet {
 
     /// Every lane, open or still closing.
     pub(crate) fn views(&self) -> Vec<LaneView> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = super::lane::now_ms();
         let lanes = self.lock();
         lanes
             .open

@@ -199,6 +199,7 @@ impl Router {
             return;
         };
         let (first, n) = (batch.records[0].offset, batch.len());
+        hold_for_room(lane, batch.bytes);
         if !lane.push_batch(batch) {
             tracing::debug!(
                 topic = %key.topic,
@@ -221,6 +222,27 @@ impl Router {
             }
         }
         self.spares.pop()
+    }
+}
+
+/// How long the poll thread holds a batch for a lane over its share of the read-ahead
+/// budget before the lane's partition is paused.
+///
+/// A lane that keeps up but is behind the poll thread gets room within a moment: waiting
+/// for it, as a bounded channel would, keeps what librdkafka fetched ahead. Pausing the
+/// partition makes librdkafka drop its read-ahead and fetch it again on resume. A lane
+/// whose handler is slow stays full, and is paused after this long (once: a paused lane
+/// has room). Rebalance events wait behind the poll thread for at most this long.
+const HOLD: Duration = Duration::from_millis(50);
+
+/// Waits up to [`HOLD`] for `lane` to have room for `bytes`.
+fn hold_for_room(lane: &consume::Lane, bytes: usize) {
+    if lane.has_room(bytes) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + HOLD;
+    while !lane.has_room(bytes) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
