@@ -75,6 +75,11 @@ pub struct LaneInfo {
     pub in_handler_ms: i64,
     /// Whether the lane is closing (revoked, its in-flight record still running).
     pub closing: bool,
+    /// Bytes of records buffered for the lane (counted against its share of
+    /// `mq.listener.buffer-bytes`).
+    pub buffered_bytes: usize,
+    /// Whether its source is paused because the lane is over its share.
+    pub paused: bool,
 }
 
 impl LaneInfo {
@@ -86,6 +91,8 @@ impl LaneInfo {
             epoch: v.epoch,
             in_handler_ms: v.in_handler_ms,
             closing: v.closing,
+            buffered_bytes: v.buffered_bytes,
+            paused: v.paused,
         }
     }
 }

@@ -11,8 +11,8 @@
 //!
 //! Because every record comes through the one queue, librdkafka's read-ahead limit
 //! (`queued.max.messages.kbytes`) bounds the whole consumer whatever its partition count,
-//! and the lanes' buffers are bounded by `mq.listener.buffer-bytes` (a lane over its share
-//! has its partition paused).
+//! and the lanes' buffers are bounded by `mq.listener.buffer-bytes`: the poll thread waits
+//! a moment for a lane over its share ([`HOLD`]), then has its partition paused.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
