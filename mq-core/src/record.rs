@@ -186,10 +186,17 @@ impl Headers {
         let mut len = 0;
         for (key, value) in headers {
             match self.0.get_mut(len) {
+                // Headers mostly repeat from record to record (a content type, a type
+                // name): writing only what changed leaves their cache lines shared with
+                // the thread that reads the record, instead of moving them back and forth.
                 Some(h) => {
-                    h.key.clear();
-                    h.key.push_str(key);
-                    copy_into(&mut h.value, value);
+                    if h.key != key {
+                        h.key.clear();
+                        h.key.push_str(key);
+                    }
+                    if h.value.as_deref() != value {
+                        copy_into(&mut h.value, value);
+                    }
                 }
                 None => self.0.push(Header {
                     key: key.to_owned(),
