@@ -112,6 +112,7 @@ fn poll_until_shutdown(
     let mut router = Router::new(returned);
     while !stop.is_cancelled() {
         stamp(status);
+        router.hold_left = HOLD;
         let mut wait = POLL_WAIT;
         for _ in 0..DRAIN_MAX {
             match consumer.poll(wait) {
@@ -145,6 +146,8 @@ struct Router {
     /// Empty vectors for the next batches.
     empties: Vec<Vec<Arc<Record>>>,
     returned: tokio::sync::mpsc::UnboundedReceiver<Vec<Arc<Record>>>,
+    /// What is left of this poll round's [`HOLD`].
+    hold_left: Duration,
 }
 
 impl Router {
@@ -155,6 +158,7 @@ impl Router {
             spares: Vec::new(),
             empties: Vec::new(),
             returned,
+            hold_left: HOLD,
         }
     }
 
@@ -199,7 +203,7 @@ impl Router {
             return;
         };
         let (first, n) = (batch.records[0].offset, batch.len());
-        hold_for_room(lane, batch.bytes);
+        hold_for_room(lane, batch.bytes, &mut self.hold_left);
         if !lane.push_batch(batch) {
             tracing::debug!(
                 topic = %key.topic,
@@ -225,25 +229,28 @@ impl Router {
     }
 }
 
-/// How long the poll thread holds a batch for a lane over its share of the read-ahead
-/// budget before the lane's partition is paused.
+/// How long the poll thread holds batches for lanes over their share of the read-ahead
+/// budget before their partitions are paused, at most, per poll round.
 ///
 /// A lane that keeps up but is behind the poll thread gets room within a moment: waiting
 /// for it, as a bounded channel would, keeps what librdkafka fetched ahead. Pausing the
 /// partition makes librdkafka drop its read-ahead and fetch it again on resume. A lane
-/// whose handler is slow stays full, and is paused after this long (once: a paused lane
-/// has room). Rebalance events wait behind the poll thread for at most this long.
+/// whose handler is slow stays full, and is paused once the round's hold is spent (once: a
+/// paused lane has room). Rebalance events and shutdown wait behind the poll thread for at
+/// most this long per round, however many lanes are full.
 const HOLD: Duration = Duration::from_millis(50);
 
-/// Waits up to [`HOLD`] for `lane` to have room for `bytes`.
-fn hold_for_room(lane: &consume::Lane, bytes: usize) {
-    if lane.has_room(bytes) {
+/// Waits, up to what is `left` of the round's [`HOLD`], for `lane` to have room for
+/// `bytes`; takes the time waited from `left`.
+fn hold_for_room(lane: &consume::Lane, bytes: usize, left: &mut Duration) {
+    if lane.has_room(bytes) || left.is_zero() {
         return;
     }
-    let deadline = std::time::Instant::now() + HOLD;
-    while !lane.has_room(bytes) && std::time::Instant::now() < deadline {
+    let start = std::time::Instant::now();
+    while !lane.has_room(bytes) && start.elapsed() < *left {
         std::thread::sleep(Duration::from_micros(200));
     }
+    *left = left.saturating_sub(start.elapsed());
 }
 
 /// Closes every lane (their in-flight records finish), commits, leaves the group.
