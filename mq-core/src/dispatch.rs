@@ -131,6 +131,11 @@ impl ListenerRuntime {
             event_id = tracing::field::Empty,
             correlation_id = tracing::field::Empty,
         );
+        // Below DEBUG the span is disabled: entering it on every poll of the future is
+        // then work for nothing.
+        if span.is_disabled() {
+            return self.process_in_span(local, record, cancel, started).await;
+        }
         self.process_in_span(local, record, cancel, started)
             .instrument(span)
             .await
