@@ -461,6 +461,25 @@ mod tests {
     }
 
     #[test]
+    fn refill_with_repeated_headers_changes_only_what_differs() {
+        let mut h = Headers::default();
+        let ct = ("content-type", Some(&b"application/cloudevents+json"[..]));
+        h.refill([ct, ("n", Some(&b"1"[..]))].into_iter());
+        h.refill([ct, ("n", Some(&b"2"[..]))].into_iter());
+        assert_eq!(
+            h.get_str("content-type"),
+            Some("application/cloudevents+json")
+        );
+        assert_eq!(h.get_str("n"), Some("2"));
+        h.refill([ct, ("n", None)].into_iter());
+        assert_eq!(h.iter().nth(1).unwrap().value, None);
+        h.refill([ct, ("n", Some(&b""[..]))].into_iter());
+        assert_eq!(h.iter().nth(1).unwrap().value.as_deref(), Some(&b""[..]));
+        h.refill([("n", Some(&b"3"[..]))].into_iter());
+        assert_eq!((h.len(), h.get_str("n")), (1, Some("3")));
+    }
+
+    #[test]
     fn copy_into_reuses_or_clears() {
         let mut slot = None;
         copy_into(&mut slot, Some(b"abc"));
