@@ -83,6 +83,28 @@ pub fn registered() -> Vec<&'static ListenerDef> {
     all
 }
 
+/// The names of the listeners linked into this binary that are defined in the crate of
+/// `module_path` (pass `module_path!()`), sorted: what a service crate hands to
+/// [`App::only_listeners`](crate::App::only_listeners) when several services' crates are
+/// linked into one binary (a demo, an integration test).
+///
+/// ```
+/// // The doctest's crate defines no listener.
+/// assert!(mq_core::registry::registered_in(module_path!()).is_empty());
+/// ```
+pub fn registered_in(module_path: &str) -> Vec<&'static str> {
+    let krate = crate_of(module_path);
+    registered()
+        .into_iter()
+        .filter(|l| crate_of(l.module_path) == krate)
+        .map(|l| l.name)
+        .collect()
+}
+
+fn crate_of(module_path: &str) -> &str {
+    module_path.split("::").next().unwrap_or_default()
+}
+
 /// A listener resolved against the configuration.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {

@@ -125,12 +125,7 @@ async fn notify_customer(
 
 /// The names of this crate's listeners registered in the running binary.
 pub fn listener_names() -> Vec<&'static str> {
-    let krate = module_path!().split("::").next().unwrap_or_default();
-    mq_core::registry::registered()
-        .into_iter()
-        .filter(|l| l.module_path.split("::").next() == Some(krate))
-        .map(|l| l.name)
-        .collect()
+    mq_core::registry::registered_in(module_path!())
 }
 
 /// Loads the configuration (`MQ_CONFIG_DIR`, the current directory, else [`CONFIG_DIR`]).

@@ -455,12 +455,7 @@ async fn on_order_dead_lettered(
 /// when the crate is linked). The demo uses it to start only this service's listeners in
 /// an app.
 pub fn listener_names() -> Vec<&'static str> {
-    let krate = module_path!().split("::").next().unwrap_or_default();
-    mq_core::registry::registered()
-        .into_iter()
-        .filter(|l| l.module_path.split("::").next() == Some(krate))
-        .map(|l| l.name)
-        .collect()
+    mq_core::registry::registered_in(module_path!())
 }
 
 /// The messaging side of the service: this crate's listeners, the orders (an [`OrderBook`]

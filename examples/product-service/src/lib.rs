@@ -323,12 +323,7 @@ async fn reserve_stock(
 
 /// The names of this crate's listeners that are registered in the running binary.
 pub fn listener_names() -> Vec<&'static str> {
-    let krate = module_path!().split("::").next().unwrap_or_default();
-    mq_core::registry::registered()
-        .into_iter()
-        .filter(|l| l.module_path.split("::").next() == Some(krate))
-        .map(|l| l.name)
-        .collect()
+    mq_core::registry::registered_in(module_path!())
 }
 
 /// The service in memory: its listener, the inventory (from `product-service.catalogue`)
