@@ -60,14 +60,32 @@ fn publisher(sink: &Switchable) -> Publisher {
     Publisher::new(Arc::new(sink.clone()), "/relay-test", Default::default())
 }
 
-/// A config whose outbox and inbox tables are `<prefix>_outbox` / `_inbox`.
-fn settings(extra: &str) -> (Config, OutboxConfig) {
+/// An outbox in a schema of its own, migrated, with the relay settings of
+/// `mq.outbox` (poll interval 20 ms, plus `extra` YAML under it).
+struct Setup {
+    url: String,
+    settings: OutboxConfig,
+    pool: PgPool,
+    outbox: Outbox,
+}
+
+async fn migrated(schema_prefix: &str, extra: &str) -> Setup {
+    let (_schema, url) = db::fresh_schema(schema_prefix).await;
     let config = Config::from_yaml_str(&format!(
         "mq:\n  application:\n    name: relay-test\n  outbox:\n    poll-interval: 20ms\n{extra}"
     ))
     .unwrap();
-    let outbox = config.mq.outbox.clone();
-    (config, outbox)
+    let settings = config.mq.outbox.clone();
+    let pool = db::pool(&url, 4).await;
+    mq_core::outbox::migrate(&pool, &settings.table, &config.mq.inbox.table)
+        .await
+        .unwrap();
+    Setup {
+        url,
+        settings,
+        pool,
+        outbox: Outbox::new(&config),
+    }
 }
 
 /// Writes `keys` × `per_key` events (data `{"key", "seq"}`) in transactions of 50 rows.
@@ -146,13 +164,12 @@ async fn drained(relay: &Relay, timeout: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_publish_every_row_once_and_keep_each_key_in_order() {
-    let (_schema, url) = db::fresh_schema("relays").await;
-    let (config, settings) = settings("    batch-size: 40\n    slots: 8\n");
-    let pool = db::pool(&url, 4).await;
-    mq_core::outbox::migrate(&pool, &settings.table, &config.mq.inbox.table)
-        .await
-        .unwrap();
-    let outbox = Outbox::new(&config);
+    let Setup {
+        url,
+        settings,
+        pool,
+        outbox,
+    } = migrated("relays", "    batch-size: 40\n    slots: 8\n").await;
     const KEYS: usize = 40;
     const PER_KEY: usize = 50;
     let total = fill(&pool, &outbox, "orders", KEYS, PER_KEY).await;
@@ -199,13 +216,12 @@ async fn two_relays_publish_every_row_once_and_keep_each_key_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_wait_out_a_broker_outage_and_none_is_lost() {
-    let (_schema, url) = db::fresh_schema("outage").await;
-    let (config, settings) = settings("");
-    let pool = db::pool(&url, 4).await;
-    mq_core::outbox::migrate(&pool, &settings.table, &config.mq.inbox.table)
-        .await
-        .unwrap();
-    let outbox = Outbox::new(&config);
+    let Setup {
+        settings,
+        pool,
+        outbox,
+        ..
+    } = migrated("outage", "").await;
     let sink = switchable();
     sink.down.store(true, Ordering::SeqCst);
     let relay = Relay::new(pool.clone(), publisher(&sink), &settings);
@@ -262,13 +278,12 @@ async fn rows_wait_out_a_broker_outage_and_none_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_transaction_publishes_nothing() {
-    let (_schema, url) = db::fresh_schema("rollback").await;
-    let (config, settings) = settings("");
-    let pool = db::pool(&url, 4).await;
-    mq_core::outbox::migrate(&pool, &settings.table, &config.mq.inbox.table)
-        .await
-        .unwrap();
-    let outbox = Outbox::new(&config);
+    let Setup {
+        settings,
+        pool,
+        outbox,
+        ..
+    } = migrated("rollback", "").await;
     let mut tx = pool.begin().await.unwrap();
     outbox.send(&mut tx, "t", "a", "rolled back").await.unwrap();
     tx.rollback().await.unwrap();
