@@ -10,6 +10,18 @@ use mq_core::prelude::*;
 use super::db;
 use super::support::{self, create_topic, http, unique};
 
+/// An app that runs no listener, only what the outbox needs (migrations, relay, health),
+/// and the `Outbox` its services would write with.
+pub(super) async fn outbox_app(config: mq_core::Config) -> (Outbox, mq_core::RunningApp) {
+    let outbox = Outbox::new(&config);
+    let app = App::new(config)
+        .only_listeners(Vec::<String>::new())
+        .start()
+        .await
+        .expect("the app starts (no listeners; its broker may be down)");
+    (outbox, app)
+}
+
 /// The value of `mq_outbox_lag_seconds` in a Prometheus scrape.
 fn lag_metric(text: &str) -> Option<f64> {
     text.lines()
@@ -30,12 +42,7 @@ async fn lag_is_a_metric_and_health_and_the_relay_clears_it() {
         db::datasource_yaml(&url)
     ));
     let outbox_settings = config.mq.outbox.clone();
-    let outbox = Outbox::new(&config);
-    let app = App::new(config)
-        .only_listeners(Vec::<String>::new())
-        .start()
-        .await
-        .unwrap();
+    let (outbox, app) = outbox_app(config).await;
     let addr = app.actuator_addr().unwrap();
     // The app applied the migrations: the table is there.
     let pool = db::pool(&url, 2).await;
@@ -101,12 +108,7 @@ async fn the_apps_relay_publishes_committed_rows_to_kafka() {
         "{}  outbox:\n    table: app_outbox\n  inbox:\n    table: app_inbox\n",
         db::datasource_yaml(&url)
     ));
-    let outbox = Outbox::new(&config);
-    let app = App::new(config)
-        .only_listeners(Vec::<String>::new())
-        .start()
-        .await
-        .unwrap();
+    let (outbox, app) = outbox_app(config).await;
     let pool = db::pool(&url, 2).await;
     let mut tx = pool.begin().await.unwrap();
     for n in 0..100u32 {

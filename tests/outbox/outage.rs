@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use mq_core::outbox::Outbox;
-use mq_core::prelude::*;
 use rdkafka::message::Message;
 
 use super::db;
@@ -30,12 +28,7 @@ async fn rows_wait_for_a_broker_that_is_down_and_are_published_once_it_is_up() {
             db::datasource_yaml(&url)
         ),
     );
-    let outbox = Outbox::new(&config);
-    let app = App::new(config)
-        .only_listeners(Vec::<String>::new())
-        .start()
-        .await
-        .expect("the app starts without its broker");
+    let (outbox, app) = super::app::outbox_app(config).await;
 
     // 5 keys × 20 rows, each committed in the application's transaction.
     let pool = db::pool(&url, 2).await;
