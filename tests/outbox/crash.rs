@@ -26,12 +26,14 @@ const PRODUCT_KILLS: usize = 2;
 const STOCK: i64 = 1_000_000;
 const WORKERS: usize = 8;
 
-fn order_profile(s: &str, url: &str, http: u16, mgmt: u16) -> String {
+/// What both services' profiles start with: their group, broker timings, database and
+/// outbox polling.
+fn service_base(group: &str, url: &str) -> String {
     format!(
         r#"mq:
   kafka:
     consumer:
-      group-id: os-{s}
+      group-id: {group}
       properties:
         session.timeout.ms: 6000
         heartbeat.interval.ms: 500
@@ -39,7 +41,14 @@ fn order_profile(s: &str, url: &str, http: u16, mgmt: u16) -> String {
     url: "{url}"
     pool-size: 12
   outbox:
-    poll-interval: 20ms
+    poll-interval: 20ms"#
+    )
+}
+
+fn order_profile(s: &str, url: &str, http: u16, mgmt: u16) -> String {
+    let base = service_base(&format!("os-{s}"), url);
+    format!(
+        r#"{base}
   listeners:
     take_payment:
       topics: [stock-reserved-{s}]
@@ -64,19 +73,9 @@ order-service:
 }
 
 fn product_profile(s: &str, url: &str, mgmt: u16) -> String {
+    let base = service_base(&format!("ps-{s}"), url);
     format!(
-        r#"mq:
-  kafka:
-    consumer:
-      group-id: ps-{s}
-      properties:
-        session.timeout.ms: 6000
-        heartbeat.interval.ms: 500
-  datasource:
-    url: "{url}"
-    pool-size: 12
-  outbox:
-    poll-interval: 20ms
+        r#"{base}
   listeners:
     reserve_stock:
       topics: [order-create-event-{s}]
