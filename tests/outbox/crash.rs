@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mq_core::sqlx::{self, PgPool};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use tokio::sync::Mutex;
 
 use super::db;
 use super::services::{config_dir, free_port, post, Service};
-use super::support::{bootstrap, create_topic, random_between, unique};
+use super::support::{create_topic, random_between, read_until_idle, unique};
 
 const ORDERS: usize = 2_000;
 const ORDER_KILLS: usize = 5;
@@ -105,39 +104,21 @@ async fn reachable(addr: SocketAddr, service: &mut Service) {
 /// Every record of `topic` (read until nothing new came for 3 s): the event ids and the
 /// order ids they carry.
 async fn read_events(topic: &str) -> Vec<(String, String)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", unique("crash-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    let mut idle = Duration::from_secs(20); // the first wait includes the group join
-    loop {
-        match tokio::time::timeout(idle, consumer.recv()).await {
-            Ok(Ok(m)) => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON event");
-                out.push((
-                    v["id"].as_str().unwrap_or_default().to_owned(),
-                    v["data"]["order_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ));
-                idle = Duration::from_secs(3);
-            }
-            Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => break,
-        }
-    }
-    tokio::task::spawn_blocking(move || drop(consumer))
+    read_until_idle(topic, Duration::from_secs(3))
         .await
-        .ok();
-    out
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON event");
+            (
+                v["id"].as_str().unwrap_or_default().to_owned(),
+                v["data"]["order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn ids(pool: &PgPool, sql: &str) -> Vec<String> {

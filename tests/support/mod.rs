@@ -108,15 +108,7 @@ pub async fn read_topic_on(
     count: usize,
     timeout: Duration,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = reader(bootstrap, topic);
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < count {
@@ -126,10 +118,49 @@ pub async fn read_topic_on(
             Err(_) => break,
         }
     }
+    close_reader(consumer).await;
+    out
+}
+
+/// Every record of `topic`, read until nothing new came for `idle` (the first wait, which
+/// includes the group join, is 20 s).
+pub async fn read_until_idle(topic: &str, idle: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer = reader(&bootstrap(), topic);
+    let mut out = Vec::new();
+    let mut wait = Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                out.push(m.detach());
+                wait = idle;
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    close_reader(consumer).await;
+    out
+}
+
+/// A consumer of its own group subscribed to `topic` from its start.
+fn reader(bootstrap: &str, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Closing a consumer blocks (it leaves its group): off the async threads.
+async fn close_reader(consumer: StreamConsumer) {
     tokio::task::spawn_blocking(move || drop(consumer))
         .await
         .ok();
-    out
 }
 
 /// One handled event as a listener saw it.
