@@ -1,11 +1,12 @@
 //! The read-ahead budget on the real broker: a lane whose handler is slower than the poll
 //! thread fills its share of `mq.listener.buffer-bytes`, the poll thread holds its next
 //! batch, then pauses the partition; the lane's buffer never grows past its share by more
-//! than one poll round, and after the resumes every record is handled once, in order.
+//! than one poll round, and after the resumes every record is handled once, in order. A
+//! lane that keeps up is paced to instead: its buffer stays near the pace mark (2 MiB),
+//! well below its share, and its partition is never paused.
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,18 +32,28 @@ async fn on_tick(tick: Tick, State(seen): State<Seen>) -> Result<(), HandlerErro
     Ok(())
 }
 
+/// Busy for a moment per record (not sleeping: the lane keeps up, only slower than the
+/// poll thread copies).
+#[listener(topic = "read-ahead-paced")]
+async fn on_busy_tick(tick: Tick, State(seen): State<Seen>) -> Result<(), HandlerError> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_micros(10) {
+        std::hint::spin_loop();
+    }
+    seen.0.lock().unwrap().push(tick.seq);
+    Ok(())
+}
+
 const RECORDS: u64 = 4000;
 const SHARE: usize = 64 * 1024;
 /// A poll round takes at most this many records (`DRAIN_MAX` of the Kafka consumer).
 const ROUND: usize = 512;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_lane_is_held_then_paused_and_stays_within_its_share() {
-    let topic = unique("read-ahead");
-    create_topic(&topic, 1).await;
+/// Produces `records` ticks padded with `pad` bytes to `topic` (key `k`); the size of one.
+async fn produce(topic: &str, records: u64, pad: usize) -> usize {
     let producer = raw_producer();
-    let pad = "x".repeat(400);
-    let values: Vec<Vec<u8>> = (0..RECORDS)
+    let pad = "x".repeat(pad);
+    let values: Vec<Vec<u8>> = (0..records)
         .map(|seq| {
             serde_json::to_vec(&Tick {
                 seq,
@@ -51,61 +62,102 @@ async fn a_slow_lane_is_held_then_paused_and_stays_within_its_share() {
             .unwrap()
         })
         .collect();
-    let record_bytes = values[0].len();
     let sends = values.iter().map(|v| {
         producer.send(
-            FutureRecord::to(&topic).key("k").payload(v),
+            FutureRecord::to(topic).key("k").payload(v),
             Duration::from_secs(10),
         )
     });
     for sent in futures::future::join_all(sends).await {
         sent.expect("produced");
     }
+    values[0].len()
+}
 
+/// Runs `listener` over `topic` with `extra` YAML under `mq:` until it saw `records` or
+/// 90 s passed; the records in the order seen, the most bytes a lane had buffered and
+/// whether a lane was paused.
+async fn consume(
+    listener: &'static str,
+    topic: &str,
+    extra: &str,
+    records: u64,
+) -> (Vec<u64>, usize, bool) {
     let yaml = format!(
-        "mq:\n  listener:\n    buffer-bytes: {SHARE}\n  listeners:\n    on_tick:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n",
+        "mq:\n{extra}  listeners:\n    {listener}:\n      topics: [\"{topic}\"]\n      group: \"{}\"\n",
         unique("ra")
     );
     let seen = Seen::default();
     let app = App::new(config(&yaml))
         .with_state(seen.clone())
-        .only_listeners(["on_tick"])
+        .only_listeners([listener])
         .start()
         .await
         .expect("app starts");
     assert!(app.wait_assigned(Duration::from_secs(30)).await, "assigned");
-
-    let (max_buffered, was_paused) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let (mut max_buffered, mut was_paused) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while seen.0.lock().unwrap().len() < RECORDS as usize && Instant::now() < deadline {
+    while seen.0.lock().unwrap().len() < records as usize && Instant::now() < deadline {
         for lane in app.lanes() {
-            max_buffered.fetch_max(lane.buffered_bytes, Ordering::Relaxed);
-            if lane.paused {
-                was_paused.store(true, Ordering::Relaxed);
-            }
+            max_buffered = max_buffered.max(lane.buffered_bytes);
+            was_paused |= lane.paused;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     app.shutdown().await.unwrap();
-
     let seen = seen.0.lock().unwrap().clone();
+    (seen, max_buffered, was_paused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_lane_is_held_then_paused_and_stays_within_its_share() {
+    let topic = unique("read-ahead");
+    create_topic(&topic, 1).await;
+    let record_bytes = produce(&topic, RECORDS, 400).await;
+
+    let extra = format!("  listener:\n    buffer-bytes: {SHARE}\n");
+    let (seen, max, was_paused) = consume("on_tick", &topic, &extra, RECORDS).await;
     assert_eq!(seen.len(), RECORDS as usize, "every record handled once");
     assert!(
         seen.windows(2).all(|w| w[1] == w[0] + 1),
         "in order, no record twice"
     );
-    assert!(
-        was_paused.load(Ordering::Relaxed),
-        "a lane that stays over its share is paused"
-    );
-    let max = max_buffered.load(Ordering::Relaxed);
+    assert!(was_paused, "a lane that stays over its share is paused");
     let bound = SHARE + ROUND * record_bytes;
     assert!(
         max > SHARE / 2 && max <= bound,
         "buffered at most {max} B: its share ({SHARE} B) plus one poll round ({bound} B in all); the backlog was {} B",
         RECORDS as usize * record_bytes
+    );
+}
+
+/// Records of the paced test: about 5 MB, more than twice the pace mark and far below the
+/// default share (32 MiB).
+const PACED_RECORDS: u64 = 12_000;
+/// `consume::flow::PACE_BYTES`.
+const PACE: usize = 2 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_keeps_up_is_paced_to_not_filled_to_its_share() {
+    let topic = unique("read-ahead-paced");
+    create_topic(&topic, 1).await;
+    let record_bytes = produce(&topic, PACED_RECORDS, 400).await;
+    let (seen, max, was_paused) = consume("on_busy_tick", &topic, "", PACED_RECORDS).await;
+
+    assert_eq!(
+        seen.len(),
+        PACED_RECORDS as usize,
+        "every record handled once"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no record twice"
+    );
+    assert!(!was_paused, "a lane that keeps up is never paused");
+    let bound = PACE + ROUND * record_bytes;
+    assert!(
+        max > PACE / 2 && max <= bound,
+        "buffered at most {max} B: the pace mark ({PACE} B) plus one poll round ({bound} B in all); the backlog was {} B",
+        PACED_RECORDS as usize * record_bytes
     );
 }

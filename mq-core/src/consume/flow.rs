@@ -22,9 +22,22 @@ pub(crate) trait Valve: Send + Sync {
 pub(crate) struct Flow {
     buffered: AtomicUsize,
     paused: AtomicBool,
+    /// See [`Flow::set_slow`]; written and read by the transport's thread only.
+    slow: AtomicBool,
     high: AtomicUsize,
     transition: Mutex<()>,
 }
+
+/// How much a lane that keeps up needs buffered: the poll thread paces itself to a lane
+/// that has more, instead of filling it to its share.
+///
+/// A lane's records are copied by the transport's thread and read by the lane's, on another
+/// core. The closer behind the copy the lane reads, the more of the record is still in
+/// cache: with the whole 32 MiB share filled (about 100,000 records of 315 bytes) every
+/// record the lane took had left the caches, and one partition ran about 6% slower than
+/// with this mark (BENCHMARKS.md round 6). 2 MiB is about 6,000 such records, 8 ms of
+/// work for a lane that decodes and handles one in 1.3 µs.
+pub(crate) const PACE_BYTES: usize = 2 << 20;
 
 /// A record is never counted as smaller than this, so that a flood of empty records is
 /// bounded too.
@@ -36,6 +49,7 @@ impl Flow {
         Flow {
             buffered: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             high: AtomicUsize::new(high.max(MIN_RECORD_BYTES)),
             transition: Mutex::new(()),
         }
@@ -69,6 +83,28 @@ impl Flow {
         buffered == 0
             || buffered + bytes <= self.high.load(Ordering::Relaxed)
             || self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Whether the lane has more buffered than a lane that keeps up needs
+    /// ([`PACE_BYTES`], or its share when that is smaller) while its source is not paused
+    /// and it was not found [slow](Flow::set_slow): the transport then paces itself to the
+    /// lane. Once the buffer is back within the mark, the lane is no longer taken for slow.
+    pub(crate) fn is_deep(&self) -> bool {
+        let buffered = self.buffered.load(Ordering::Relaxed);
+        let mark = PACE_BYTES.min(self.high.load(Ordering::Relaxed));
+        if buffered <= mark {
+            self.slow.store(false, Ordering::Relaxed);
+            return false;
+        }
+        !self.paused.load(Ordering::Relaxed) && !self.slow.load(Ordering::Relaxed)
+    }
+
+    /// The transport waited for the lane to work its buffer down and it did not: its
+    /// handler is slow, and pacing to it would hold every other lane of the transport. It
+    /// is not [deep](Flow::is_deep) until its buffer is back within the mark (it then fills
+    /// to its share and is paused, as any lane that does not keep up).
+    pub(crate) fn set_slow(&self) {
+        self.slow.store(true, Ordering::Relaxed);
     }
 
     /// The transport buffered `bytes` more for the lane.
@@ -166,6 +202,44 @@ mod tests {
         flow.added(600, &valve);
         assert!(flow.is_paused());
         assert!(flow.has_room(401), "paused: waiting for room is pointless");
+    }
+
+    #[test]
+    fn deep_over_the_pace_mark_until_paused_or_found_slow() {
+        let valve = Counting::default();
+        let flow = Flow::new(4 * PACE_BYTES);
+        flow.added(PACE_BYTES, &valve);
+        assert!(!flow.is_deep(), "at the mark a lane is not deep");
+        flow.added(1, &valve);
+        assert!(
+            flow.is_deep() && flow.has_room(1),
+            "deep, with room in its share"
+        );
+        flow.set_slow();
+        assert!(!flow.is_deep(), "a slow lane is not paced to");
+        flow.added(2 * PACE_BYTES, &valve);
+        assert!(!flow.is_deep(), "still slow above the mark");
+        flow.taken(PACE_BYTES, &valve);
+        assert!(!flow.is_deep(), "still slow: not yet within the mark");
+        flow.taken(PACE_BYTES + 1, &valve);
+        assert!(!flow.is_deep(), "back within the mark: no longer slow");
+        flow.added(1, &valve);
+        assert!(flow.is_deep(), "paced to again");
+        flow.added(3 * PACE_BYTES, &valve);
+        assert!(
+            flow.is_paused() && !flow.is_deep(),
+            "a paused lane is not waited for"
+        );
+    }
+
+    #[test]
+    fn a_share_below_the_pace_mark_is_the_mark() {
+        let valve = Counting::default();
+        let flow = Flow::new(1000);
+        flow.added(1000, &valve);
+        assert!(!flow.is_deep());
+        flow.added(1, &valve);
+        assert!(flow.is_paused() && !flow.is_deep());
     }
 
     #[test]

@@ -208,6 +208,19 @@ impl Lane {
         self.is_closed() || self.shared.flow.has_room(bytes)
     }
 
+    /// Whether the lane has more buffered than it needs to keep busy (see
+    /// [`Flow::is_deep`](super::flow::Flow::is_deep)); a closed lane takes nothing, so it
+    /// is not.
+    pub(crate) fn is_deep(&self) -> bool {
+        !self.is_closed() && self.shared.flow.is_deep()
+    }
+
+    /// The lane did not work its buffer down while the transport waited: see
+    /// [`Flow::set_slow`](super::flow::Flow::set_slow).
+    pub(crate) fn set_slow(&self) {
+        self.shared.flow.set_slow();
+    }
+
     /// Takes no new record; the one in the handler finishes.
     pub(crate) fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);

@@ -12,7 +12,9 @@
 //! Because every record comes through the one queue, librdkafka's read-ahead limit
 //! (`queued.max.messages.kbytes`) bounds the whole consumer whatever its partition count,
 //! and the lanes' buffers are bounded by `mq.listener.buffer-bytes`: the poll thread waits
-//! a moment for a lane over its share ([`HOLD`]), then has its partition paused.
+//! a moment for a lane over its share ([`HOLD`]), then has its partition paused. It also
+//! paces itself to a lane that keeps up, so that the lane reads records the poll thread
+//! copied a moment ago, still in cache (`consume::flow::PACE_BYTES`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -229,26 +231,40 @@ impl Router {
     }
 }
 
-/// How long the poll thread holds batches for lanes over their share of the read-ahead
-/// budget before their partitions are paused, at most, per poll round.
+/// How long the poll thread waits for lanes, at most, per poll round: for a lane over its
+/// share of the read-ahead budget before its partition is paused, and for a lane deeper than
+/// it needs (`consume::flow::PACE_BYTES`) before it is taken for slow.
 ///
 /// A lane that keeps up but is behind the poll thread gets room within a moment: waiting
-/// for it, as a bounded channel would, keeps what librdkafka fetched ahead. Pausing the
-/// partition makes librdkafka drop its read-ahead and fetch it again on resume. A lane
-/// whose handler is slow stays full, and is paused once the round's hold is spent (once: a
-/// paused lane has room). Rebalance events and shutdown wait behind the poll thread for at
-/// most this long per round, however many lanes are full.
+/// for it, as a bounded channel would, keeps what librdkafka fetched ahead, and keeps the
+/// lane reading records that are still in cache. Pausing the partition makes librdkafka
+/// drop its read-ahead and fetch it again on resume. A lane whose handler is slow stays
+/// full, and is paused once the round's hold is spent (once: a paused lane has room).
+/// Rebalance events and shutdown wait behind the poll thread for at most this long per
+/// round, however many lanes are full.
 const HOLD: Duration = Duration::from_millis(50);
 
-/// Waits, up to what is `left` of the round's [`HOLD`], for `lane` to have room for
-/// `bytes`; takes the time waited from `left`.
+/// Waits, up to what is `left` of the round's [`HOLD`], for `lane` to have room for `bytes`
+/// and to be within its pace mark; takes the time waited from `left`. A lane still deeper
+/// than its mark when the time is spent is taken for slow (not waited for again until it
+/// has caught up).
 fn hold_for_room(lane: &consume::Lane, bytes: usize, left: &mut Duration) {
-    if lane.has_room(bytes) || left.is_zero() {
+    let full = !lane.has_room(bytes);
+    if !full && !lane.is_deep() {
         return;
     }
     let start = std::time::Instant::now();
-    while !lane.has_room(bytes) && start.elapsed() < *left {
+    loop {
+        if start.elapsed() >= *left {
+            if !full {
+                lane.set_slow();
+            }
+            break;
+        }
         std::thread::sleep(Duration::from_micros(200));
+        if lane.has_room(bytes) && !lane.is_deep() {
+            break;
+        }
     }
     *left = left.saturating_sub(start.elapsed());
 }
