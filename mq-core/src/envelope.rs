@@ -20,6 +20,7 @@ use crate::record::{Headers, OutgoingRecord, Record};
 
 mod binary;
 mod structured;
+mod time;
 
 use binary::ce_header;
 
@@ -90,7 +91,11 @@ pub struct Event<T> {
     #[serde(rename = "type")]
     pub ty: String,
     /// When the event happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "time::deserialize"
+    )]
     pub time: Option<DateTime<Utc>>,
     /// Subject within the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,7 +17,7 @@ struct Base64Event {
     specversion: String,
     #[serde(rename = "type")]
     ty: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::time::deserialize")]
     time: Option<DateTime<Utc>>,
     #[serde(default)]
     subject: Option<String>,
