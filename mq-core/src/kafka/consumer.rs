@@ -244,18 +244,26 @@ impl Router {
 /// round, however many lanes are full.
 const HOLD: Duration = Duration::from_millis(50);
 
+/// The longest the poll thread waits for a lane that is only deeper than its pace mark:
+/// a lane that does not take a batch within this is taken for slow, and is not paced to
+/// until it has caught up. Pacing pays for lanes that take a record in microseconds (the
+/// cache misses it saves are a fraction of a microsecond); waiting longer for a slower lane
+/// would hold every other lane of the consumer to its pace.
+const PACE_WAIT: Duration = Duration::from_millis(5);
+
 /// Waits, up to what is `left` of the round's [`HOLD`], for `lane` to have room for `bytes`
-/// and to be within its pace mark; takes the time waited from `left`. A lane still deeper
-/// than its mark when the time is spent is taken for slow (not waited for again until it
-/// has caught up).
+/// and to be within its pace mark (for the latter at most [`PACE_WAIT`]); takes the time
+/// waited from `left`. A lane still deeper than its mark when the wait is over is taken
+/// for slow.
 fn hold_for_room(lane: &consume::Lane, bytes: usize, left: &mut Duration) {
     let full = !lane.has_room(bytes);
     if !full && !lane.is_deep() {
         return;
     }
+    let limit = if full { *left } else { PACE_WAIT.min(*left) };
     let start = std::time::Instant::now();
     loop {
-        if start.elapsed() >= *left {
+        if start.elapsed() >= limit {
             if !full {
                 lane.set_slow();
             }
