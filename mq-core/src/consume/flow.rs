@@ -99,6 +99,15 @@ impl Flow {
         !self.paused.load(Ordering::Relaxed) && !self.slow.load(Ordering::Relaxed)
     }
 
+    /// Whether the lane runs low: less than half its pace mark buffered, not paused. The
+    /// transport does not pace itself to one lane while another runs low (it may be
+    /// waiting for records that are behind the deep lane's in the transport's queue: a
+    /// lane with nothing to read runs low too, and then nothing is paced to).
+    pub(crate) fn is_low(&self) -> bool {
+        let mark = PACE_BYTES.min(self.high.load(Ordering::Relaxed));
+        self.buffered.load(Ordering::Relaxed) < mark / 2 && !self.paused.load(Ordering::Relaxed)
+    }
+
     /// The transport waited for the lane to work its buffer down and it did not: its
     /// handler is slow, and pacing to it would hold every other lane of the transport. It
     /// is not [deep](Flow::is_deep) until its buffer is back within the mark (it then fills
@@ -230,6 +239,18 @@ mod tests {
             flow.is_paused() && !flow.is_deep(),
             "a paused lane is not waited for"
         );
+        assert!(!flow.is_low(), "nor does it run low");
+    }
+
+    #[test]
+    fn low_below_half_the_pace_mark() {
+        let valve = Counting::default();
+        let flow = Flow::new(4 * PACE_BYTES);
+        assert!(flow.is_low(), "empty");
+        flow.added(PACE_BYTES / 2 - 1, &valve);
+        assert!(flow.is_low());
+        flow.added(1, &valve);
+        assert!(!flow.is_low());
     }
 
     #[test]

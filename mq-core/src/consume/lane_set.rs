@@ -203,6 +203,16 @@ impl LaneSet {
             .collect()
     }
 
+    /// Whether an open lane other than `key`'s runs low (see
+    /// [`Flow::is_low`](super::flow::Flow::is_low)): one the transport may have records
+    /// for, so it should not wait for another lane that is merely deep.
+    pub(crate) fn any_low(&self, key: &LaneKey) -> bool {
+        self.lock()
+            .open
+            .iter()
+            .any(|(k, l)| k != key && !l.is_closed() && l.shared.flow.is_low())
+    }
+
     /// Open lanes.
     pub(crate) fn len(&self) -> usize {
         self.lock().open.len()

@@ -125,7 +125,7 @@ fn poll_until_shutdown(
             wait = Duration::ZERO;
         }
         // Nothing more is ready (or the loop took its fill): the lanes get what was routed.
-        router.flush();
+        router.flush(lanes);
     }
 }
 
@@ -168,7 +168,7 @@ impl Router {
         let hit = matches!(&self.last, Some((k, lane))
             if k.partition == m.partition() && &*k.topic == m.topic() && !lane.is_closed());
         if !hit {
-            self.flush();
+            self.flush(lanes);
             // Keep the lane's own key: its topic is the one `Arc` that spent records
             // already hold, so refilling them does not swap it.
             let key = LaneKey::of(m.topic(), m.partition());
@@ -190,12 +190,12 @@ impl Router {
             self.batch.push(next_record(spare, m, &key.topic));
         }
         if self.batch.len() >= MAX_BATCH {
-            self.flush();
+            self.flush(lanes);
         }
     }
 
     /// Hands the batch to its lane.
-    fn flush(&mut self) {
+    fn flush(&mut self, lanes: &LaneSet) {
         if self.batch.is_empty() {
             return;
         }
@@ -205,7 +205,7 @@ impl Router {
             return;
         };
         let (first, n) = (batch.records[0].offset, batch.len());
-        hold_for_room(lane, batch.bytes, &mut self.hold_left);
+        hold_for_room(lanes, lane, batch.bytes, &mut self.hold_left);
         if !lane.push_batch(batch) {
             tracing::debug!(
                 topic = %key.topic,
@@ -252,12 +252,14 @@ const HOLD: Duration = Duration::from_millis(50);
 const PACE_WAIT: Duration = Duration::from_millis(5);
 
 /// Waits, up to what is `left` of the round's [`HOLD`], for `lane` to have room for `bytes`
-/// and to be within its pace mark (for the latter at most [`PACE_WAIT`]); takes the time
-/// waited from `left`. A lane still deeper than its mark when the wait is over is taken
-/// for slow.
-fn hold_for_room(lane: &consume::Lane, bytes: usize, left: &mut Duration) {
+/// and to be within its pace mark (for the latter at most [`PACE_WAIT`], and only while no
+/// other lane of `lanes` runs low: the poll thread then has better to do than wait); takes
+/// the time waited from `left`. A lane still deeper than its mark when the wait is over is
+/// taken for slow.
+fn hold_for_room(lanes: &LaneSet, lane: &consume::Lane, bytes: usize, left: &mut Duration) {
     let full = !lane.has_room(bytes);
-    if !full && !lane.is_deep() {
+    let pace = !full && lane.is_deep() && !lanes.any_low(&lane.shared.key);
+    if !full && !pace {
         return;
     }
     let limit = if full { *left } else { PACE_WAIT.min(*left) };
