@@ -104,6 +104,15 @@ async fn consume(
     (seen, max_buffered, was_paused)
 }
 
+/// Every one of `records` sequence numbers was seen once, in order.
+fn assert_once_in_order(seen: &[u64], records: u64) {
+    assert_eq!(seen.len(), records as usize, "every record handled once");
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no record twice"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_lane_is_held_then_paused_and_stays_within_its_share() {
     let topic = unique("read-ahead");
@@ -112,11 +121,7 @@ async fn a_slow_lane_is_held_then_paused_and_stays_within_its_share() {
 
     let extra = format!("  listener:\n    buffer-bytes: {SHARE}\n");
     let (seen, max, was_paused) = consume("on_tick", &topic, &extra, RECORDS).await;
-    assert_eq!(seen.len(), RECORDS as usize, "every record handled once");
-    assert!(
-        seen.windows(2).all(|w| w[1] == w[0] + 1),
-        "in order, no record twice"
-    );
+    assert_once_in_order(&seen, RECORDS);
     assert!(was_paused, "a lane that stays over its share is paused");
     let bound = SHARE + ROUND * record_bytes;
     assert!(
@@ -139,15 +144,7 @@ async fn a_lane_that_keeps_up_is_paced_to_not_filled_to_its_share() {
     let record_bytes = produce(&topic, PACED_RECORDS, 400).await;
     let (seen, max, was_paused) = consume("on_quick_tick", &topic, "", PACED_RECORDS).await;
 
-    assert_eq!(
-        seen.len(),
-        PACED_RECORDS as usize,
-        "every record handled once"
-    );
-    assert!(
-        seen.windows(2).all(|w| w[1] == w[0] + 1),
-        "in order, no record twice"
-    );
+    assert_once_in_order(&seen, PACED_RECORDS);
     assert!(!was_paused, "a lane that keeps up is never paused");
     let bound = PACE + ROUND * record_bytes;
     assert!(

@@ -22,7 +22,7 @@ pub(crate) trait Valve: Send + Sync {
 pub(crate) struct Flow {
     buffered: AtomicUsize,
     paused: AtomicBool,
-    /// See [`Flow::set_slow`]; written and read by the transport's thread only.
+    /// See [`Flow::set_slow`]: set by the transport, cleared by the lane.
     slow: AtomicBool,
     high: AtomicUsize,
     transition: Mutex<()>,
@@ -88,15 +88,11 @@ impl Flow {
     /// Whether the lane has more buffered than a lane that keeps up needs
     /// ([`PACE_BYTES`], or its share when that is smaller) while its source is not paused
     /// and it was not found [slow](Flow::set_slow): the transport then paces itself to the
-    /// lane. Once the buffer is back within the mark, the lane is no longer taken for slow.
+    /// lane.
     pub(crate) fn is_deep(&self) -> bool {
-        let buffered = self.buffered.load(Ordering::Relaxed);
-        let mark = PACE_BYTES.min(self.high.load(Ordering::Relaxed));
-        if buffered <= mark {
-            self.slow.store(false, Ordering::Relaxed);
-            return false;
-        }
-        !self.paused.load(Ordering::Relaxed) && !self.slow.load(Ordering::Relaxed)
+        self.buffered.load(Ordering::Relaxed) > self.mark()
+            && !self.paused.load(Ordering::Relaxed)
+            && !self.slow.load(Ordering::Relaxed)
     }
 
     /// Whether the lane runs low: less than half its pace mark buffered, not paused. The
@@ -104,14 +100,14 @@ impl Flow {
     /// waiting for records that are behind the deep lane's in the transport's queue: a
     /// lane with nothing to read runs low too, and then nothing is paced to).
     pub(crate) fn is_low(&self) -> bool {
-        let mark = PACE_BYTES.min(self.high.load(Ordering::Relaxed));
-        self.buffered.load(Ordering::Relaxed) < mark / 2 && !self.paused.load(Ordering::Relaxed)
+        self.buffered.load(Ordering::Relaxed) < self.mark() / 2
+            && !self.paused.load(Ordering::Relaxed)
     }
 
     /// The transport waited for the lane to work its buffer down and it did not: its
     /// handler is slow, and pacing to it would hold every other lane of the transport. It
-    /// is not [deep](Flow::is_deep) until its buffer is back within the mark (it then fills
-    /// to its share and is paused, as any lane that does not keep up).
+    /// is not [deep](Flow::is_deep) until it has taken its buffer back within the mark (it
+    /// fills to its share meanwhile and is paused, as any lane that does not keep up).
     pub(crate) fn set_slow(&self) {
         self.slow.store(true, Ordering::Relaxed);
     }
@@ -141,6 +137,10 @@ impl Flow {
             .buffered
             .fetch_sub(bytes, Ordering::SeqCst)
             .saturating_sub(bytes);
+        if now <= self.mark() && self.slow.load(Ordering::Relaxed) {
+            // Caught up: paced to again.
+            self.slow.store(false, Ordering::Relaxed);
+        }
         if now <= self.low() && self.paused.load(Ordering::SeqCst) {
             let _guard = self.transition.lock().unwrap_or_else(|p| p.into_inner());
             if self.paused.load(Ordering::SeqCst)
@@ -154,6 +154,11 @@ impl Flow {
 
     fn low(&self) -> usize {
         self.high.load(Ordering::Relaxed) / 2
+    }
+
+    /// The pace mark: [`PACE_BYTES`], or the lane's share when that is smaller.
+    fn mark(&self) -> usize {
+        PACE_BYTES.min(self.high.load(Ordering::Relaxed))
     }
 }
 
