@@ -7,11 +7,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/kafka.sh install
-# promtool (Debian's prometheus package) checks real scrapes in tests/actuator.rs.
+# promtool (Debian's prometheus package) checks real scrapes in tests/kafka/actuator.rs.
 command -v promtool >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 }
-# FastStream (PyPI) is the Python subscriber of tests/interop_faststream.rs.
+# FastStream (PyPI) is the Python subscriber of tests/kafka/interop_faststream.rs.
 python3 -c 'import faststream' 2>/dev/null || {
   command -v pip >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip

@@ -95,7 +95,7 @@ pub fn event_json(i: u64, sent_us: u64) -> Vec<u8> {
     let event = mq_core::Event::new("com.example.OrderCreated", data)
         .with_source("/mq-bench-producer")
         .with_subject(format!("order-{i}"));
-    serde_json::to_vec(&event).expect("an event serializes")
+    event.to_json().expect("an event serializes")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1267,16 +1267,40 @@ fn machine(report: &mut Report) {
 }
 
 fn init_logging(path: &PathBuf) -> BenchResult<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let file =
         std::fs::File::create(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
     // The same subscriber mq installs by default (fmt, `info` unless RUST_LOG says
     // otherwise), writing to a file instead of stdout: the per-message costs are the same.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
+        .with_filter(filter);
+    // Trace export as mq installs it when `OTEL_EXPORTER_OTLP_*` asks (BENCHMARKS.md,
+    // "Trace export"): every mq run of this process exports.
+    let export = mq_core::Config::from_yaml_str("{}")
+        .and_then(|c| c.trace_export())
+        .map_err(|e| e.to_string())?;
+    let otel = match &export {
+        Some(export) => {
+            let (layer, exporter) = mq_core::telemetry::layer(export)?;
+            // Lives as long as the process: the export thread sends until the end.
+            std::mem::forget(exporter);
+            println!(
+                "trace export on: {} (sampling {})",
+                export.endpoint, export.probability
+            );
+            Some(layer)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(otel)
         .try_init()
         .map_err(|e| e.to_string())
 }

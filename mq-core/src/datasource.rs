@@ -2,7 +2,7 @@
 //! `spring.datasource.*`.
 //!
 //! One pool serves the outbox relay, the inbox and the application's own queries: take it
-//! with [`pool`] and hand the same one to [`App::with_datasource`](crate::App::with_datasource),
+//! with [`pool`] and hand the same one to `App::with_datasource`,
 //! so an order and its outbox row share a transaction.
 //!
 //! ```no_run
@@ -16,7 +16,7 @@
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::Error;
+use crate::error::Error;
 
 /// A pool on `mq.datasource.url` (none when it is not set). The pool connects lazily: a
 /// database that is down does not fail this call, only the queries made while it is down.
@@ -25,7 +25,7 @@ use crate::Error;
 /// let config = mq_core::Config::default();
 /// assert!(mq_core::datasource::pool(&config).unwrap().is_none());
 /// ```
-pub fn pool(config: &crate::Config) -> Result<Option<PgPool>, Error> {
+pub fn pool(config: &crate::config::Config) -> Result<Option<PgPool>, Error> {
     let ds = &config.mq.datasource;
     let Some(url) = &ds.url else {
         return Ok(None);

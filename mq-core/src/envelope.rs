@@ -16,10 +16,16 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Headers, OutgoingRecord, Record};
+use crate::record::{Headers, Record};
 
 mod binary;
+mod encoding;
+mod error;
 mod structured;
+mod write;
+
+pub use error::{DecodeError, DecodeLimits};
+pub use write::encode;
 mod time;
 
 use binary::ce_header;
@@ -58,6 +64,9 @@ pub mod attributes {
     pub const HEADER_PREFIX: &str = "ce_";
     /// Record header holding the content type.
     pub const CONTENT_TYPE_HEADER: &str = "content-type";
+    /// Record header holding the content encoding (AMQP's `content_encoding`): a charset,
+    /// a compression, or both (`gzip:UTF-8`, `gzip, UTF-8`), undone before decoding.
+    pub const CONTENT_ENCODING_HEADER: &str = "content-encoding";
     /// Content type of a structured-mode event.
     pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
     /// Content type of JSON data.
@@ -68,7 +77,7 @@ use attributes as attr;
 
 /// A CloudEvents 1.0 event whose data is `T`.
 ///
-/// Handlers receive it; [`Publisher`](crate::Publisher) sends it. Build one with
+/// Handlers receive it; `Publisher` sends it. Build one with
 /// [`Event::new`] and the `with_*` methods; the publisher fills `source`, `correlationid`,
 /// `causationid` and `traceparent` when they are left empty.
 ///
@@ -79,7 +88,7 @@ use attributes as attr;
 /// assert_eq!(e.subject.as_deref(), Some("order-42"));
 /// assert!(!e.id.is_empty());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Event<T> {
     /// Unique id of this event (a UUID v4 by default).
     pub id: String,
@@ -226,94 +235,6 @@ pub enum ContentMode {
     Binary,
 }
 
-/// Why a record could not be decoded. Decode errors are permanent: the record is a poison
-/// message and goes to the dead-letter topic without retry.
-///
-/// ```
-/// use mq_core::envelope::DecodeError;
-/// assert_eq!(DecodeError::Empty.to_string(), "record has no value");
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// Tombstone or zero-length value.
-    #[error("record has no value")]
-    Empty,
-    /// Value larger than `mq.listener.max-payload-bytes`.
-    #[error("record value is {size} bytes, over the limit of {limit} bytes")]
-    Oversized {
-        /// Size of the value.
-        size: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// Value is not UTF-8, so it cannot be JSON.
-    #[error("record value is not UTF-8: {0}")]
-    NotUtf8(#[from] std::str::Utf8Error),
-    /// Value is not JSON of the expected shape.
-    #[error("record value does not decode as {target}: {source}")]
-    Json {
-        /// The Rust type that was expected.
-        target: &'static str,
-        /// The JSON error, with line and column.
-        source: serde_json::Error,
-    },
-    /// A required CloudEvents attribute is missing in binary mode.
-    #[error("binary-mode event lacks required header ce_{0}")]
-    MissingAttribute(&'static str),
-    /// A binary-mode attribute header is not valid.
-    #[error("header ce_{name} is not valid: {reason}")]
-    InvalidAttribute {
-        /// The attribute.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// `specversion` is not 1.0.
-    #[error("unsupported CloudEvents specversion {0:?} (only 1.0)")]
-    UnsupportedSpecVersion(String),
-}
-
-impl DecodeError {
-    /// A short, stable name of the error kind (used as the `exception` metric label and in
-    /// the dead-letter headers).
-    ///
-    /// ```
-    /// assert_eq!(mq_core::envelope::DecodeError::Empty.kind(), "DecodeError::Empty");
-    /// ```
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DecodeError::Empty => "DecodeError::Empty",
-            DecodeError::Oversized { .. } => "DecodeError::Oversized",
-            DecodeError::NotUtf8(_) => "DecodeError::NotUtf8",
-            DecodeError::Json { .. } => "DecodeError::Json",
-            DecodeError::MissingAttribute(_) => "DecodeError::MissingAttribute",
-            DecodeError::InvalidAttribute { .. } => "DecodeError::InvalidAttribute",
-            DecodeError::UnsupportedSpecVersion(_) => "DecodeError::UnsupportedSpecVersion",
-        }
-    }
-}
-
-/// Limits applied before decoding.
-///
-/// ```
-/// let l = mq_core::envelope::DecodeLimits::default();
-/// assert_eq!(l.max_payload_bytes, 1024 * 1024);
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct DecodeLimits {
-    /// Largest value accepted; larger records are poison.
-    pub max_payload_bytes: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_payload_bytes: 1024 * 1024,
-        }
-    }
-}
-
 /// The wire layout a record was found in.
 ///
 /// ```
@@ -343,6 +264,11 @@ pub enum WireFormat {
 /// assert_eq!(detect(&r), WireFormat::Binary);
 /// ```
 pub fn detect(record: &Record) -> WireFormat {
+    detect_in(record, record.value.as_deref().unwrap_or_default())
+}
+
+/// [`detect`] with `value` (the record's, its content encoding undone) for the look.
+fn detect_in(record: &Record, value: &[u8]) -> WireFormat {
     if ce_header(&record.headers, attr::SPECVERSION).is_some() {
         return WireFormat::Binary;
     }
@@ -351,9 +277,10 @@ pub fn detect(record: &Record) -> WireFormat {
             return WireFormat::Structured;
         }
     }
-    match record.value.as_deref() {
-        Some(v) if looks_structured(v) => WireFormat::Structured,
-        _ => WireFormat::Plain,
+    if looks_structured(value) {
+        WireFormat::Structured
+    } else {
+        WireFormat::Plain
     }
 }
 
@@ -386,7 +313,15 @@ pub fn decode<T: DeserializeOwned>(
             limit: limits.max_payload_bytes,
         });
     }
-    match detect(record) {
+    let decoded;
+    let value = match record.headers.get_str(attr::CONTENT_ENCODING_HEADER) {
+        Some(encoding) if !encoding.trim().is_empty() => {
+            decoded = encoding::decode(value, encoding, limits.max_payload_bytes)?;
+            &decoded[..]
+        }
+        _ => value,
+    };
+    match detect_in(record, value) {
         WireFormat::Binary => binary::decode(record, value),
         WireFormat::Structured => match serde_json::from_slice::<Event<T>>(value) {
             Ok(event) if event.specversion == attr::SPEC_VERSION => Ok(event),
@@ -505,6 +440,50 @@ pub(crate) fn peek_ids(record: &Record) -> (Option<String>, Option<String>) {
     }
 }
 
+/// Whether `record` may carry a trace context ([`peek_trace`] would find one): a cheap
+/// look at the headers and the bytes, before any parse.
+pub(crate) fn mentions_traceparent(record: &Record) -> bool {
+    record
+        .headers
+        .iter()
+        .any(|h| h.key.ends_with(attr::TRACEPARENT))
+        || record
+            .value
+            .as_deref()
+            .is_some_and(|v| memchr::memmem::find(v, attr::TRACEPARENT.as_bytes()).is_some())
+}
+
+/// The event id and the W3C trace context `record` carries, read with one parse: the
+/// trace context is a `traceparent` header (what OpenTelemetry's messaging
+/// instrumentations inject), else the CloudEvents `traceparent` extension of the event.
+/// Asked only when tracing export is on.
+pub(crate) fn peek_trace(record: &Record) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Trace {
+        id: Option<String>,
+        traceparent: Option<String>,
+    }
+    let h = &record.headers;
+    let header = h.get_str(attr::TRACEPARENT).map(str::to_owned);
+    match detect(record) {
+        WireFormat::Binary => {
+            let text = |name| binary::text(h, name).ok().flatten();
+            (text(attr::ID), header.or_else(|| text(attr::TRACEPARENT)))
+        }
+        WireFormat::Structured => {
+            let trace = record
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<Trace>(v).ok());
+            match trace {
+                Some(t) => (t.id, header.or(t.traceparent)),
+                None => (None, header),
+            }
+        }
+        WireFormat::Plain => (Some(plain_id(record)), header),
+    }
+}
+
 /// The last path segment of a type's name, without generics: `OrderCreated` for
 /// `my_crate::events::OrderCreated`. Used as the default CloudEvents `type`.
 ///
@@ -525,68 +504,6 @@ pub fn short_type_name<T: ?Sized>() -> &'static str {
 pub fn short_type_name_of(full: &str) -> &str {
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base)
-}
-
-/// Encodes an event into a record for `topic` in the given mode.
-///
-/// ```
-/// use mq_core::envelope::{encode, ContentMode};
-/// use mq_core::Event;
-/// let e = Event::new("T", 1).with_source("/s");
-/// let r = encode("t", Some(b"k".to_vec()), &e, ContentMode::Binary).unwrap();
-/// assert_eq!(r.value.as_deref(), Some(&b"1"[..]));
-/// assert_eq!(r.headers.get_str("ce_type"), Some("T"));
-/// ```
-pub fn encode<T: Serialize>(
-    topic: &str,
-    key: Option<Vec<u8>>,
-    event: &Event<T>,
-    mode: ContentMode,
-) -> Result<OutgoingRecord, serde_json::Error> {
-    let mut headers = Headers::default();
-    let value = match mode {
-        ContentMode::Structured => {
-            headers.append(attr::CONTENT_TYPE_HEADER, attr::STRUCTURED_CONTENT_TYPE);
-            serde_json::to_vec(event)?
-        }
-        ContentMode::Binary => {
-            let mut put = |name: &str, v: &str| {
-                headers.append(format!("{}{name}", attr::HEADER_PREFIX), v.as_bytes());
-            };
-            put(attr::SPECVERSION, &event.specversion);
-            put(attr::ID, &event.id);
-            put(attr::SOURCE, &event.source);
-            put(attr::TYPE, &event.ty);
-            if let Some(t) = &event.time {
-                put(attr::TIME, &t.to_rfc3339());
-            }
-            let optional = [
-                (attr::SUBJECT, &event.subject),
-                (attr::DATASCHEMA, &event.dataschema),
-                (attr::CORRELATIONID, &event.correlationid),
-                (attr::CAUSATIONID, &event.causationid),
-                (attr::TRACEPARENT, &event.traceparent),
-            ];
-            for (name, value) in optional {
-                if let Some(v) = value {
-                    put(name, v);
-                }
-            }
-            let ct = event
-                .datacontenttype
-                .as_deref()
-                .unwrap_or(attr::JSON_CONTENT_TYPE);
-            headers.append(attr::CONTENT_TYPE_HEADER, ct);
-            serde_json::to_vec(&event.data)?
-        }
-    };
-    Ok(OutgoingRecord {
-        topic: topic.to_owned(),
-        partition: None,
-        key,
-        value: Some(value),
-        headers,
-    })
 }
 
 #[cfg(test)]

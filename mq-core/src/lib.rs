@@ -3,7 +3,7 @@
 //! Write typed handlers, let the framework do the rest: consumers, offsets, retries,
 //! dead-letter topics, configuration, metrics.
 //!
-//! ```no_run
+//! ```no_run,standalone_crate
 //! use mq_core::prelude::*;
 //!
 //! #[derive(Debug, Serialize, Deserialize)]
@@ -31,47 +31,52 @@
 //! reached the dead-letter topic.
 #![deny(missing_docs)]
 
+// The layers, from the top down (see DESIGN.md): the transports, the app, the actuator,
+// the pipeline, lanes, failure handling, handlers, the publisher, then the leaves
+// (`record`, `envelope`, `config`, `metrics`). `layering` (a test) holds them to it.
 pub mod actuator;
+mod app;
 pub mod config;
 pub mod consume;
+pub mod control;
 #[cfg(feature = "postgres")]
 pub mod datasource;
-pub mod dead_letter;
-mod dispatch;
 pub mod envelope;
+mod error;
 pub mod failure;
 pub mod handler;
 pub mod inbox;
-#[cfg(feature = "kafka")]
-mod kafka;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod outbox;
+mod pipeline;
 pub mod publisher;
-pub mod rabbitmq;
 pub mod record;
 pub mod registry;
 pub mod retry;
-pub mod retry_topic;
+mod startup;
 pub mod telemetry;
 pub mod testing;
+mod transport;
 
-mod app;
-mod startup;
+#[cfg(test)]
+mod doc_examples;
+#[cfg(test)]
+mod layering;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub(crate) use __private as private;
-
 pub use app::{App, RunningApp};
 pub use config::Config;
-pub use dispatch::Disposition;
 pub use envelope::Event;
+pub use error::Error;
 pub use handler::{Context, HandlerError, State};
+pub use pipeline::Disposition;
 pub use publisher::{Delivery, PublishError, PublishErrorKind, Publisher};
 pub use startup::StartupError;
+pub use transport::dead_letter;
 
 /// The `sqlx` mq is built with (feature `postgres`): use it for the queries that share a
 /// transaction with [`outbox::Outbox::send`] or an idempotent listener's [`inbox::Tx`].
@@ -80,7 +85,7 @@ pub use sqlx;
 
 /// Marks an `async fn` as a message listener. See the crate docs and `mq_macros`.
 ///
-/// ```no_run
+/// ```no_run,standalone_crate
 /// use mq_core::prelude::*;
 ///
 /// #[listener(topic = "pings", retry(max_attempts = 5, initial_interval = "200ms"))]
@@ -103,42 +108,4 @@ pub mod prelude {
     pub use crate::listener;
     pub use crate::{App, Event, Publisher};
     pub use serde::{Deserialize, Serialize};
-}
-
-/// Errors that stop an app from starting or running.
-///
-/// ```
-/// let e: mq_core::Error = mq_core::Config::from_yaml_str("mq: [").unwrap_err().into();
-/// assert!(e.to_string().starts_with("invalid configuration"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// The listeners do not resolve (duplicate names, no topic, bad settings).
-    #[error(transparent)]
-    Listeners(#[from] registry::RegistryError),
-    /// The Kafka client failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
-    /// The RabbitMQ client failed (TLS settings, a refused certificate).
-    #[error("rabbitmq: {0}")]
-    Rabbit(String),
-    /// The actuator could not start.
-    #[error("actuator: {0}")]
-    Actuator(#[from] std::io::Error),
-    /// A publish failed.
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// Wiring problems found before any connection (listeners, missing state), all at once.
-    #[error(transparent)]
-    Startup(#[from] StartupError),
-    /// The database (`mq.datasource`) failed: a bad URL, migrations that cannot be applied.
-    #[error("database: {0}")]
-    Database(String),
-    /// `mq-core` was built without a transport.
-    #[error("mq-core was built without the `kafka` feature: no transport to run listeners on")]
-    NoTransport,
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use crate::config::Ordering;
 use crate::config::{Config, DltConfig, RetryConfig, RetryMode, RetryOverride};
-use crate::consume::Ordering;
-use crate::private::{Failure, Invocation};
+use crate::handler::invocation::{Failure, Invocation};
 
 /// The function the macro generates for a listener: decode, extract, call, convert.
 pub type HandlerFn = fn(Invocation) -> BoxFuture<'static, Result<(), Failure>>;
@@ -61,7 +61,7 @@ pub struct ListenerDef {
     pub max_in_flight: Option<u32>,
     #[doc(hidden)]
     pub retry: MacroRetry,
-    /// `#[listener(idempotent)]`: run as an idempotent consumer (see [`crate::inbox`]).
+    /// `#[listener(idempotent)]`: run as an idempotent consumer (see `mq_core::inbox`).
     pub idempotent: bool,
     /// Where the listener is defined.
     pub module_path: &'static str,
@@ -85,7 +85,7 @@ pub fn registered() -> Vec<&'static ListenerDef> {
 
 /// The names of the listeners linked into this binary that are defined in the crate of
 /// `module_path` (pass `module_path!()`), sorted: what a service crate hands to
-/// [`App::only_listeners`](crate::App::only_listeners) when several services' crates are
+/// `App::only_listeners` when several services' crates are
 /// linked into one binary (a demo, an integration test).
 ///
 /// ```
@@ -105,6 +105,23 @@ fn crate_of(module_path: &str) -> &str {
     module_path.split("::").next().unwrap_or_default()
 }
 
+/// A binding of a listener's queue to an exchange, declared (exchange included, durable)
+/// at startup.
+///
+/// ```
+/// let b = mq_core::registry::Binding { exchange: "orders".into(), kind: "topic".into(), routing_key: "order.*".into() };
+/// assert_eq!(b.kind, "topic");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The exchange.
+    pub exchange: String,
+    /// Its kind: `direct`, `fanout`, `topic` or `headers`.
+    pub kind: String,
+    /// The binding's routing key (a pattern for a topic exchange).
+    pub routing_key: String,
+}
+
 /// A listener resolved against the configuration.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
@@ -116,7 +133,7 @@ pub struct ListenerSpec {
     /// reads is decided by which of the two is set.
     pub queues: Vec<String>,
     /// Bindings of the queue declared at startup (exchange, kind, routing key).
-    pub bindings: Vec<crate::rabbitmq::Binding>,
+    pub bindings: Vec<Binding>,
     /// Consumer group.
     pub group: String,
     /// Consumers in this process.
@@ -138,35 +155,24 @@ pub struct ListenerSpec {
     /// May share its group with another listener on an overlapping topic.
     pub share_group: bool,
     /// Runs as an idempotent consumer (macro `idempotent`, or
-    /// `mq.listeners.<name>.idempotency`): see [`crate::inbox`].
+    /// `mq.listeners.<name>.idempotency`): see `mq_core::inbox`.
     pub idempotent: bool,
     pub(crate) handler: HandlerFn,
 }
 
 impl ListenerSpec {
-    /// Every topic the listener's consumers subscribe to: its topics, plus their retry
-    /// topics in retry-topics mode; a queue listener's queues.
-    pub fn subscriptions(&self) -> Vec<String> {
-        if self.is_queue_listener() {
-            return self.queues.clone();
-        }
-        let mut all = self.topics.clone();
-        for t in &self.topics {
-            all.extend(self.retry_topics(t));
-        }
-        all
-    }
-
-    /// Whether the listener reads RabbitMQ queues rather than Kafka topics.
+    /// Whether the listener reads RabbitMQ queues rather than Kafka topics: which of the
+    /// two is set decides which transport runs it.
     pub fn is_queue_listener(&self) -> bool {
         !self.queues.is_empty()
     }
 
-    /// The retry topics of `topic` (none unless the retry mode is `topics`).
-    pub fn retry_topics(&self, topic: &str) -> Vec<String> {
-        match self.retry.mode {
-            RetryMode::Topics => crate::retry_topic::all(topic, self.retry.max_attempts),
-            RetryMode::Blocking => Vec::new(),
+    /// What the listener reads: its topics, or its queues.
+    pub fn sources(&self) -> &[String] {
+        if self.is_queue_listener() {
+            &self.queues
+        } else {
+            &self.topics
         }
     }
 
@@ -316,7 +322,7 @@ pub(crate) fn resolve(
             bindings: match &o.bindings {
                 Some(configured) => configured
                     .iter()
-                    .map(|b| crate::rabbitmq::Binding {
+                    .map(|b| Binding {
                         exchange: b.exchange.clone(),
                         kind: b.exchange_type.as_str().to_owned(),
                         routing_key: b.routing_key.clone(),
@@ -325,7 +331,7 @@ pub(crate) fn resolve(
                 None => def
                     .binding
                     .iter()
-                    .map(|b| crate::rabbitmq::Binding {
+                    .map(|b| Binding {
                         exchange: b.exchange.to_owned(),
                         kind: b.exchange_type.to_owned(),
                         routing_key: b.routing_key.to_owned(),
@@ -358,5 +364,46 @@ pub(crate) fn resolve(
         Ok(specs)
     } else {
         Err(RegistryError(problems.join("; ")))
+    }
+}
+
+/// Specs for the unit tests of the layers above.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn never(_: Invocation) -> BoxFuture<'static, Result<(), Failure>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A listener of `topics`, with the default settings and a handler that succeeds.
+    pub(crate) fn spec_for_topics(topics: &[&str]) -> ListenerSpec {
+        ListenerSpec {
+            name: "test",
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            queues: Vec::new(),
+            bindings: Vec::new(),
+            group: "g".into(),
+            concurrency: 1,
+            retry: Default::default(),
+            dlt: Default::default(),
+            auto_startup: true,
+            ordering: Ordering::Partition,
+            max_in_flight: 8,
+            handler_warn_after: Duration::from_secs(60),
+            handler_timeout: None,
+            share_group: false,
+            idempotent: false,
+            handler: never,
+        }
+    }
+
+    /// A listener of `queue`.
+    pub(crate) fn spec_for_queue(queue: &str) -> ListenerSpec {
+        ListenerSpec {
+            topics: Vec::new(),
+            queues: vec![queue.to_owned()],
+            ..spec_for_topics(&[])
+        }
     }
 }

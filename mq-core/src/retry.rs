@@ -1,7 +1,7 @@
 //! The retry policy of a listener: how long to wait between its attempts.
 //!
 //! The waits grow exponentially (initial interval, multiplier, ceiling, optional jitter),
-//! the shape of Spring's `ExponentialBackOff`; [`crate::failure::policy::backoff`] computes
+//! the shape of Spring's `ExponentialBackOff`; the failure policy's `backoff` computes
 //! each one. The policy itself is the listener's resolved [`RetryConfig`] (defaults, macro,
 //! per-listener configuration).
 

@@ -37,7 +37,7 @@ impl StartupError {
     }
 }
 
-/// The `State<T>` arguments of `listeners` that no [`App::with_state`](crate::App::with_state)
+/// The `State<T>` arguments of `listeners` that no `App::with_state`
 /// provides, one problem each.
 pub(crate) fn missing_states<'a>(
     listeners: impl IntoIterator<Item = &'a str>,
@@ -95,7 +95,7 @@ pub(crate) fn overlapping_groups(specs: &[ListenerSpec]) -> Vec<String> {
             if a.group != b.group || a.share_group || b.share_group {
                 continue;
             }
-            let (sa, sb) = (a.subscriptions(), b.subscriptions());
+            let (sa, sb) = (a.sources(), b.sources());
             let overlap: Vec<&str> = sa
                 .iter()
                 .filter(|t| sb.contains(t))

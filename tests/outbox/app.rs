@@ -60,12 +60,26 @@ async fn lag_is_a_metric_and_health_and_the_relay_clears_it() {
     assert_eq!(outbox_health["status"], "DOWN", "{outbox_health}");
     assert_eq!(outbox_health["details"]["pending"], 1);
     assert!(outbox_health["details"]["lagSeconds"].as_f64().unwrap() >= 119.0);
+    assert!(
+        outbox_health["details"]["tableRows"].is_i64(),
+        "the table's size is a health detail: {outbox_health}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let scrape = http(addr, "GET", "/actuator/prometheus", None, None)
             .await
             .body;
         if lag_metric(&scrape).is_some_and(|lag| lag >= 119.0) {
+            for metric in [
+                "mq_outbox_rows{",
+                "mq_outbox_failed_rows{",
+                "mq_outbox_deleted_total{",
+            ] {
+                assert!(
+                    scrape.lines().any(|l| l.starts_with(metric)),
+                    "{metric}: {scrape}"
+                );
+            }
             break;
         }
         assert!(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mq_core::sqlx::{self, PgPool};
+use rdkafka::message::Headers as _;
 use rdkafka::Message;
 use tokio::sync::Mutex;
 
@@ -108,15 +109,16 @@ async fn read_events(topic: &str) -> Vec<(String, String)> {
         .await
         .iter()
         .map(|m| {
-            let v: serde_json::Value =
-                serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON event");
-            (
-                v["id"].as_str().unwrap_or_default().to_owned(),
-                v["data"]["order_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
+            // Binary mode, Kafka's default: the id in `ce_id`, the data as the value.
+            let data: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON data");
+            let id = m
+                .headers()
+                .and_then(|hs| hs.iter().find(|h| h.key == "ce_id"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (id, data["order_id"].as_str().unwrap_or_default().to_owned())
         })
         .collect()
 }

@@ -50,3 +50,43 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     n
 }
+
+/// A new database of its own (`<prefix>_<random>`) whose transactions default to
+/// SERIALIZABLE (`ALTER DATABASE .. SET default_transaction_isolation`), as some
+/// architecture rules demand, and its URL. Drop it with [`drop_database`].
+pub async fn serializable_database(prefix: &str) -> (String, String) {
+    let name = format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let pool = PgPool::connect(&url()).await.expect("PostgreSQL");
+    for sql in [
+        format!("CREATE DATABASE {name}"),
+        format!("ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.expect(&sql);
+    }
+    pool.close().await;
+    let base = url();
+    let (server, _) = base.rsplit_once('/').expect("a URL ending in /<database>");
+    let db_url = format!("{server}/{name}");
+    let probe = PgPool::connect(&db_url).await.expect("connect");
+    let (level,): (String,) = sqlx::query_as("SHOW default_transaction_isolation")
+        .fetch_one(&probe)
+        .await
+        .unwrap();
+    assert_eq!(
+        level, "serializable",
+        "the database defaults to SERIALIZABLE"
+    );
+    probe.close().await;
+    (name, db_url)
+}
+
+/// Drops a database of [`serializable_database`] (closing what still uses it).
+pub async fn drop_database(name: &str) {
+    let pool = PgPool::connect(&url()).await.expect("PostgreSQL");
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(&sql).execute(&pool).await.expect(&sql);
+    pool.close().await;
+}

@@ -93,12 +93,12 @@ async fn the_same_bytes_twice_change_the_database_once() {
     let event = Event::new("Effect", Effect { n: 1 });
     let first = app
         .publisher()
-        .send_event(&topic, "k", event.clone())
+        .send(&topic, "k", event.clone())
         .await
         .unwrap();
     let again = app
         .publisher()
-        .send_event(&topic, "k", event.clone())
+        .send(&topic, "k", event.clone())
         .await
         .unwrap();
     assert_ne!(first.offset, again.offset, "two records on the topic");
@@ -113,7 +113,7 @@ async fn the_same_bytes_twice_change_the_database_once() {
     // Another event still runs.
     let other = Event::new("Effect", Effect { n: 2 });
     app.publisher()
-        .send_event(&topic, "k", other.clone())
+        .send(&topic, "k", other.clone())
         .await
         .unwrap();
     while db::count(&pool, "SELECT count(*) FROM effects").await < 2 {
@@ -146,12 +146,12 @@ async fn the_memory_store_skips_a_redelivered_event_in_test_app() {
     let event = Event::new("Effect", Effect { n: 1 });
     for _ in 0..3 {
         app.publisher()
-            .send_event("outbox-test-memory", "k", event.clone())
+            .send("outbox-test-memory", "k", event.clone())
             .await
             .unwrap();
     }
     app.publisher()
-        .send_event(
+        .send(
             "outbox-test-memory",
             "k",
             Event::new("Effect", Effect { n: 2 }),
@@ -225,7 +225,7 @@ async fn a_redelivery_after_a_crash_between_handler_and_commit_changes_the_datab
     let event = Event::new("Effect", Effect { n: 7 });
     sender
         .publisher()
-        .send_event(&topic, "k", event.clone())
+        .send(&topic, "k", event.clone())
         .await
         .unwrap();
 
@@ -266,12 +266,12 @@ async fn a_redelivery_after_a_crash_between_handler_and_commit_changes_the_datab
     }
     sender
         .publisher()
-        .send_event(&topic, "k", event.clone())
+        .send(&topic, "k", event.clone())
         .await
         .unwrap();
     sender
         .publisher()
-        .send_event(&topic, "k", Event::new("Effect", Effect { n: 8 }))
+        .send(&topic, "k", Event::new("Effect", Effect { n: 8 }))
         .await
         .unwrap();
     while db::count(&pool, "SELECT count(*) FROM effects").await < 2 {

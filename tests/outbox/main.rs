@@ -4,13 +4,15 @@
 //! crash between handler and commit), and the example services killed with SIGKILL while
 //! orders come in. Each test works in a schema or tables of its own.
 
-#[path = "../support/mod.rs"]
-mod support;
+use mq_tests as support;
 
 mod app;
+mod cleanup;
 mod crash;
 mod db;
 mod inbox;
 mod outage;
+mod refused;
 mod relay;
+mod serializable;
 mod services;

@@ -58,7 +58,7 @@ async fn sigkill_of_the_consumer_at_random_points_loses_nothing() {
             let props = BasicProperties::default()
                 .with_content_type("application/cloudevents+json; charset=UTF-8".into())
                 .with_delivery_mode(2);
-            let body = serde_json::to_vec(&e).unwrap();
+            let body = e.to_json().unwrap();
             let confirm = ch
                 .basic_publish("", QUEUE, BasicPublishOptions::default(), &body, props)
                 .await

@@ -4,23 +4,29 @@
 
 use std::time::Duration;
 
+use lapin::message::BasicGetMessage;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mq_core::prelude::*;
 use mq_core::App;
 
-#[path = "../support/mod.rs"]
-mod support;
+use mq_tests as support;
 
+mod cloudevents;
 mod crash;
 mod delivery;
 mod depth;
+mod encoding;
+mod existing;
+mod frame;
 mod interop;
 mod operations;
+mod redelivery;
 mod replay;
 mod retry_queues;
 mod tls;
+mod typed;
 
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -39,6 +45,12 @@ async fn channel() -> (Connection, Channel) {
 
 /// Deletes `queue` and its dead-letter queue, then declares `queue` as mq does.
 async fn fresh(ch: &Channel, queue: &str) {
+    fresh_with(ch, queue, FieldTable::default()).await;
+}
+
+/// Deletes `queue` and its dead-letter queue, then declares `queue` durable with `args`
+/// (as an operator would, before mq).
+async fn fresh_with(ch: &Channel, queue: &str, args: FieldTable) {
     for q in [queue.to_owned(), format!("{queue}.dlq")] {
         ch.queue_delete(&q, QueueDeleteOptions::default())
             .await
@@ -48,9 +60,53 @@ async fn fresh(ch: &Channel, queue: &str) {
         durable: true,
         ..Default::default()
     };
-    ch.queue_declare(queue, durable, FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(queue, durable, args).await.unwrap();
+}
+
+/// Publishes `body` to `queue` through the default exchange as another client would (raw
+/// lapin, not mq), and waits for the broker's confirm.
+async fn publish_raw(ch: &Channel, queue: &str, body: &[u8], props: BasicProperties) {
+    ch.basic_publish(
+        "",
+        queue,
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+/// Takes messages off `queue` until at least `n` came (30 s at most).
+async fn take_at_least(ch: &Channel, queue: &str, n: usize) -> Vec<BasicGetMessage> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} in {queue}",
+            got.len()
+        );
+        got.extend(drain(ch, queue).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    got
+}
+
+/// The message of `all` whose `message_id` is `id`.
+fn by_message_id<'a>(all: &'a [BasicGetMessage], id: &str) -> &'a BasicGetMessage {
+    all.iter()
+        .find(|m| {
+            m.delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str())
+                == Some(id)
+        })
+        .unwrap_or_else(|| panic!("no message with message_id {id}"))
 }
 
 /// Starts the app with `listener` alone. Kafka points at a port where nothing listens: an
@@ -105,7 +161,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Every message of `queue` taken with basic.get (and acked).
-async fn drain(ch: &Channel, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+async fn drain(ch: &Channel, queue: &str) -> Vec<BasicGetMessage> {
     let mut all = Vec::new();
     while let Some(m) = ch
         .basic_get(queue, BasicGetOptions { no_ack: true })

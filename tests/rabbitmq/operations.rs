@@ -233,7 +233,7 @@ fn rabbitmqctl(args: &[&str]) -> String {
 
 /// Has RabbitMQ close the connections of `application` (as a broker restart or a network
 /// cut would), leaving the other tests' connections alone.
-async fn close_connections_of(application: &'static str) {
+pub(super) async fn close_connections_of(application: &'static str) {
     tokio::task::spawn_blocking(move || {
         let listing = rabbitmqctl(&["list_connections", "-q", "pid", "client_properties"]);
         let pids: Vec<&str> = listing

@@ -15,9 +15,7 @@ use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use super::*;
 
 // The certificates of the secured-Kafka tests; this file uses a part of them.
-#[allow(dead_code)]
-#[path = "../security/pki.rs"]
-mod pki;
+use crate::support::pki;
 
 /// A TLS server on an ephemeral port of 127.0.0.1 that forwards every session to the
 /// local RabbitMQ. Counts the handshakes it completed.

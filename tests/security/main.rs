@@ -7,11 +7,10 @@
 //!
 //! One test function: the scenarios share the broker and the captured log.
 
-#[path = "../support/mod.rs"]
-mod support;
+use mq_tests as support;
 
 mod broker;
-mod pki;
+use support::pki;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -378,13 +377,19 @@ async fn sasl_ssl_round_trip_and_clear_failures_without_secrets() {
             .map(|l| format!("{l}\n"))
             .collect::<String>();
         std::fs::write(conf.path().join("application-secure.yaml"), profile).unwrap();
-        std::env::set_var("MQ_PROFILES_ACTIVE", "secure");
-        std::env::set_var("MQ_KAFKA__SASL__PASSWORD", BOB_PASSWORD);
-        let loaded = mq_core::Config::load_from(conf.path());
-        std::env::remove_var("MQ_PROFILES_ACTIVE");
-        std::env::remove_var("MQ_KAFKA__SASL__PASSWORD");
-        let config = loaded.unwrap_or_else(|e| panic!("{service}: {e}"));
-        let props = config.mq.kafka.security().client_properties().unwrap();
+        // In a child process with that environment (this one's is read by other threads).
+        let loaded = support::load_config_with_env(
+            env!("CARGO_BIN_EXE_mq-config-probe"),
+            conf.path(),
+            &[
+                ("MQ_PROFILES_ACTIVE", "secure"),
+                ("MQ_KAFKA__SASL__PASSWORD", BOB_PASSWORD),
+            ],
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{service}: {e}"));
+        let props: Vec<(String, String)> =
+            serde_json::from_value(loaded["kafka_client_properties"].clone()).unwrap();
         for (key, value) in [
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanisms", "SCRAM-SHA-512"),

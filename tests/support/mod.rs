@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod examples;
+pub mod pki;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,17 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 
 /// [`create_topic`] on another broker.
 pub async fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
+    try_create_topic_on(bootstrap, topic, partitions)
+        .await
+        .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+}
+
+/// [`create_topic_on`], with the broker's refusal as the error.
+pub async fn try_create_topic_on(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), rdkafka::types::RDKafkaErrorCode> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -50,9 +62,8 @@ pub async fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
         )
         .await
         .expect("create topics");
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
+    res.into_iter()
+        .try_for_each(|r| r.map(drop).map_err(|(_, e)| e))
 }
 
 /// An app configuration for tests: the real broker, fast group timings, the actuator on
@@ -81,7 +92,9 @@ management:
     port: 0
 "#
     );
-    Config::from_yaml_layers(&[&base, extra]).expect("valid test config")
+    Config::from_yaml_str(&base)
+        .and_then(|c| c.with_yaml_layer(extra))
+        .expect("valid test config")
 }
 
 /// A raw rdkafka producer (for records mq itself would not produce).
@@ -208,6 +221,10 @@ impl Seen {
 
     pub fn len(&self) -> usize {
         self.inner.0.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Waits until at least `n` events were recorded; returns how many there are.
@@ -433,5 +450,44 @@ pub struct StopOnDrop(pub &'static str);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         broker_on(self.0, &["stop"]);
+    }
+}
+
+/// Loads the configuration in a child process (`mq-config-probe`) whose environment holds
+/// only `vars` of the `MQ_*` variables, from `dir` (as `MQ_CONFIG_DIR`); `app` loads through
+/// `App::from_config`. `Ok` is the probe's JSON (`config`, `sources`,
+/// `ignored_environment`, `kafka_client_properties`), `Err` the error's text. A test that
+/// changed its own environment would race every thread of its binary that reads it.
+pub fn load_config_with_env(
+    probe: &str,
+    dir: &std::path::Path,
+    vars: &[(&str, &str)],
+    app: bool,
+) -> Result<serde_json::Value, String> {
+    let mut cmd = std::process::Command::new(probe);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MQ_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("MQ_CONFIG_DIR", dir).envs(vars.iter().copied());
+    if app {
+        cmd.arg("--app");
+    }
+    let out = cmd.output().expect("run mq-config-probe");
+    assert!(
+        out.status.success(),
+        "mq-config-probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = line
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("mq-config-probe printed no JSON: {line}"));
+    match json.get("error").and_then(|e| e.as_str()) {
+        Some(e) => Err(e.to_owned()),
+        None => Ok(json),
     }
 }

@@ -365,9 +365,13 @@ async fn main() -> ExitCode {
     // Logs go to stderr, quiet by default so the flow stays readable (RUST_LOG=info for all).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour codes only on a terminal and without NO_COLOR (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
     match demo(exit_after_flow).await {
         Ok(true) => ExitCode::SUCCESS,

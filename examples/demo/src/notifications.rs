@@ -155,11 +155,7 @@ async fn forward_confirmed(orders: OrderBook, app: Arc<TestApp>) {
             let confirmed = json!({"order_id": order.order_id, "customer": order.customer});
             let event = Event::new("OrderConfirmed", confirmed);
             let key = order.order_id.as_bytes();
-            if let Err(e) = app
-                .publisher()
-                .send_event("amqp:///task_queue", key, event)
-                .await
-            {
+            if let Err(e) = app.publisher().send("amqp:///task_queue", key, event).await {
                 eprintln!("in-memory notification not published: {e}");
             }
         }

@@ -128,9 +128,12 @@ pub fn listener_names() -> Vec<&'static str> {
     mq_core::registry::registered_in(module_path!())
 }
 
-/// Loads the configuration (`MQ_CONFIG_DIR`, the current directory, else [`CONFIG_DIR`]).
+/// Loads the configuration from `MQ_CONFIG_DIR` when it is set, else from [`CONFIG_DIR`].
 pub fn load_config() -> Result<Config, ConfigError> {
-    Config::load_or_from(CONFIG_DIR)
+    match std::env::var_os("MQ_CONFIG_DIR") {
+        Some(_) => Config::load(),
+        None => Config::load_from(CONFIG_DIR),
+    }
 }
 
 /// The service: this crate's listener with `notifications` as state. Fails when the

@@ -118,12 +118,14 @@ pub mod events {
 
 /// Loads the configuration (`application.yaml`, profiles, `MQ_*` variables).
 ///
-/// The directory is `MQ_CONFIG_DIR` when set, else the current directory when it has an
-/// `application.yaml`, else this crate's own directory ([`CONFIG_DIR`], fixed at compile
-/// time): so `cargo run -p order-service` from the workspace root finds
+/// The directory is `MQ_CONFIG_DIR` when set, else this crate's own directory
+/// ([`CONFIG_DIR`], fixed at compile time): so `cargo run -p order-service` from the workspace root finds
 /// `examples/order-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    Config::load_or_from(CONFIG_DIR)
+    match std::env::var_os("MQ_CONFIG_DIR") {
+        Some(_) => Config::load(),
+        None => Config::load_from(CONFIG_DIR),
+    }
 }
 
 /// Where the HTTP API listens: Spring Boot's `server.address` / `server.port`, overridden
@@ -392,7 +394,7 @@ async fn on_payment_completed(
         });
         let event = Event::new("OrderConfirmed", body).with_subject(paid.order_id.clone());
         ctx.publisher()
-            .send_event(to, paid.order_id.as_bytes(), event)
+            .send(to, paid.order_id.as_bytes(), event)
             .await?;
     }
     Ok(())

@@ -110,7 +110,7 @@ impl OrderStore {
                 // Recorded before publishing: the outcome may arrive before this returns.
                 book.insert(order);
                 if let Err(e) = publisher
-                    .send_event(&topics.order_created, id.as_bytes(), event)
+                    .send(&topics.order_created, id.as_bytes(), event)
                     .await
                 {
                     book.remove(&id);
@@ -134,7 +134,7 @@ impl OrderStore {
                 .execute(&mut *tx)
                 .await?;
                 pg.outbox
-                    .send_event(&mut tx, &topics.order_created, &order.order_id, event)
+                    .send(&mut tx, &topics.order_created, &order.order_id, event)
                     .await?;
                 tx.commit().await?;
                 Ok(())
@@ -266,7 +266,7 @@ impl OrderStore {
                 let event =
                     Event::new("PaymentCompleted", payment.clone()).with_subject(key.clone());
                 pg.outbox
-                    .send_event(&mut conn, &topics.payment_completed, &key, event)
+                    .send(&mut conn, &topics.payment_completed, &key, event)
                     .await?;
                 return Ok(Some(Some(payment)));
             }
@@ -275,7 +275,7 @@ impl OrderStore {
             let key = p.order_id.clone();
             let event = Event::new("PaymentCompleted", p.clone()).with_subject(key.clone());
             publisher
-                .send_event(&topics.payment_completed, key.as_bytes(), event)
+                .send(&topics.payment_completed, key.as_bytes(), event)
                 .await?;
         }
         Ok(payment)

@@ -100,12 +100,14 @@ pub mod events {
 
 /// Loads the configuration (`application.yaml`, profiles, `MQ_*` variables).
 ///
-/// The directory is `MQ_CONFIG_DIR` when set, else the current directory when it has an
-/// `application.yaml`, else this crate's own directory ([`CONFIG_DIR`], fixed at compile
-/// time): so `cargo run -p product-service` from the workspace root finds
+/// The directory is `MQ_CONFIG_DIR` when set, else this crate's own directory
+/// ([`CONFIG_DIR`], fixed at compile time): so `cargo run -p product-service` from the workspace root finds
 /// `examples/product-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    Config::load_or_from(CONFIG_DIR)
+    match std::env::var_os("MQ_CONFIG_DIR") {
+        Some(_) => Config::load(),
+        None => Config::load_from(CONFIG_DIR),
+    }
 }
 
 /// Topics this service publishes to (`product-service.topics.*`). The topic it reads is in
@@ -308,13 +310,13 @@ async fn reserve_stock(
         Reservation::Reserved(reserved) => {
             let event = Event::new("StockReserved", reserved).with_subject(order.order_id.clone());
             ctx.publisher()
-                .send_event(&topics.stock_reserved, key, event)
+                .send(&topics.stock_reserved, key, event)
                 .await?;
         }
         Reservation::Rejected(rejected) => {
             let event = Event::new("StockRejected", rejected).with_subject(order.order_id.clone());
             ctx.publisher()
-                .send_event(&topics.stock_rejected, key, event)
+                .send(&topics.stock_rejected, key, event)
                 .await?;
         }
     }

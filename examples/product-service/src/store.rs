@@ -153,13 +153,13 @@ impl Stockroom {
             Reservation::Reserved(r) => {
                 let event = mq_core::Event::new("StockReserved", r).with_subject(subject);
                 pg.outbox
-                    .send_event(&mut conn, &topics.stock_reserved, key, event)
+                    .send(&mut conn, &topics.stock_reserved, key, event)
                     .await?;
             }
             Reservation::Rejected(r) => {
                 let event = mq_core::Event::new("StockRejected", r).with_subject(subject);
                 pg.outbox
-                    .send_event(&mut conn, &topics.stock_rejected, key, event)
+                    .send(&mut conn, &topics.stock_rejected, key, event)
                     .await?;
             }
         }

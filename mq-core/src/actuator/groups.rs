@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn configured_groups_include_exclude_details_and_paths() {
         let yaml = "management:\n  endpoint:\n    health:\n      group:\n        readiness:\n          include: kafka,listeners,warehouse\n        probes:\n          exclude: [warehouse, ping]\n          show-details: always\n          additional-path: server:/healthz\n";
-        let config = crate::Config::from_yaml_str(yaml).unwrap();
+        let config = crate::config::Config::from_yaml_str(yaml).unwrap();
         let groups = build(
             &config.management.endpoint.health.group,
             &members(),

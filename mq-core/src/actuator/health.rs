@@ -246,7 +246,7 @@ pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Health> + Send + 'a>>;
 
 /// A health check of your own, shown under `components.<name>` of `/actuator/health`
 /// (Spring Boot's `HealthIndicator`). Register it with
-/// [`App::with_health_indicator`](crate::App::with_health_indicator).
+/// `App::with_health_indicator`.
 ///
 /// A plain closure returning a [`Health`] is an indicator (a synchronous check):
 ///

@@ -3,18 +3,19 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::sanitize::sanitize;
 use crate::config::Config;
 use crate::registry::ListenerSpec;
 
-/// What a masked value reads.
-pub(crate) const MASK: &str = "******";
-
-/// Key fragments whose values are masked, at any depth (as Spring Boot's sanitizer, plus
-/// `sasl` for Kafka's `sasl.*` settings).
-const SENSITIVE: [&str; 6] = ["password", "secret", "sasl", "token", "key", "credential"];
+/// Where a listener's dead letters go, as its transport names them.
+pub(crate) type DeadLetters = std::sync::Arc<dyn Fn(&ListenerSpec) -> Vec<String> + Send + Sync>;
 
 /// The info document (computed once at startup: none of it changes).
-pub(crate) fn info(config: &Config, listeners: &[ListenerSpec]) -> Value {
+pub(crate) fn info(
+    config: &Config,
+    listeners: &[ListenerSpec],
+    dead_letters: &(dyn Fn(&ListenerSpec) -> Vec<String> + Send + Sync),
+) -> Value {
     let app = &config.mq.application;
     let mut app_json = json!({ "name": app.name });
     if let Some(version) = &app.version {
@@ -24,13 +25,7 @@ pub(crate) fn info(config: &Config, listeners: &[ListenerSpec]) -> Value {
         .iter()
         .map(|l| {
             let retry = &l.retry;
-            let dlt_topics: Vec<String> = if l.is_queue_listener() {
-                l.queues.iter().map(|q| crate::rabbitmq::dlq(q)).collect()
-            } else if l.dlt.enabled {
-                l.topics.iter().map(|t| l.dlt_topic(t)).collect()
-            } else {
-                Vec::new()
-            };
+            let dlt_topics = dead_letters(l);
             (
                 l.name.to_owned(),
                 json!({
@@ -66,64 +61,10 @@ pub(crate) fn info(config: &Config, listeners: &[ListenerSpec]) -> Value {
     })
 }
 
-/// Masks, in place, every value whose key names a secret, and the password of any
-/// `scheme://user:password@host` string.
-pub(crate) fn sanitize(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if is_sensitive(k) {
-                    *v = json!(MASK);
-                } else {
-                    sanitize(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(sanitize),
-        Value::String(s) => {
-            if let Some(masked) = mask_userinfo(s) {
-                *s = masked;
-            }
-        }
-        _ => {}
-    }
-}
-
-fn is_sensitive(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SENSITIVE.iter().any(|s| key.contains(s))
-}
-
-/// `scheme://user:pass@host/..` → `scheme://user:******@host/..`, for each URI in a
-/// comma-separated list.
-fn mask_userinfo(s: &str) -> Option<String> {
-    if !s.contains("://") || !s.contains('@') {
-        return None;
-    }
-    let parts: Vec<String> = s
-        .split(',')
-        .map(|part| {
-            let Some(scheme_end) = part.find("://") else {
-                return part.to_owned();
-            };
-            let rest = &part[scheme_end + 3..];
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let authority = &rest[..authority_end];
-            match authority.rfind('@') {
-                Some(at) => {
-                    let user = authority[..at].split(':').next().unwrap_or("");
-                    format!("{}{user}:{MASK}{}", &part[..scheme_end + 3], &rest[at..])
-                }
-                None => part.to_owned(),
-            }
-        })
-        .collect();
-    Some(parts.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::sanitize::MASK;
 
     #[test]
     fn masks_secret_keys_at_any_depth() {
@@ -148,7 +89,7 @@ mq:
 "#,
         )
         .unwrap();
-        let doc = info(&config, &[]);
+        let doc = info(&config, &[], &|_| Vec::new());
         let text = doc.to_string();
         for secret in ["hunter2", "alice", "k3y", "p4ss"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
@@ -168,13 +109,5 @@ mq:
             doc["config"]["mq"]["kafka"]["bootstrap-servers"],
             "127.0.0.1:9092"
         );
-    }
-
-    #[test]
-    fn masks_uri_passwords() {
-        let mut v = json!({"url": "postgres://bob:pw@db:5432/x,redis://h:6379", "n": "a@b"});
-        sanitize(&mut v);
-        assert_eq!(v["url"], "postgres://bob:******@db:5432/x,redis://h:6379");
-        assert_eq!(v["n"], "a@b");
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct ConsumerView {
     pub(crate) member: bool,
     /// Its lanes (one per assigned partition, plus closing ones still running).
     pub(crate) lanes: Vec<crate::consume::LaneView>,
+    /// Why it stopped for good (a fatal error: fenced, not authorized), if it has.
+    pub(crate) stopped: Option<String>,
 }
 
 /// Reads the current views of every consumer.
@@ -80,6 +82,7 @@ impl ListenersIndicator {
                 views.iter().filter(|v| v.listener == spec.name).collect();
             let mut stalled = false;
             let mut never_joined = false;
+            let stopped: Vec<&str> = mine.iter().filter_map(|v| v.stopped.as_deref()).collect();
             let mut failed_lanes = Vec::new();
             let mut stuck_lanes = Vec::new();
             let warn_ms = spec.handler_warn_after.as_millis() as i64;
@@ -104,20 +107,36 @@ impl ListenersIndicator {
                     } else {
                         None
                     };
-                    stalled |= age.is_some_and(|a| a > stall_ms);
-                    never_joined |= v.rebalances == 0 && !v.member;
-                    json!({
+                    // A stopped consumer's loop ended on purpose: not a stall (a restart
+                    // would not cure what stopped it).
+                    stalled |= v.stopped.is_none() && age.is_some_and(|a| a > stall_ms);
+                    never_joined |= v.rebalances == 0 && !v.member && v.stopped.is_none();
+                    let mut c = json!({
                         "member": v.member,
                         "assignedPartitions": v.assigned,
                         "lastPollAgeMs": age,
                         "rebalances": v.rebalances,
-                    })
+                    });
+                    if let Some(why) = &v.stopped {
+                        c["stopped"] = json!(why);
+                    }
+                    c
                 })
                 .collect();
             let health = if stalled {
                 Health::down().with_detail(
                     "reason",
                     format!("a consumer's poll loop has not turned for more than {stall_ms} ms"),
+                )
+            } else if self.mode != Mode::Liveness && !stopped.is_empty() {
+                Health::down().with_detail(
+                    "reason",
+                    format!(
+                        "{} of {} consumers stopped: {}",
+                        stopped.len(),
+                        mine.len(),
+                        stopped.join("; ")
+                    ),
                 )
             } else if self.mode != Mode::Liveness && !failed_lanes.is_empty() {
                 Health::down().with_detail(
@@ -141,12 +160,18 @@ impl ListenersIndicator {
             } else {
                 Health::up()
             };
-            let health = if spec.is_queue_listener() {
-                health.with_detail("queues", &spec.queues)
+            // What the listener reads, as its spec says: a group's topics, or queues.
+            let health = if spec.topics.is_empty() {
+                health
             } else {
                 health
                     .with_detail("group", &spec.group)
                     .with_detail("topics", &spec.topics)
+            };
+            let health = if spec.queues.is_empty() {
+                health
+            } else {
+                health.with_detail("queues", &spec.queues)
             };
             let health = health
                 .with_detail(
@@ -228,7 +253,32 @@ mod tests {
             rebalances,
             member: rebalances > 0,
             lanes: Vec::new(),
+            stopped: None,
         }
+    }
+
+    #[test]
+    fn a_stopped_consumer_is_down_with_its_reason_but_not_stalled() {
+        let now = 1_000_000;
+        let mut fenced = view("a", 0, now - 60_000, 1);
+        fenced.stopped = Some("static consumer fenced (FencedInstanceId)".to_owned());
+        let views = vec![fenced, view("a", 1, now, 1), view("b", 1, now, 1)];
+        for mode in [Mode::Readiness, Mode::Health] {
+            let r = indicator(views.clone(), mode).evaluate(now);
+            assert_eq!(r.status, Status::Down, "{mode:?}");
+            let a = &r.components["a"];
+            assert_eq!(
+                a.details["reason"],
+                json!("1 of 2 consumers stopped: static consumer fenced (FencedInstanceId)")
+            );
+            assert_eq!(
+                a.details["consumers"][0]["stopped"],
+                json!("static consumer fenced (FencedInstanceId)")
+            );
+            assert_eq!(r.components["b"].status, Status::Up);
+        }
+        let l = indicator(views, Mode::Liveness).evaluate(now);
+        assert_eq!(l.status, Status::Up, "a restart does not cure it");
     }
 
     #[test]
@@ -268,6 +318,7 @@ mod tests {
             in_handler_ms,
             offset: 42,
             buffered_bytes: 0,
+            paced_high_bytes: 0,
             paused: false,
             failed,
             closing: false,

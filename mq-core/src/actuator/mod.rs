@@ -11,6 +11,8 @@
 //! | `GET /actuator/metrics` | `{"names":[..]}` |
 //! | `GET /actuator/metrics/{name}?tag=k:v` | `{"name":..,"measurements":[{"statistic":"COUNT","value":..}],"availableTags":[..]}` |
 //! | `GET /actuator/prometheus` | the registry in Prometheus text 0.0.4, or OpenMetrics when `Accept` names `application/openmetrics-text` first |
+//! | `GET /actuator/listeners` | each listener's state (`running`, `paused`), records waiting, consumers and lanes (only when `include` names `listeners`) |
+//! | `POST /actuator/listeners/{name}` | `{"state":"paused"}` or `{"state":"running"}`: pause or resume a listener |
 //!
 //! Configuration (as Spring Boot's keys):
 //!
@@ -46,7 +48,7 @@
 //! (`password`, `secret`, `sasl`, `token`, `key`, `credential`) never leave the process.
 //!
 //! Add checks of your own with [`HealthIndicator`] and
-//! [`App::with_health_indicator`](crate::App::with_health_indicator):
+//! `App::with_health_indicator`:
 //!
 //! ```
 //! use mq_core::actuator::Health;
@@ -60,6 +62,7 @@
 #![cfg_attr(not(feature = "kafka"), allow(dead_code, unused_imports))]
 
 mod auth;
+mod control;
 mod groups;
 mod health;
 mod info;
@@ -85,7 +88,7 @@ use tokio_util::sync::CancellationToken;
 pub use health::{Health, HealthFuture, HealthIndicator, Status};
 
 pub(crate) use health::Indicators;
-pub(crate) use info::sanitize;
+pub(crate) use info::DeadLetters;
 pub(crate) use listeners::{ConsumerSource, ConsumerView, StartupState};
 pub(crate) use publisher::{PublisherStats, TrackedSink};
 
@@ -94,23 +97,27 @@ use crate::metrics::Metrics;
 use crate::registry::ListenerSpec;
 
 /// The endpoint ids the actuator knows.
-const ENDPOINTS: [&str; 4] = ["health", "info", "metrics", "prometheus"];
+const ENDPOINTS: [&str; 5] = ["health", "info", "metrics", "prometheus", "listeners"];
 
 /// Everything the actuator reports on, handed over by the transport at start.
 pub(crate) struct Parts {
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) listeners: Vec<ListenerSpec>,
+    /// Where each listener's dead letters go, as its transport names them.
+    pub(crate) dead_letters: DeadLetters,
     pub(crate) consumers: ConsumerSource,
     /// The broker reachability check (`kafka`), part of `health` and `readiness`.
     pub(crate) broker: Option<(String, Arc<dyn HealthIndicator>)>,
     pub(crate) publisher: Arc<PublisherStats>,
-    /// The application's indicators ([`App::with_health_indicator`](crate::App::with_health_indicator)).
+    /// The application's indicators (`App::with_health_indicator`).
     pub(crate) user: Indicators,
     /// Cancelled when the app starts shutting down (readiness turns `OUT_OF_SERVICE`).
     pub(crate) app_shutdown: CancellationToken,
     /// Why the consumers have not started yet (broker down at startup).
     pub(crate) startup: StartupState,
+    /// The listeners' gates (`POST /actuator/listeners/{name}`).
+    pub(crate) controls: crate::control::Controls,
 }
 
 /// The running actuator server.
@@ -151,10 +158,12 @@ struct Actuator {
     /// Exposed endpoint ids, in [`ENDPOINTS`] order.
     exposed: Vec<&'static str>,
     base: String,
+    /// `/actuator/listeners`, when exposed.
+    control: Option<control::ListenerControl>,
 }
 
 /// Binds the management port (`None` when `management.server.enabled` is false).
-pub(crate) async fn bind(config: &Config) -> Result<Option<TcpListener>, crate::Error> {
+pub(crate) async fn bind(config: &Config) -> Result<Option<TcpListener>, crate::error::Error> {
     let server = &config.management.server;
     if !server.enabled {
         return Ok(None);
@@ -197,13 +206,16 @@ fn router(parts: Parts) -> Router {
         config,
         metrics,
         listeners: specs,
+        dead_letters,
         consumers,
         broker,
         publisher,
         user,
         app_shutdown,
         startup,
+        controls,
     } = parts;
+    let control_parts = (specs.clone(), consumers.clone(), controls);
     metrics.register(|r| r.register_collector(Box::new(process::ProcessCollector)));
     // A rebalance may hold the poll loop for up to the drain timeout.
     let stall_after = config.mq.shutdown.timeout + Duration::from_secs(10);
@@ -276,10 +288,18 @@ fn router(parts: Parts) -> Router {
     let base = web.base_path.trim_end_matches('/').to_owned();
     let state = Arc::new(Actuator {
         show_details: config.management.endpoint.health.show_details,
-        info: info::info(&config, &specs),
+        info: info::info(&config, &specs, &*dead_letters),
         metrics,
         health,
         groups,
+        control: exposed.contains(&"listeners").then(|| {
+            let (specs, consumers, controls) = control_parts;
+            control::ListenerControl {
+                specs,
+                consumers,
+                controls,
+            }
+        }),
         exposed,
         base,
     });
@@ -298,6 +318,12 @@ fn router(parts: Parts) -> Router {
                 .route(&format!("{base}/metrics"), get(metric_names))
                 .route(&format!("{base}/metrics/{{name}}"), get(metric_one)),
             "prometheus" => router.route(&format!("{base}/prometheus"), get(prometheus_endpoint)),
+            "listeners" => router
+                .route(&format!("{base}/listeners"), get(control::list))
+                .route(
+                    &format!("{base}/listeners/{{name}}"),
+                    axum::routing::post(control::change),
+                ),
             _ => router,
         };
     }

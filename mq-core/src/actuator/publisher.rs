@@ -149,7 +149,7 @@ impl HealthIndicator for PublisherIndicator {
 mod tests {
     use super::*;
     use crate::actuator::health::Status;
-    use crate::testing::TestBroker;
+    use crate::publisher::CapturingSink;
 
     struct Failing;
     impl RecordSink for Failing {
@@ -167,12 +167,12 @@ mod tests {
     #[tokio::test]
     async fn counts_deliveries_and_recent_errors() {
         let stats = Arc::new(PublisherStats::default());
-        let ok = crate::Publisher::new(
-            Arc::new(TrackedSink::new(TestBroker::new(), stats.clone())),
+        let ok = crate::publisher::Publisher::new(
+            Arc::new(TrackedSink::new(CapturingSink::default(), stats.clone())),
             "/t",
             Default::default(),
         );
-        let bad = crate::Publisher::new(
+        let bad = crate::publisher::Publisher::new(
             Arc::new(TrackedSink::new(Failing, stats.clone())),
             "/t",
             Default::default(),

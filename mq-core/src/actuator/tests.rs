@@ -33,6 +33,7 @@ fn fixture(yaml: &str) -> Fixture {
         config,
         metrics,
         listeners: Vec::new(),
+        dead_letters: Arc::new(|_| Vec::new()),
         consumers: Arc::new(move || {
             vec![ConsumerView {
                 listener: "none",
@@ -41,6 +42,7 @@ fn fixture(yaml: &str) -> Fixture {
                 rebalances: 1,
                 member: true,
                 lanes: Vec::new(),
+                stopped: None,
             }]
         }),
         broker: Some(("kafka".into(), broker)),
@@ -51,6 +53,7 @@ fn fixture(yaml: &str) -> Fixture {
         )],
         app_shutdown: shutdown.clone(),
         startup: Default::default(),
+        controls: Default::default(),
     });
     Fixture {
         router,

@@ -6,7 +6,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{App, RunningApp};
-use crate::Error;
+use crate::error::Error;
 
 /// What [`prepare`] set up, to be started with the running app.
 pub(super) struct Effects {
@@ -34,10 +34,8 @@ pub(super) async fn prepare(app: &mut App) -> Result<Effects, Error> {
         if let Some(pool) = &pool {
             crate::outbox::prepare(&app.config, pool).await?;
         }
-        let idempotent = app
-            .listeners()
-            .map(|l| l.iter().any(|s| s.idempotent))
-            .unwrap_or(false);
+        let specs = app.listeners().unwrap_or_default();
+        let idempotent = specs.iter().any(|s| s.idempotent);
         let store = crate::inbox::install(
             &app.config,
             pool.as_ref(),
@@ -51,7 +49,15 @@ pub(super) async fn prepare(app: &mut App) -> Result<Effects, Error> {
                 "idempotent listeners record handled events"
             );
             if pool.is_none() {
-                tracing::warn!("no mq.datasource.url: idempotent listeners deduplicate in memory only (forgotten on restart, not atomic with the handler's writes)");
+                // Once per process: a process that runs several apps (tests, the demo)
+                // says it once.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!("no mq.datasource.url: idempotent listeners deduplicate in memory only (forgotten on restart, not atomic with the handler's writes)");
+                });
+            }
+            for warning in crate::inbox::capacity_warnings(&store, &specs) {
+                tracing::warn!("{warning}");
             }
         }
         // The backlog is the table's, whether or not this instance runs the relay.
@@ -82,26 +88,26 @@ impl Effects {
     /// stops with the app.
     pub(super) fn start(self, running: &mut RunningApp) {
         let stop = self.stop;
-        let app_shutdown = running.shutdown.clone();
+        let app_shutdown = running.started.shutdown.clone();
         let linked = stop.clone();
-        running.tasks.push(tokio::spawn(async move {
+        running.started.tasks.push(tokio::spawn(async move {
             app_shutdown.cancelled().await;
             linked.cancel();
         }));
         #[cfg(feature = "postgres")]
         if let Some((pool, stats, relay)) = self.outbox {
-            let settings = &running.config.mq.outbox;
-            running.tasks.push(crate::outbox::lag::watch(
+            let settings = &running.started.config.mq.outbox;
+            running.started.tasks.push(crate::outbox::lag::watch(
                 pool.clone(),
                 settings,
                 stats.clone(),
-                &running.metrics,
+                &running.started.metrics,
                 stop.clone(),
             ));
             if relay {
                 let relay =
                     crate::outbox::Relay::with_stats(pool, running.publisher(), settings, stats);
-                running.tasks.push(tokio::spawn(relay.run(stop)));
+                running.started.tasks.push(tokio::spawn(relay.run(stop)));
                 tracing::info!(table = %settings.table, slots = settings.slots, "outbox relay started");
             }
         }

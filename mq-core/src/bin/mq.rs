@@ -4,13 +4,26 @@
 //! ```text
 //! mq dlt-replay <dlt-topic> [--limit N] [--exception TEXT] [--key KEY]
 //!               [--since TIME] [--until TIME] [--max-replays N] [--dry-run]
+//!               [--skip-unreplayable]
 //! ```
 //!
-//! Republishes dead letters to their original topics. `--exception` keeps records whose
-//! `kafka_dlt-exception-fqcn` contains TEXT, `--key` those with that key, `--since` /
-//! `--until` (RFC 3339 or epoch ms) those dead-lettered in that range; `--dry-run` prints
-//! what would be done and sends nothing; a record replayed `--max-replays` times (default
-//! 3, 0: no limit) goes to `<dlt-topic>-parking` instead.
+//! Republishes dead letters to their original topics. Both of Spring Kafka's dialects are
+//! read: `kafka_dlt-original-topic`, `kafka_dlt-exception-fqcn`, ... (mq's and Spring's
+//! `DeadLetterPublishingRecoverer`) and `kafka_original-topic`, `kafka_exception-fqcn`, ...
+//! (Spring's `@RetryableTopic`). `--exception` keeps records whose exception type contains
+//! TEXT, `--key` those with that key, `--since` / `--until` (RFC 3339 or epoch ms) those
+//! dead-lettered in that range; `--dry-run` prints what would be done and sends nothing; a
+//! record replayed `--max-replays` times (default 3, 0: no limit) goes to
+//! `<dlt-topic>-parking` instead.
+//!
+//! A record that cannot be replayed (no original topic in either dialect, stored without its
+//! value) never stops the replay: it is listed with its reason. Its partition's position
+//! stays there, and the records behind it in that partition are held for a later run,
+//! unless `--skip-unreplayable` moves the position past it.
+//!
+//! Exit status: 0 when every record was replayed (or filtered, parked); 3 when some could
+//! not be replayed (listed, with the summary); 2 for a usage error; 1 when the replay failed
+//! (broker, configuration).
 //!
 //! `<dlt-topic>` may be a queue listener's RabbitMQ dead-letter queue, `amqp:///<queue>.dlq`:
 //! its messages go back to `<queue>`, parked ones to `<queue>.dlq.parking`; `--exception`
@@ -19,10 +32,13 @@
 
 use std::process::ExitCode;
 
-use mq_core::failure::redrive::ReplayOptions;
+use mq_core::failure::redrive::{ReplayOptions, ReplayReport};
 
 const USAGE: &str = "usage: mq dlt-replay <dlt-topic | amqp:///<queue>.dlq> [--limit N] [--exception TEXT] [--key KEY] \
-[--since TIME] [--until TIME] [--max-replays N] [--dry-run]";
+[--since TIME] [--until TIME] [--max-replays N] [--dry-run] [--skip-unreplayable]";
+
+/// The exit status when some records could not be replayed.
+const UNREPLAYABLE: u8 = 3;
 
 fn time_ms(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
@@ -45,6 +61,10 @@ fn parse(args: &[String]) -> Result<(String, ReplayOptions), String> {
     while let Some(flag) = it.next() {
         if flag == "--dry-run" {
             opts.dry_run = true;
+            continue;
+        }
+        if flag == "--skip-unreplayable" {
+            opts.skip_unreplayable = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} takes a value"))?;
@@ -87,24 +107,49 @@ async fn main() -> ExitCode {
             for (target, n) in &report.replayed {
                 println!("{n} record(s) -> {target}");
             }
-            println!(
-                "replayed {} record(s) from {topic}; {} parked, {} skipped{}",
-                report.total(),
-                report.parked,
-                report.skipped,
-                if opts.dry_run {
-                    " (dry run: nothing sent)"
-                } else {
-                    ""
-                }
-            );
-            ExitCode::SUCCESS
+            for u in &report.unreplayable {
+                eprintln!("cannot replay {}: {}", u.at, u.reason);
+            }
+            println!("{}", summary(&topic, &opts, &report));
+            ExitCode::from(exit_status(&report))
         }
         Err(e) => {
             eprintln!("replay failed: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// 0, or [`UNREPLAYABLE`] when some records could not be replayed.
+fn exit_status(report: &ReplayReport) -> u8 {
+    if report.unreplayable.is_empty() {
+        0
+    } else {
+        UNREPLAYABLE
+    }
+}
+
+/// The last line: what was done, and what is left.
+fn summary(topic: &str, opts: &ReplayOptions, report: &ReplayReport) -> String {
+    let mut line = format!(
+        "replayed {} record(s) from {topic}; {} parked, {} skipped, {} unreplayable",
+        report.total(),
+        report.parked,
+        report.skipped,
+        report.unreplayable.len(),
+    );
+    if report.held > 0 {
+        line.push_str(&format!(
+            ", {} held behind them (rerun with --skip-unreplayable to move past them)",
+            report.held
+        ));
+    } else if !report.unreplayable.is_empty() && opts.skip_unreplayable && !opts.dry_run {
+        line.push_str(" (committed past)");
+    }
+    if opts.dry_run {
+        line.push_str(" (dry run: nothing sent)");
+    }
+    line
 }
 
 #[cfg(test)]
@@ -129,8 +174,37 @@ mod tests {
         assert_eq!(o.until_ms, Some(5));
         assert_eq!(o.max_replays, 0);
         assert!(o.dry_run);
+        assert!(!o.skip_unreplayable);
+        let (_, o) = parse(&args("dlt-replay o-dlt --skip-unreplayable")).unwrap();
+        assert!(o.skip_unreplayable);
         assert!(parse(&args("dlt-replay o-dlt --limit x")).is_err());
         assert!(parse(&args("dlt-replay o-dlt --bogus 1")).is_err());
         assert!(parse(&args("other o-dlt")).is_err());
+    }
+
+    #[test]
+    fn unreplayable_records_exit_3_with_a_summary() {
+        let mut report = ReplayReport::default();
+        report.replayed.insert("orders".into(), 4);
+        assert_eq!(exit_status(&report), 0);
+        report
+            .unreplayable
+            .push(mq_core::failure::redrive::Unreplayable {
+                at: "orders.DLT/0@2".into(),
+                reason: "not a dead letter".into(),
+            });
+        report.held = 2;
+        assert_eq!(exit_status(&report), UNREPLAYABLE);
+        let opts = ReplayOptions::default();
+        assert_eq!(
+            summary("orders.DLT", &opts, &report),
+            "replayed 4 record(s) from orders.DLT; 0 parked, 0 skipped, 1 unreplayable, 2 held behind them (rerun with --skip-unreplayable to move past them)"
+        );
+        report.held = 0;
+        let skip = ReplayOptions {
+            skip_unreplayable: true,
+            ..Default::default()
+        };
+        assert!(summary("orders.DLT", &skip, &report).ends_with("1 unreplayable (committed past)"));
     }
 }

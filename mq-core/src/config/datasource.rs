@@ -86,6 +86,9 @@ pub struct OutboxConfig {
     /// this. Default `60s`.
     #[serde(with = "duration")]
     pub lag_threshold: Duration,
+    /// A key's later rows wait behind a row set aside (refused by the broker) until it is
+    /// retried or dropped. Default false: they are published (see the README).
+    pub strict_key_order: bool,
 }
 
 impl Default for OutboxConfig {
@@ -100,6 +103,7 @@ impl Default for OutboxConfig {
             retention: Duration::from_secs(3600),
             cleanup_interval: Duration::from_secs(60),
             lag_threshold: Duration::from_secs(60),
+            strict_key_order: false,
         }
     }
 }
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = crate::Config::from_yaml_str(
+        let e = crate::config::Config::from_yaml_str(
             "mq:\n  datasource:\n    url: mysql://x\n    pool-size: 0\n  outbox:\n    table: \"a-b\"\n",
         )
         .unwrap_err()

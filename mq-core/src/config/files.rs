@@ -22,23 +22,6 @@ impl Config {
         Self::load_from(dir)
     }
 
-    /// Like [`Config::load`], but when `MQ_CONFIG_DIR` is unset and the current directory
-    /// has no `application.yaml`/`.yml`, reads the files from `fallback` instead (e.g.
-    /// `env!("CARGO_MANIFEST_DIR")`, so `cargo run -p my-service` works from a workspace
-    /// root).
-    ///
-    /// ```no_run
-    /// let config = mq_core::Config::load_or_from(env!("CARGO_MANIFEST_DIR")).unwrap();
-    /// ```
-    pub fn load_or_from(fallback: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let here = Path::new("application.yaml").exists() || Path::new("application.yml").exists();
-        if std::env::var_os("MQ_CONFIG_DIR").is_some() || here {
-            Self::load()
-        } else {
-            Self::load_from(fallback)
-        }
-    }
-
     /// Loads from `dir` (files), active profiles and `MQ_*` (environment).
     ///
     /// Environment values are strings (`MQ_KAFKA__CONSUMER__GROUP_ID=007` stays `"007"`);
@@ -104,11 +87,12 @@ impl Config {
     /// assert_eq!(c.management.server.port, 0);
     /// ```
     pub fn from_yaml_str(yaml: &str) -> Result<Config, ConfigError> {
-        Self::from_yaml_layers(&[yaml])
+        Self::from_figment(Figment::new().merge(Yaml::string(yaml)))
     }
 
-    /// This configuration with one more YAML document merged on top (its keys win), for
-    /// settings a program decides itself after [`Config::load`]. The files read and the
+    /// This configuration with one more YAML document merged on top (its keys win, as a
+    /// profile file's win over `application.yaml`), for settings a program (or a test)
+    /// decides itself after [`Config::load`]. The files read and the
     /// ignored environment variables are kept.
     ///
     /// ```
@@ -129,25 +113,6 @@ impl Config {
         config.sources = self.sources.clone();
         config.ignored_env = self.ignored_env.clone();
         Ok(config)
-    }
-
-    /// Merges YAML documents, later ones winning key by key (as a profile file wins over
-    /// `application.yaml`), then reads the result like [`Config::from_yaml_str`]. The
-    /// application's own keys are kept for [`Config::section`].
-    ///
-    /// ```
-    /// let c = mq_core::Config::from_yaml_layers(&[
-    ///     "mq:\n  application:\n    name: shop\n  kafka:\n    bootstrap-servers: a:9092\n",
-    ///     "mq:\n  kafka:\n    bootstrap-servers: b:9092\n",
-    /// ]).unwrap();
-    /// assert_eq!(c.mq.application.name, "shop");
-    /// assert_eq!(c.mq.kafka.bootstrap_servers, "b:9092");
-    /// ```
-    pub fn from_yaml_layers(layers: &[&str]) -> Result<Config, ConfigError> {
-        let figment = layers
-            .iter()
-            .fold(Figment::new(), |f, yaml| f.merge(Yaml::string(yaml)));
-        Self::from_figment(figment)
     }
 }
 

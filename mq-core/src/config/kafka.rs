@@ -147,9 +147,11 @@ pub struct ProducerConfig {
     /// `all` (default), `1` or `0`.
     #[serde(deserialize_with = "lenient::string")]
     pub acks: String,
-    /// `structured` (default) or `binary` CloudEvents mode of every destination without
-    /// its own.
-    pub content_mode: ContentMode,
+    /// `binary` or `structured` CloudEvents mode of every destination without its own.
+    /// Unset (the default): each broker's own, `binary` on Kafka (what Spring Cloud Stream,
+    /// Knative and FastStream write, and what Spring's `JsonDeserializer` and FastStream
+    /// read as plain JSON), `structured` on RabbitMQ.
+    pub content_mode: Option<ContentMode>,
     /// `mq.kafka.producer.destinations.<topic>.*`: settings of one destination topic, keyed
     /// by the topic's name as it is (dots included: file keys are not split on dots).
     pub destinations: BTreeMap<String, DestinationConfig>,
@@ -159,7 +161,7 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     /// The destinations with a content mode of their own, for
-    /// [`Publisher::with_topic_modes`](crate::Publisher::with_topic_modes).
+    /// `Publisher::with_topic_modes`.
     ///
     /// ```
     /// let c: mq_core::Config = mq_core::Config::from_yaml_str(
@@ -179,7 +181,8 @@ impl ProducerConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DestinationConfig {
-    /// `structured` or `binary`; unset takes `mq.kafka.producer.content-mode`.
+    /// `structured` or `binary`; unset takes `mq.kafka.producer.content-mode`, or the
+    /// broker's default.
     pub content_mode: Option<ContentMode>,
 }
 
@@ -208,7 +211,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             acks: "all".to_owned(),
-            content_mode: ContentMode::default(),
+            content_mode: None,
             destinations: BTreeMap::new(),
             properties: Properties::new(),
         }

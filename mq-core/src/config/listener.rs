@@ -153,7 +153,7 @@ pub struct ListenerConfig {
     pub max_payload_bytes: usize,
     /// Which records of one partition may run at once: `partition` (one at a time, the
     /// default) or `key` (records of one key in order, different keys concurrently).
-    pub ordering: crate::consume::Ordering,
+    pub ordering: Ordering,
     /// In `key` ordering, records of one partition taken and not yet done. Default 64.
     pub max_in_flight: u32,
     /// A record in the handler for longer than this is logged at WARN and shown in the
@@ -162,6 +162,14 @@ pub struct ListenerConfig {
     pub handler_warn_after: Duration,
     /// Cancel a handler call that takes longer than this; the timeout is a transient
     /// failure (retried, then dead-lettered). Default none: a handler is never cancelled.
+    ///
+    /// On RabbitMQ keep it (times `max-attempts`, plus the backoffs, for blocking retries)
+    /// below the broker's `consumer_timeout` (30 minutes by default): a delivery
+    /// unacknowledged for longer has its channel closed by the broker
+    /// and is delivered again. mq then counts that delivery as an attempt (see the README),
+    /// so the message reaches the dead-letter queue after `max-attempts` such deliveries
+    /// instead of looping, but every one of them waited the whole `consumer_timeout`.
+    /// `handler-warn-after` (default 60 s) warns long before.
     #[serde(with = "opt_duration")]
     pub handler_timeout: Option<Duration>,
     /// Bytes of records a consumer buffers for its partitions' lanes, split across them; a
@@ -176,7 +184,7 @@ impl Default for ListenerConfig {
             dlt: DltConfig::default(),
             concurrency: 1,
             max_payload_bytes: 1024 * 1024,
-            ordering: crate::consume::Ordering::Partition,
+            ordering: Ordering::Partition,
             max_in_flight: 64,
             handler_warn_after: Duration::from_secs(60),
             handler_timeout: None,
@@ -204,7 +212,7 @@ pub struct ListenerOverride {
     /// Dead-letter settings.
     pub dlt: DltOverride,
     /// Record ordering (`partition` or `key`).
-    pub ordering: Option<crate::consume::Ordering>,
+    pub ordering: Option<Ordering>,
     /// In `key` ordering, records in flight per partition.
     pub max_in_flight: Option<u32>,
     /// When a record in the handler is logged as hung.
@@ -218,7 +226,29 @@ pub struct ListenerOverride {
     pub share_group: Option<bool>,
     /// A queue listener's bindings, instead of the macro's.
     pub bindings: Option<Vec<super::BindingConfig>>,
+    /// A queue listener: declare its queue (see `mq.rabbitmq.listener.declare`), or take it
+    /// as it exists.
+    pub declare: Option<bool>,
     /// Run the handler as an idempotent consumer (`#[listener(idempotent)]`): in a
     /// transaction that records the event's identity, skipping events already recorded.
     pub idempotency: Option<bool>,
+}
+
+/// Which records of one partition may run at the same time.
+///
+/// ```
+/// use mq_core::config::Ordering;
+/// let o: Ordering = serde_json::from_str("\"key\"").unwrap();
+/// assert_eq!(o, Ordering::Key);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// One record of a partition at a time, in offset order (Spring Kafka's behaviour).
+    #[default]
+    Partition,
+    /// Records of one key in order; records of different keys of one partition
+    /// concurrently, up to `max-in-flight`. The committed offset is the highest one below
+    /// which every record is done.
+    Key,
 }

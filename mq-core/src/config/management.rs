@@ -18,6 +18,10 @@ pub struct ManagementConfig {
     pub endpoint: EndpointSettings,
     /// `management.metrics.*`
     pub metrics: MetricsSettings,
+    /// `management.otlp.*` (trace export)
+    pub otlp: super::otlp::OtlpSettings,
+    /// `management.tracing.*` (sampling)
+    pub tracing: super::otlp::TracingSettings,
 }
 
 /// `management.server.*`

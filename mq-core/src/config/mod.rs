@@ -20,14 +20,17 @@ mod datasource;
 mod duration;
 mod env;
 mod files;
+pub(crate) mod group_protocol;
 mod kafka;
 mod lenient;
 mod listener;
 mod management;
 mod mq;
+mod otlp;
 mod properties;
 mod rabbitmq;
 mod rabbitmq_ssl;
+pub(crate) mod sanitize;
 pub mod security;
 mod validate;
 
@@ -48,7 +51,8 @@ pub use kafka::{
     KafkaConfig, ProducerConfig,
 };
 pub use listener::{
-    DltConfig, DltOverride, ListenerConfig, ListenerOverride, RetryConfig, RetryMode, RetryOverride,
+    DltConfig, DltOverride, ListenerConfig, ListenerOverride, Ordering, RetryConfig, RetryMode,
+    RetryOverride,
 };
 pub use management::{
     AuthSettings, EndpointSettings, Endpoints, Exposure, HealthGroupSettings, HealthSettings,
@@ -57,9 +61,11 @@ pub use management::{
 pub use mq::{
     ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
 };
+pub use otlp::{OtlpSettings, OtlpTracing, Sampling, TraceExport, TracingSettings};
 pub use properties::Properties;
 pub use rabbitmq::{
-    AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitListenerConfig,
+    AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitDeadLetterConfig,
+    RabbitListenerConfig,
 };
 pub use rabbitmq_ssl::RabbitSslConfig;
 #[cfg(feature = "rabbitmq")]
@@ -103,13 +109,20 @@ pub struct Config {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    /// An error with `message` (which names the key or the variable).
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
 impl std::fmt::Debug for Config {
     /// The settings with every secret masked, as `/actuator/info` shows them (a `{:?}` of
     /// the configuration may end up in a log line): no password, token, key, `sasl.*` value
     /// or URI password; never the merged sources, which hold every raw value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut settings = serde_json::to_value(self).unwrap_or_default();
-        crate::actuator::sanitize(&mut settings);
+        sanitize::sanitize(&mut settings);
         f.debug_struct("Config")
             .field("settings", &format_args!("{settings}"))
             .field("sources", &self.sources)
@@ -130,7 +143,7 @@ impl Config {
 
     /// The `MQ_*` environment variables that set no configuration key and were ignored,
     /// sorted: for instance the service links Kubernetes injects for a Service named `mq`
-    /// (`MQ_PORT=tcp://10.0.0.1:5672`, `MQ_SERVICE_HOST`, ...). [`App`](crate::App) logs
+    /// (`MQ_PORT=tcp://10.0.0.1:5672`, `MQ_SERVICE_HOST`, ...). `App` logs
     /// them in one WARN at start.
     ///
     /// ```

@@ -144,6 +144,47 @@ pub struct RabbitListenerConfig {
     /// `queue.declare`) for the `mq_queue_depth` gauge. Default `10s`.
     #[serde(with = "super::duration")]
     pub queue_depth_interval: std::time::Duration,
+    /// `mq.rabbitmq.listener.dead-letter.*`
+    pub dead_letter: RabbitDeadLetterConfig,
+    /// Declare each listener's queue at startup (default `true`). With `false` the queue is
+    /// taken as it exists (a passive declare: a missing queue keeps the listener unready,
+    /// with one ERROR); per listener: `mq.listeners.<name>.declare`. Even when declaring,
+    /// a queue that exists with other arguments (a quorum queue, single active consumer,
+    /// its own dead-lettering) is consumed as it is, with one WARN, unless mq needs its own
+    /// (`delivery-limit`).
+    pub declare: bool,
+}
+
+/// `mq.rabbitmq.listener.dead-letter.*`: what a queue listener's dead letters carry.
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str(
+///     "mq:\n  rabbitmq:\n    listener:\n      dead-letter:\n        stack-trace: false\n",
+/// ).unwrap();
+/// assert!(!c.mq.rabbitmq.listener.dead_letter.stack_trace);
+/// assert!(mq_core::Config::default().mq.rabbitmq.listener.dead_letter.stack_trace);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RabbitDeadLetterConfig {
+    /// Write `x-exception-stacktrace` (the error and its causes, one per line, at most
+    /// 8 KiB). Default `true`: in mq it is the error's cause chain, not a JVM stack, and
+    /// the only header that carries the causes; `false` for Spring AMQP 4.1's default, or
+    /// to keep dead letters small.
+    pub stack_trace: bool,
+    /// Bytes of the negotiated `frame_max` left free when what mq writes (dead letters,
+    /// retry copies, replays) is cut to fit one header frame (Spring AMQP's
+    /// `frameMaxHeadroom`). Default 20000, as Spring.
+    pub frame_max_headroom: u32,
+}
+
+impl Default for RabbitDeadLetterConfig {
+    fn default() -> Self {
+        RabbitDeadLetterConfig {
+            stack_trace: true,
+            frame_max_headroom: 20_000,
+        }
+    }
 }
 
 impl Default for RabbitListenerConfig {
@@ -154,6 +195,8 @@ impl Default for RabbitListenerConfig {
             acknowledge_mode: AcknowledgeMode::Auto,
             delivery_limit: None,
             queue_depth_interval: std::time::Duration::from_secs(10),
+            dead_letter: RabbitDeadLetterConfig::default(),
+            declare: true,
         }
     }
 }

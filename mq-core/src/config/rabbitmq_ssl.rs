@@ -206,7 +206,7 @@ impl RabbitSslConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::Config;
+    use crate::config::Config;
 
     fn problems(yaml: &str) -> String {
         match Config::from_yaml_str(yaml) {

@@ -344,7 +344,10 @@ fn destination_content_modes_take_topic_names_with_dots_from_files_and_plain_one
         )],
     )
     .unwrap();
-    assert_eq!(c.mq.kafka.producer.content_mode, Structured);
+    assert_eq!(
+        c.mq.kafka.producer.content_mode, None,
+        "each broker's default"
+    );
     assert_eq!(
         c.mq.kafka
             .producer
@@ -424,4 +427,19 @@ fn a_section_error_names_the_key_and_the_file() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(err.contains("shop.max-items"), "{err}");
     assert!(err.contains("application.yaml"), "{err}");
+}
+
+#[test]
+fn a_prefetch_of_0_or_out_of_range_is_refused_naming_the_key() {
+    for (value, expected) in [("0", "from 1 to 65535"), ("70000", "")] {
+        let yaml = format!("mq:\n  rabbitmq:\n    listener:\n      prefetch: {value}\n");
+        let err = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("mq.rabbitmq.listener.prefetch"),
+            "{value}: {err}"
+        );
+        assert!(err.contains(expected), "{value}: {err}");
+    }
+    let ok = Config::from_yaml_str("mq:\n  rabbitmq:\n    listener:\n      prefetch: 65535\n");
+    assert_eq!(ok.unwrap().mq.rabbitmq.listener.prefetch, 65535);
 }

@@ -67,11 +67,25 @@ impl Config {
                 ));
             }
         }
+        problems.extend(super::otlp::problems(
+            &self.management.otlp,
+            &self.management.tracing,
+        ));
         if self.mq.listener.concurrency == 0 {
             problems.push("mq.listener.concurrency must be at least 1".to_owned());
         }
         if let Err(security) = self.mq.kafka.security().client_properties() {
             problems.extend(security);
+        }
+        let prefetch = self.mq.rabbitmq.listener.prefetch;
+        if prefetch == 0 {
+            // 0 is "no limit" to RabbitMQ: every message of the queue would be pushed into
+            // the process at once.
+            problems.push(
+                "mq.rabbitmq.listener.prefetch must be from 1 to 65535 (0 would mean no limit \
+                 to RabbitMQ: the whole queue pushed into the process)"
+                    .to_owned(),
+            );
         }
         if let Err(tls) = self.mq.rabbitmq.ssl.resolve() {
             problems.extend(tls);
@@ -124,6 +138,7 @@ impl Config {
         }
         self.check_datasource(&mut problems);
         self.check_protected_properties(&mut problems);
+        problems.extend(super::group_protocol::problems(&self.mq.kafka));
         self.check_metric_tags(&mut problems);
         if problems.is_empty() {
             return Ok(());

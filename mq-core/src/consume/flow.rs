@@ -25,6 +25,8 @@ pub(crate) struct Flow {
     /// See [`Flow::set_slow`]: set by the transport, cleared by the lane.
     slow: AtomicBool,
     high: AtomicUsize,
+    /// See [`Flow::paced_high`].
+    paced_high: AtomicUsize,
     transition: Mutex<()>,
 }
 
@@ -51,6 +53,7 @@ impl Flow {
             paused: AtomicBool::new(false),
             slow: AtomicBool::new(false),
             high: AtomicUsize::new(high.max(MIN_RECORD_BYTES)),
+            paced_high: AtomicUsize::new(0),
             transition: Mutex::new(()),
         }
     }
@@ -69,6 +72,14 @@ impl Flow {
     /// Bytes buffered right now.
     pub(crate) fn buffered(&self) -> usize {
         self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes buffered right after a batch was added while the lane was paced to
+    /// (neither found [slow](Flow::set_slow) nor paused). A transport that paces itself
+    /// keeps this within the pace mark plus one batch, however fast the lane is: the
+    /// mechanism, not the machine's speed, bounds it.
+    pub(crate) fn paced_high(&self) -> usize {
+        self.paced_high.load(Ordering::Relaxed)
     }
 
     /// Whether the source is paused right now.
@@ -115,6 +126,10 @@ impl Flow {
     /// The transport buffered `bytes` more for the lane.
     pub(crate) fn added(&self, bytes: usize, valve: &dyn Valve) {
         let now = self.buffered.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if !self.slow.load(Ordering::Relaxed) && !self.paused.load(Ordering::Relaxed) {
+            // Once a batch (not per record): the poll thread is the only writer.
+            self.paced_high.fetch_max(now, Ordering::Relaxed);
+        }
         if now > self.high.load(Ordering::Relaxed) && !self.paused.load(Ordering::SeqCst) {
             let _guard = self.transition.lock().unwrap_or_else(|p| p.into_inner());
             if self.paused.load(Ordering::SeqCst) {

@@ -26,7 +26,8 @@ use super::buffer::{Batch, Buffer, Recycle};
 use super::flow::{Flow, Valve};
 use super::offset_tracker::OffsetTracker;
 use super::{LaneKey, LaneSettings, Ordering as RecordOrdering};
-use crate::dispatch::{Disposition, ListenerRuntime, WorkerLocal};
+use crate::control::Passed;
+use crate::pipeline::{Disposition, ListenerRuntime, WorkerLocal};
 use crate::record::Record;
 
 /// What a lane needs from the transport that feeds it.
@@ -452,6 +453,17 @@ async fn process_supervised(
 ) -> Option<Disposition> {
     let mut tries = 0;
     let mut started = started;
+    // A paused listener holds the record here, before its handler (its offset or ack is
+    // not given while it waits).
+    match runtime.gate().pass(&shared.stop).await {
+        Passed::At => {}
+        Passed::AfterWait => {
+            started = Instant::now();
+            let since = ms_of(started);
+            shared.activity.since_ms.store(since, Ordering::Relaxed);
+        }
+        Passed::Stopped => return None,
+    }
     loop {
         let run = runtime.process(local, record.clone(), &shared.stop, started);
         match AssertUnwindSafe(run).catch_unwind().await {

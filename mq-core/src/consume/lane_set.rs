@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::buffer::Recycle;
 use super::lane::{Lane, LaneSource, Opening};
 use super::{LaneKey, LaneSettings};
-use crate::dispatch::ListenerRuntime;
+use crate::pipeline::ListenerRuntime;
 use crate::record::Record;
 
 /// What the actuator and tests see of one lane.
@@ -24,6 +24,7 @@ pub(crate) struct LaneView {
     /// That record's offset.
     pub(crate) offset: i64,
     pub(crate) buffered_bytes: usize,
+    pub(crate) paced_high_bytes: usize,
     pub(crate) paused: bool,
     pub(crate) failed: bool,
     /// Closed (revoked or shutting down) but still running.
@@ -195,6 +196,7 @@ impl LaneSet {
                     in_handler_ms: if since > 0 { (now - since).max(0) } else { 0 },
                     offset: a.offset.load(Ordering::Relaxed),
                     buffered_bytes: l.shared.flow.buffered(),
+                    paced_high_bytes: l.shared.flow.paced_high(),
                     paused: l.shared.flow.is_paused(),
                     failed: a.failed.load(Ordering::Relaxed),
                     closing: l.is_closed(),

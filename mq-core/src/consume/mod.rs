@@ -26,6 +26,7 @@ mod flow;
 mod lane;
 mod lane_set;
 mod offset_tracker;
+pub(crate) mod status;
 mod watchdog;
 
 pub(crate) use buffer::{Batch, MAX_BATCH};
@@ -37,28 +38,9 @@ pub(crate) use watchdog::spawn as spawn_watchdog;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::config::Ordering;
 
-/// Which records of one partition may run at the same time.
-///
-/// ```
-/// use mq_core::consume::Ordering;
-/// let o: Ordering = serde_json::from_str("\"key\"").unwrap();
-/// assert_eq!(o, Ordering::Key);
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Ordering {
-    /// One record of a partition at a time, in offset order (Spring Kafka's behaviour).
-    #[default]
-    Partition,
-    /// Records of one key in order; records of different keys of one partition
-    /// concurrently, up to `max-in-flight`. The committed offset is the highest one below
-    /// which every record is done.
-    Key,
-}
-
-/// One lane of a running app, as [`RunningApp::lanes`](crate::RunningApp::lanes) shows it.
+/// One lane of a running app, as `RunningApp::lanes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LaneInfo {
@@ -78,6 +60,10 @@ pub struct LaneInfo {
     /// Bytes of records buffered for the lane (counted against its share of
     /// `mq.listener.buffer-bytes`).
     pub buffered_bytes: usize,
+    /// The most bytes buffered for the lane while its transport paced itself to it (the
+    /// lane kept up: it was neither found slow nor paused); within the pace mark (2 MiB)
+    /// plus one poll round whatever the machine's speed.
+    pub paced_high_bytes: usize,
     /// Whether its source is paused because the lane is over its share.
     pub paused: bool,
 }
@@ -92,6 +78,7 @@ impl LaneInfo {
             in_handler_ms: v.in_handler_ms,
             closing: v.closing,
             buffered_bytes: v.buffered_bytes,
+            paced_high_bytes: v.paced_high_bytes,
             paused: v.paused,
         }
     }

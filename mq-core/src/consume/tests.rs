@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 
 use super::flow::Valve;
 use super::{LaneKey, LaneSet, LaneSettings, LaneSource, Ordering};
-use crate::dispatch::{Disposition, ListenerRuntime};
-use crate::private::{Failure, Invocation};
+use crate::handler::invocation::{Failure, Invocation};
+use crate::pipeline::{Disposition, ListenerRuntime};
 use crate::record::Record;
 use crate::registry::ListenerSpec;
 
@@ -60,10 +60,11 @@ fn lanes(spec: ListenerSpec, settings: LaneSettings) -> LaneSet {
     let metrics = Arc::new(crate::metrics::Metrics::new(Vec::new()));
     let runtime = Arc::new(ListenerRuntime::new(
         spec,
-        crate::testing::TestBroker::new().publisher("/t"),
+        crate::publisher::CapturingSink::default().publisher("/t"),
         Default::default(),
         Default::default(),
         &metrics,
+        Arc::new(crate::failure::routes::TestRoutes),
     ));
     LaneSet::new(runtime, settings, tokio::runtime::Handle::current())
 }

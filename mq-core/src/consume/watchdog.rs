@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::LaneSet;
+use crate::control::ListenerState;
 
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_secs(1);
@@ -28,6 +29,11 @@ pub(crate) fn spawn(lanes: &Arc<LaneSet>, stop: CancellationToken, rt: &tokio::r
             let Some(lanes) = weak.upgrade() else { return };
             let warn_after = lanes.settings().warn_after.as_millis() as i64;
             let listener = lanes.runtime().spec.name;
+            if lanes.runtime().gate().state() == ListenerState::Paused {
+                // Its records wait at the gate, not in a handler.
+                warned.clear();
+                continue;
+            }
             let mut stuck = HashSet::new();
             for v in lanes.views() {
                 if v.in_handler_ms < warn_after || v.in_handler_ms == 0 {

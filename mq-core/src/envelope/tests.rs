@@ -1,6 +1,7 @@
 //! Round trips and the wire layouts the envelope reads.
 
 use super::*;
+use crate::record::OutgoingRecord;
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Order {

@@ -1,12 +1,13 @@
-//! Failure handling, split the way Spring Kafka splits it: a pure [`policy`] (what a
-//! failure leads to), a [`recoverer`] that does the I/O (publishing dead letters and
-//! retry records, classifying publish errors), and [`spring_headers`], the one place that
-//! reads and writes Spring's `kafka_dlt-*` and `retry_topic-*` headers.
+//! Failure handling, split the way Spring Kafka splits it: a pure `policy` (what a
+//! failure leads to), a `recoverer` that does the I/O (publishing dead letters and
+//! retry records, classifying publish errors), the `routes` each transport supplies
+//! (its dead-letter and retry conventions), `info` (why a record failed: [`FailureInfo`])
+//! and [`redrive`] (replaying dead letters).
 
-pub mod policy;
-pub mod recoverer;
+pub(crate) mod info;
+pub(crate) mod policy;
+pub(crate) mod recoverer;
 pub mod redrive;
-pub mod spring_headers;
+pub(crate) mod routes;
 
-#[cfg(test)]
-mod header_fuzz;
+pub use info::FailureInfo;

@@ -12,27 +12,17 @@ use std::time::Duration;
 use crate::config::{RetryConfig, RetryMode};
 
 /// What kind of failure happened.
-///
-/// ```
-/// use mq_core::failure::policy::FailureKind;
-/// assert_ne!(FailureKind::Poison, FailureKind::Transient);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// The record does not decode: never retried.
     Poison,
-    /// The handler said so ([`HandlerError::permanent`](crate::HandlerError::permanent)).
+    /// The handler said so ([`HandlerError::permanent`](crate::handler::HandlerError::permanent)).
     Permanent,
     /// Anything else the handler returned, or a panic: retried as configured.
     Transient,
 }
 
 /// What to do after a failed attempt.
-///
-/// ```
-/// use mq_core::failure::policy::Action;
-/// assert!(matches!(Action::DeadLetter, Action::DeadLetter));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Blocking mode: wait this long in the partition's worker, then call the handler again.
@@ -54,13 +44,6 @@ pub enum Action {
 }
 
 /// The inputs of [`decide`].
-///
-/// ```
-/// use mq_core::failure::policy::{decide, Action, Failed, FailureKind};
-/// let retry = mq_core::config::RetryConfig::default(); // 3 attempts, 1 s, x2, blocking
-/// let failed = Failed { kind: FailureKind::Transient, attempt: 1, now_ms: 0, jitter_sample: 0.0 };
-/// assert_eq!(decide(&failed, &retry, true), Action::RetryAfter(std::time::Duration::from_secs(1)));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Failed {
     /// What failed.
@@ -79,16 +62,6 @@ pub struct Failed {
 /// retried while `attempt < max_attempts` (blocking: [`Action::RetryAfter`]; topics:
 /// [`Action::Reschedule`]), then dead-lettered. With the dead-letter topic disabled,
 /// giving up is [`Action::Skip`].
-///
-/// ```
-/// use mq_core::config::{RetryConfig, RetryMode};
-/// use mq_core::failure::policy::{decide, Action, Failed, FailureKind};
-/// let retry = RetryConfig { mode: RetryMode::Topics, ..Default::default() };
-/// let failed = Failed { kind: FailureKind::Transient, attempt: 1, now_ms: 1_000, jitter_sample: 0.0 };
-/// assert_eq!(decide(&failed, &retry, true), Action::Reschedule { index: 0, attempt: 2, due_ms: 2_000 });
-/// let last = Failed { attempt: 3, ..failed };
-/// assert_eq!(decide(&last, &retry, false), Action::Skip);
-/// ```
 pub fn decide(failed: &Failed, retry: &RetryConfig, dlt_enabled: bool) -> Action {
     let give_up = if dlt_enabled {
         Action::DeadLetter
@@ -112,18 +85,6 @@ pub fn decide(failed: &Failed, retry: &RetryConfig, dlt_enabled: bool) -> Action
 /// The wait after failed attempt `attempt` (from 1): `initial-interval × multiplier^(attempt-1)`,
 /// at most `max-interval`; with jitter, up to as much again on top (still at most
 /// `max-interval`). Any setting, however odd, gives a wait in `0..=max-interval`.
-///
-/// ```
-/// use std::time::Duration;
-/// let retry = mq_core::config::RetryConfig {
-///     initial_interval: Duration::from_millis(100),
-///     multiplier: 2.0,
-///     max_interval: Duration::from_millis(300),
-///     ..Default::default()
-/// };
-/// let waits: Vec<u128> = (1..=4).map(|n| mq_core::failure::policy::backoff(&retry, n, 0.0).as_millis()).collect();
-/// assert_eq!(waits, [100, 200, 300, 300]);
-/// ```
 pub fn backoff(retry: &RetryConfig, attempt: u32, jitter_sample: f64) -> Duration {
     let max = retry.max_interval.as_secs_f64();
     let initial = retry.initial_interval.as_secs_f64().min(max);
@@ -139,11 +100,6 @@ pub fn backoff(retry: &RetryConfig, attempt: u32, jitter_sample: f64) -> Duratio
 }
 
 /// Where a record was read, as the policy needs to know it.
-///
-/// ```
-/// use mq_core::failure::policy::Source;
-/// assert_ne!(Source::Main, Source::RetryTopic { index: 0 });
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The listener's own topic: retry headers on it are someone else's and are ignored.
@@ -155,38 +111,25 @@ pub enum Source {
     },
 }
 
+/// The highest attempt number a header may claim (Spring's cap on
+/// `retry_topic-attempts`, Java's `Short.MAX_VALUE`); a larger one is taken as this.
+pub(crate) const ATTEMPTS_CAP: u32 = i16::MAX as u32;
+
 /// The number of the delivery a record is on: 1 on the main topic; on a retry topic the
 /// `retry_topic-attempts` header (Spring's numbering), else what the topic's number implies
 /// (`-retry-0` holds 2nd deliveries).
-///
-/// ```
-/// use mq_core::failure::policy::{attempt_of, Source};
-/// assert_eq!(attempt_of(Source::Main, Some(7)), 1);
-/// assert_eq!(attempt_of(Source::RetryTopic { index: 1 }, Some(3)), 3);
-/// assert_eq!(attempt_of(Source::RetryTopic { index: 1 }, None), 3);
-/// ```
 pub fn attempt_of(source: Source, header: Option<u32>) -> u32 {
     match source {
         Source::Main => 1,
         Source::RetryTopic { index } => header
             .unwrap_or_else(|| index.saturating_add(2))
-            .clamp(1, super::spring_headers::ATTEMPTS_CAP),
+            .clamp(1, ATTEMPTS_CAP),
     }
 }
 
 /// How long to hold a record before its handler runs: until its due time on a retry topic,
 /// never on the main topic, and never longer than `max_wait` (the listener's
 /// `max-interval`) from `now_ms`, whatever the header says.
-///
-/// ```
-/// use std::time::Duration;
-/// use mq_core::failure::policy::{due_wait, Source};
-/// let cap = Duration::from_secs(10);
-/// assert_eq!(due_wait(Source::Main, Some(i64::MAX), 0, cap), Duration::ZERO);
-/// assert_eq!(due_wait(Source::RetryTopic { index: 0 }, Some(i64::MAX), 0, cap), cap);
-/// assert_eq!(due_wait(Source::RetryTopic { index: 0 }, Some(1_500), 1_000, cap), Duration::from_millis(500));
-/// assert_eq!(due_wait(Source::RetryTopic { index: 0 }, Some(i64::MIN), 1_000, cap), Duration::ZERO);
-/// ```
 pub fn due_wait(source: Source, due_ms: Option<i64>, now_ms: i64, max_wait: Duration) -> Duration {
     let (Source::RetryTopic { .. }, Some(due)) = (source, due_ms) else {
         return Duration::ZERO;
@@ -200,18 +143,6 @@ pub fn due_wait(source: Source, due_ms: Option<i64>, now_ms: i64, max_wait: Dura
 
 /// The dead-letter route for a failure: the suffix `routes` gives its exception type, else
 /// its kind (`poison`, `permanent`, `exhausted`); `None`: the default dead-letter topic.
-///
-/// ```
-/// use std::collections::BTreeMap;
-/// use mq_core::failure::policy::{dlt_route, FailureKind};
-/// let routes = BTreeMap::from([
-///     ("poison".to_string(), "-poison".to_string()),
-///     ("app::Declined".to_string(), "-declined".to_string()),
-/// ]);
-/// assert_eq!(dlt_route(&routes, FailureKind::Poison, "mq_core::envelope::DecodeError::Json"), Some("-poison"));
-/// assert_eq!(dlt_route(&routes, FailureKind::Permanent, "app::Declined"), Some("-declined"));
-/// assert_eq!(dlt_route(&routes, FailureKind::Transient, "std::io::Error"), None);
-/// ```
 pub fn dlt_route<'a>(
     routes: &'a std::collections::BTreeMap<String, String>,
     kind: FailureKind,
@@ -338,5 +269,147 @@ mod tests {
         assert_eq!(due_wait(retry0, None, 5, cap), Duration::ZERO);
         assert_eq!(due_wait(retry0, Some(4), 5, cap), Duration::ZERO);
         assert_eq!(due_wait(retry0, Some(i64::MAX), i64::MIN, cap), cap);
+    }
+}
+
+/// The examples of this module's items, run as unit tests (the items are not public).
+#[cfg(test)]
+mod examples {
+    #[allow(unused_imports)]
+    use super::*;
+
+    #[test]
+    fn failurekind() {
+        use crate::failure::policy::FailureKind;
+        assert_ne!(FailureKind::Poison, FailureKind::Transient);
+    }
+
+    #[test]
+    fn action() {
+        use crate::failure::policy::Action;
+        assert!(matches!(Action::DeadLetter, Action::DeadLetter));
+    }
+
+    #[test]
+    fn failed() {
+        use crate::failure::policy::{decide, Action, Failed, FailureKind};
+        let retry = crate::config::RetryConfig::default(); // 3 attempts, 1 s, x2, blocking
+        let failed = Failed {
+            kind: FailureKind::Transient,
+            attempt: 1,
+            now_ms: 0,
+            jitter_sample: 0.0,
+        };
+        assert_eq!(
+            decide(&failed, &retry, true),
+            Action::RetryAfter(std::time::Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn decide() {
+        use crate::config::{RetryConfig, RetryMode};
+        use crate::failure::policy::{decide, Action, Failed, FailureKind};
+        let retry = RetryConfig {
+            mode: RetryMode::Topics,
+            ..Default::default()
+        };
+        let failed = Failed {
+            kind: FailureKind::Transient,
+            attempt: 1,
+            now_ms: 1_000,
+            jitter_sample: 0.0,
+        };
+        assert_eq!(
+            decide(&failed, &retry, true),
+            Action::Reschedule {
+                index: 0,
+                attempt: 2,
+                due_ms: 2_000
+            }
+        );
+        let last = Failed {
+            attempt: 3,
+            ..failed
+        };
+        assert_eq!(decide(&last, &retry, false), Action::Skip);
+    }
+
+    #[test]
+    fn backoff() {
+        use std::time::Duration;
+        let retry = crate::config::RetryConfig {
+            initial_interval: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_interval: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let waits: Vec<u128> = (1..=4)
+            .map(|n| crate::failure::policy::backoff(&retry, n, 0.0).as_millis())
+            .collect();
+        assert_eq!(waits, [100, 200, 300, 300]);
+    }
+
+    #[test]
+    fn source() {
+        use crate::failure::policy::Source;
+        assert_ne!(Source::Main, Source::RetryTopic { index: 0 });
+    }
+
+    #[test]
+    fn attempt_of() {
+        use crate::failure::policy::{attempt_of, Source};
+        assert_eq!(attempt_of(Source::Main, Some(7)), 1);
+        assert_eq!(attempt_of(Source::RetryTopic { index: 1 }, Some(3)), 3);
+        assert_eq!(attempt_of(Source::RetryTopic { index: 1 }, None), 3);
+    }
+
+    #[test]
+    fn due_wait() {
+        use crate::failure::policy::{due_wait, Source};
+        use std::time::Duration;
+        let cap = Duration::from_secs(10);
+        assert_eq!(
+            due_wait(Source::Main, Some(i64::MAX), 0, cap),
+            Duration::ZERO
+        );
+        assert_eq!(
+            due_wait(Source::RetryTopic { index: 0 }, Some(i64::MAX), 0, cap),
+            cap
+        );
+        assert_eq!(
+            due_wait(Source::RetryTopic { index: 0 }, Some(1_500), 1_000, cap),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            due_wait(Source::RetryTopic { index: 0 }, Some(i64::MIN), 1_000, cap),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn dlt_route() {
+        use crate::failure::policy::{dlt_route, FailureKind};
+        use std::collections::BTreeMap;
+        let routes = BTreeMap::from([
+            ("poison".to_string(), "-poison".to_string()),
+            ("app::Declined".to_string(), "-declined".to_string()),
+        ]);
+        assert_eq!(
+            dlt_route(
+                &routes,
+                FailureKind::Poison,
+                "crate::envelope::DecodeError::Json"
+            ),
+            Some("-poison")
+        );
+        assert_eq!(
+            dlt_route(&routes, FailureKind::Permanent, "app::Declined"),
+            Some("-declined")
+        );
+        assert_eq!(
+            dlt_route(&routes, FailureKind::Transient, "std::io::Error"),
+            None
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! acknowledged without running the handler. A handler that fails (or panics, or times
 //! out) rolls back both, so the retry starts clean.
 //!
-//! ```no_run
+//! ```no_run,standalone_crate
 //! use mq_core::prelude::*;
 //! use mq_core::inbox::Tx;
 //!
@@ -34,6 +34,8 @@
 //! after `mq.inbox.window` (7 days). Not covered: side effects outside the transaction
 //! (an HTTP call, a publish) can still happen twice, once per attempt that failed after them.
 
+#[cfg(feature = "postgres")]
+mod capacity;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -43,6 +45,9 @@ use std::time::Duration;
 
 pub use memory::MemoryStore;
 
+use futures::future::BoxFuture;
+
+use crate::handler::invocation::{Claims, Extension, Settle};
 use crate::handler::{Context, FromContext, HandlerError, StateMap};
 use crate::registry::ListenerSpec;
 
@@ -93,7 +98,7 @@ pub(crate) enum Pending {
     /// A tombstone in a memory store: nothing recorded.
     Unrecorded,
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(postgres::OpenClaim),
 }
 
 impl Pending {
@@ -102,7 +107,7 @@ impl Pending {
             Pending::Memory(claim) => claim.commit(),
             Pending::Unrecorded => Ok(()),
             #[cfg(feature = "postgres")]
-            Pending::Postgres(tx) => tx.commit().await.map_err(StoreError::from),
+            Pending::Postgres(claim) => claim.tx.commit().await.map_err(StoreError::from),
         }
     }
 }
@@ -237,7 +242,7 @@ impl ListenerInbox {
 /// that is not idempotent cannot take it (the app refuses to start). With the memory store
 /// there is no database: [`Tx::conn`] fails, and [`Tx::is_database`] says so.
 ///
-/// ```no_run
+/// ```no_run,standalone_crate
 /// # use mq_core::prelude::*;
 /// # use mq_core::inbox::Tx;
 /// #[listener(topic = "stock-reserved", idempotent)]
@@ -324,7 +329,7 @@ impl Tx {
         let guard = self.slot.lock().await;
         let database = self.database;
         tokio::sync::MutexGuard::try_map(guard, |slot| match slot {
-            Some(Pending::Postgres(tx)) => Some(&mut **tx),
+            Some(Pending::Postgres(claim)) => Some(&mut *claim.tx),
             _ => None,
         })
         .map_err(|_| {
@@ -347,9 +352,34 @@ impl Tx {
     }
 }
 
+impl Settle for Tx {
+    fn settle(&self, ok: bool) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(self.finish(ok))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Claims for ListenerInbox {
+    fn claim<'a>(
+        &'a self,
+        event: Option<(&'a str, &'a str)>,
+    ) -> BoxFuture<'a, Result<Option<Extension>, HandlerError>> {
+        Box::pin(async move {
+            let tx = ListenerInbox::claim(self, event).await?;
+            Ok(tx.map(|tx| Arc::new(tx) as Extension))
+        })
+    }
+}
+
 impl FromContext for Tx {
     fn from_context(ctx: &Context) -> Self {
-        match ctx.tx() {
+        match ctx
+            .extension()
+            .and_then(|e| e.as_any().downcast_ref::<Tx>())
+        {
             Some(tx) => tx.clone(),
             // The app checks at startup that only idempotent listeners take a `Tx`; a
             // listener run outside an app gets one that has no transaction.
@@ -364,7 +394,7 @@ impl FromContext for Tx {
 /// Installs the store `config` asks for into `state` (PostgreSQL on `pool` when there is
 /// one, else memory) and starts the task that forgets expired identities.
 pub(crate) fn install(
-    config: &crate::Config,
+    config: &crate::config::Config,
     #[cfg(feature = "postgres")] pool: Option<&sqlx::PgPool>,
     state: &mut StateMap,
     metrics: &crate::metrics::Metrics,
@@ -414,4 +444,17 @@ pub(crate) fn install(
 #[cfg(feature = "postgres")]
 pub(crate) fn describe(store: &Store) -> &'static str {
     store.kind()
+}
+
+/// The startup warnings about the pool of `store` for `specs` (none for the memory store):
+/// idempotent listeners that take more records at once than the pool serves.
+#[cfg(feature = "postgres")]
+pub(crate) fn capacity_warnings(store: &Store, specs: &[ListenerSpec]) -> Vec<String> {
+    match store {
+        Store::Postgres(p) => {
+            let size = p.pool_size();
+            capacity::warnings(specs, size, postgres::claim_limit(size))
+        }
+        Store::Memory(_) => Vec::new(),
+    }
 }

@@ -7,10 +7,21 @@
 //! outcome: committed, a duplicate; rolled back, the second one goes ahead. So two
 //! consumers that get the same event at once (a rebalance) never both run its handler to
 //! a commit.
+//!
+//! Each claim holds a connection until its handler returns, and an app may have more records
+//! in flight (`ordering: key` takes `max-in-flight` per partition) than its pool has
+//! connections. So the open claims are bounded by the pool: one connection fewer than
+//! `mq.datasource.pool-size` (at least one), keeping one for the relay, the purge and the
+//! handlers' other queries. A record waits for a claim of its own as long as it takes: waiting
+//! is not a failure, and spends none of its attempts. The pool itself being busy all the same
+//! (other users of it) is waited out too; only a database that cannot be reached fails the
+//! claim (a transient failure, retried).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Claim, Identity, Pending, StoreError};
 
@@ -20,12 +31,30 @@ pub(crate) struct PostgresStore {
     pool: PgPool,
     claim_sql: String,
     purge_sql: String,
+    /// Claims that may be open at once (see the module's notes).
+    claims: Arc<Semaphore>,
+}
+
+/// An open claim: its transaction, and its share of the pool.
+#[derive(Debug)]
+pub(crate) struct OpenClaim {
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// How many claims may be open at once on a pool of `pool_size` connections.
+pub(crate) fn claim_limit(pool_size: u32) -> usize {
+    pool_size.saturating_sub(1).max(1) as usize
 }
 
 impl PostgresStore {
     /// A store on `table` (already checked to be a plain name).
     pub(crate) fn new(pool: PgPool, table: &str) -> Self {
+        let claims = Arc::new(Semaphore::new(claim_limit(
+            pool.options().get_max_connections(),
+        )));
         PostgresStore {
+            claims,
             pool,
             // An expired identity (older than the window, not purged yet) counts as new.
             claim_sql: format!(
@@ -46,7 +75,13 @@ impl PostgresStore {
         identity: Option<Identity>,
         window: Duration,
     ) -> Result<Claim, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let permit = self
+            .claims
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::from_message("the inbox is closed"))?;
+        let mut tx = self.begin().await?;
         if let Some(identity) = identity {
             let inserted = sqlx::query(&self.claim_sql)
                 .bind(&identity.group)
@@ -63,7 +98,34 @@ impl PostgresStore {
                 return Ok(Claim::Duplicate);
             }
         }
-        Ok(Claim::New(Pending::Postgres(tx)))
+        Ok(Claim::New(Pending::Postgres(OpenClaim {
+            tx,
+            _permit: permit,
+        })))
+    }
+
+    /// Begins a transaction, waiting for a connection while the pool is busy (all its
+    /// connections open and taken); any other error (the database is unreachable) fails.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        loop {
+            match self.pool.begin().await {
+                Ok(tx) => return Ok(tx),
+                Err(sqlx::Error::PoolTimedOut) if self.busy() => {
+                    tracing::debug!("inbox: every connection of the pool is in use; waiting");
+                }
+                Err(e) => return Err(StoreError::from(e)),
+            }
+        }
+    }
+
+    /// The pool's size (`mq.datasource.pool-size`).
+    pub(crate) fn pool_size(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
+    /// Every connection of the pool is open and in use.
+    fn busy(&self) -> bool {
+        self.pool.size() >= self.pool.options().get_max_connections() && self.pool.num_idle() == 0
     }
 
     /// Deletes identities older than `window`; how many.

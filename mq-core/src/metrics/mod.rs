@@ -18,8 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::publisher::{Delivery, PublishError};
-
 mod in_flight;
 mod labels;
 mod max;
@@ -32,9 +30,9 @@ use timer::{Timer, TimerShard};
 pub use labels::label_name;
 
 /// The listener timer's family (Spring Kafka's `spring.kafka.listener`).
-const LISTENER_SECONDS: &str = "spring_kafka_listener_seconds";
+pub(crate) const LISTENER_SECONDS: &str = "spring_kafka_listener_seconds";
 /// The queue listeners' timer family (Spring AMQP's `spring.rabbitmq.listener`).
-const RABBIT_LISTENER_SECONDS: &str = "spring_rabbitmq_listener_seconds";
+pub(crate) const RABBIT_LISTENER_SECONDS: &str = "spring_rabbitmq_listener_seconds";
 /// The publisher timer's family (Spring Kafka's `spring.kafka.template`).
 const TEMPLATE_SECONDS: &str = "spring_kafka_template_seconds";
 
@@ -80,7 +78,9 @@ pub struct Metrics {
     dead_lettered: Family<ListenerLabels, Counter>,
     decode_errors: Family<ListenerLabels, Counter>,
     in_flight: Family<ListenerLabels, InFlight>,
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     lag: Family<LagLabels, Gauge>,
+    #[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
     queue_depth: Family<QueueLabels, Gauge>,
     /// The timers whose `_max` gauges the scrape shows.
     maxes: max::Maxes,
@@ -208,15 +208,14 @@ impl Metrics {
         }
     }
 
-    /// Handles for one listener, looked up once so the per-message path takes no lock: a
-    /// Kafka listener's (`queue` false, timer `spring_kafka_listener_seconds`) or a
-    /// RabbitMQ one's (`spring_rabbitmq_listener_seconds`).
-    pub(crate) fn listener_on(self: &Arc<Self>, name: &str, queue: bool) -> ListenerMetrics {
-        let family = if queue {
-            RABBIT_LISTENER_SECONDS
-        } else {
-            LISTENER_SECONDS
-        };
+    /// Handles for one listener, looked up once so the per-message path takes no lock; its
+    /// timer in `family` ([`LISTENER_SECONDS`] or [`RABBIT_LISTENER_SECONDS`], as its
+    /// transport names it).
+    pub(crate) fn listener_on(
+        self: &Arc<Self>,
+        name: &str,
+        family: &'static str,
+    ) -> ListenerMetrics {
         let labels = ListenerLabels {
             name: name.to_owned(),
         };
@@ -267,6 +266,7 @@ impl Metrics {
     }
 
     /// Records consumer lag of one partition.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn set_lag(&self, listener: &str, topic: &str, partition: i32, lag: i64) {
         self.lag
             .get_or_create(&LagLabels {
@@ -279,6 +279,7 @@ impl Metrics {
 
     /// Records the messages ready in a queue listener's queue (the RabbitMQ counterpart of
     /// the lag).
+    #[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
     pub(crate) fn set_queue_depth(&self, listener: &str, queue: &str, depth: i64) {
         self.queue_depth
             .get_or_create(&QueueLabels {
@@ -291,6 +292,7 @@ impl Metrics {
     /// Removes the lag series of a partition this process no longer reads (call it when the
     /// partition is revoked), so a revoked partition's last lag does not stay in the scrape
     /// forever. True when there was one.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn remove_lag(&self, listener: &str, topic: &str, partition: i32) -> bool {
         self.lag.remove(&LagLabels {
             name: listener.to_owned(),
@@ -299,28 +301,22 @@ impl Metrics {
         })
     }
 
-    pub(crate) fn observe_send(&self, elapsed: Duration, result: &Result<Delivery, PublishError>) {
-        let (result, exception) = match result {
-            Ok(_) => ("success", "none".to_owned()),
-            Err(e) => ("failure", publish_error_kind(e).to_owned()),
+    /// A publish of `elapsed` ended: `error` is `None` for a success, else the short name
+    /// of what failed (`BrokerError`, ...), the `exception` label.
+    pub(crate) fn observe_send(&self, elapsed: Duration, error: Option<&'static str>) {
+        let (result, exception) = match error {
+            None => ("success", "none"),
+            Some(e) => ("failure", e),
         };
         self.observe(
             TEMPLATE_SECONDS,
             &TimerLabels {
                 name: "publisher".to_owned(),
                 result,
-                exception,
+                exception: exception.to_owned(),
             },
             elapsed,
         );
-    }
-}
-
-fn publish_error_kind(e: &PublishError) -> &'static str {
-    match e {
-        PublishError::Serialize { .. } => "SerializeError",
-        PublishError::Broker { .. } => "BrokerError",
-        PublishError::Closed => "Closed",
     }
 }
 
@@ -380,7 +376,7 @@ mod tests {
             "application".into(),
             "order-service".into(),
         )]));
-        let l = m.listener_on("on_order", false);
+        let l = m.listener_on("on_order", LISTENER_SECONDS);
         l.worker().success(Duration::from_millis(3));
         l.retries.inc();
         let text = m.encode();
@@ -400,7 +396,7 @@ mod tests {
             ("topic".into(), "all".into()),
             ("application".into(), "order-service".into()),
         ]));
-        m.listener_on("on_order", false)
+        m.listener_on("on_order", LISTENER_SECONDS)
             .worker()
             .success(Duration::from_millis(3));
         m.set_lag("on_order", "orders", 0, 4);
@@ -443,11 +439,11 @@ mod tests {
     #[test]
     fn timers_have_a_max_gauge() {
         let m = Arc::new(Metrics::new(vec![("application".into(), "shop".into())]));
-        let l = m.listener_on("on_order", false);
+        let l = m.listener_on("on_order", LISTENER_SECONDS);
         l.worker().success(Duration::from_millis(3));
         l.worker().success(Duration::from_millis(40));
         l.failure(Duration::from_millis(7), "Boom");
-        m.observe_send(Duration::from_millis(2), &Err(PublishError::Closed));
+        m.observe_send(Duration::from_millis(2), Some("Closed"));
         let text = m.encode();
         assert!(
             text.contains("# TYPE spring_kafka_listener_seconds_max gauge"),

@@ -5,8 +5,8 @@
 //! between the two loses the event (commit first) or announces a change that never
 //! happened (publish first). With the outbox, the application writes the event as a row in
 //! its own transaction ([`Outbox::send`]) and commits once; the [relay](Relay), started by
-//! the [`App`](crate::App) when `mq.datasource.url` is set, publishes committed rows
-//! through the app's [`Publisher`](crate::Publisher) (Kafka topics and `amqp://`
+//! the `App` when `mq.datasource.url` is set, publishes committed rows
+//! through the app's [`Publisher`](crate::publisher::Publisher) (Kafka topics and `amqp://`
 //! destinations alike), waits for the broker's acknowledgement, then marks them sent.
 //!
 //! ```no_run
@@ -35,20 +35,32 @@
 //! advisory lock held by the transaction that publishes and marks its rows), so no row is
 //! published by two relays at once and a key's order holds across relays. While the
 //! broker is away, rows wait; the relay retries each round and catches up when it is back.
-//! Sent rows are deleted after `mq.outbox.retention`; the age of the oldest pending row is
-//! the metric `mq_outbox_lag_seconds` and the `outbox` health component (DOWN above
-//! `mq.outbox.lag-threshold`).
+//! The relay's transactions are READ COMMITTED whatever the database's default isolation,
+//! so a SERIALIZABLE database does not abort them after the broker has the records.
+//!
+//! A row the broker refuses for good (too large, an invalid, unknown or unauthorized
+//! destination) is set aside (`failed_at`, `last_error`, `mq_outbox_failed_rows`), never
+//! holds up another key, and waits for [`retry_parked`] or [`drop_parked`]; the key's
+//! later rows are published meanwhile, or wait behind it with `mq.outbox.strict-key-order`.
+//!
+//! Sent rows are deleted after `mq.outbox.retention`, in batches until none older is left
+//! ([`Relay::clean_up`]); the age of the oldest pending row is the metric
+//! `mq_outbox_lag_seconds` and the `outbox` health component (DOWN above
+//! `mq.outbox.lag-threshold`), the table's size `mq_outbox_rows`.
 
+mod cleanup;
 pub(crate) mod lag;
+mod parked;
 mod relay;
 mod schema;
 
-use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::envelope::{short_type_name, Event};
+use crate::publisher::IntoEvent;
 
+pub use cleanup::Cleanup;
 pub use lag::{LagSnapshot, OutboxHealth};
+pub use parked::{drop_parked, retry_parked, ParkedRows};
 pub use relay::{Relay, RoundReport};
 pub use schema::migrate;
 
@@ -92,7 +104,7 @@ pub struct Outbox {
 impl Outbox {
     /// The outbox of `config` (`mq.outbox.table`; events get the source
     /// `/<mq.application.name>`).
-    pub fn new(config: &crate::Config) -> Outbox {
+    pub fn new(config: &crate::config::Config) -> Outbox {
         let table = config.mq.outbox.table.clone();
         Outbox {
             insert_sql: format!(
@@ -109,59 +121,41 @@ impl Outbox {
         &self.table
     }
 
-    /// Writes `data` as a new event for `destination` (a Kafka topic or an `amqp://`
-    /// destination, as [`Publisher::send`](crate::Publisher::send) takes) with `key`, in
-    /// the transaction of `conn` (`&mut tx` of a `sqlx::Transaction`). The CloudEvents
-    /// `type` is the data's type name. Returns the row's id; nothing is published before
-    /// the transaction commits.
+    /// Writes `message` (data of any `Serialize` type, or an [`Event`](crate::envelope::Event) built by hand, as
+    /// [`Publisher::send`](crate::publisher::Publisher::send) takes them) as an event for
+    /// `destination` (a Kafka topic or an `amqp://` destination) with `key`, in the
+    /// transaction of `conn` (`&mut tx` of a `sqlx::Transaction`). Data becomes an event
+    /// whose CloudEvents `type` is its type name; an empty `source` becomes the
+    /// application's, a missing `correlationid` the event's id. Returns the row's id;
+    /// nothing is published before the transaction commits.
     ///
     /// ```no_run
     /// # async fn f(pool: mq_core::sqlx::PgPool, outbox: mq_core::outbox::Outbox) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut tx = pool.begin().await?;
     /// outbox.send(&mut tx, "order-create-event", "ord-1", serde_json::json!({"qty": 2})).await?;
+    /// let event = mq_core::Event::new("OrderCreated", 1u32).with_subject("ord-1");
+    /// outbox.send(&mut tx, "order-create-event", "ord-1", event).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn send<T: Serialize>(
+    pub async fn send<M: IntoEvent>(
         &self,
         conn: &mut PgConnection,
         destination: &str,
         key: impl AsRef<[u8]>,
-        data: T,
+        message: M,
     ) -> Result<i64, OutboxError> {
-        self.send_event(
-            conn,
-            destination,
-            key,
-            Event::new(short_type_name::<T>(), data),
-        )
-        .await
-    }
-
-    /// Like [`Outbox::send`], with a fully built event (its id, type, subject...). An
-    /// empty `source` becomes the application's, a missing `correlationid` the event's id.
-    ///
-    /// ```no_run
-    /// # async fn f(conn: &mut mq_core::sqlx::PgConnection, outbox: mq_core::outbox::Outbox) -> Result<(), Box<dyn std::error::Error>> {
-    /// let event = mq_core::Event::new("OrderCreated", 1u32).with_subject("ord-1");
-    /// outbox.send_event(conn, "order-create-event", "ord-1", event).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn send_event<T: Serialize>(
-        &self,
-        conn: &mut PgConnection,
-        destination: &str,
-        key: impl AsRef<[u8]>,
-        mut event: Event<T>,
-    ) -> Result<i64, OutboxError> {
+        let mut event = message.into_event();
         if event.source.is_empty() {
             event.source = self.source.clone();
         }
         if event.correlationid.is_none() {
             event.correlationid = Some(event.id.clone());
         }
-        let json = serde_json::to_string(&event)
+        let json = event
+            .to_json()
             .map_err(|e| OutboxError(format!("cannot serialize the event: {e}")))?;
+        let json = String::from_utf8(json).expect("serde_json writes UTF-8");
         let key = key.as_ref();
         let (id,): (i64,) = sqlx::query_as(&self.insert_sql)
             .bind(destination)
@@ -187,9 +181,9 @@ pub(crate) fn key_hash(key: &[u8]) -> i32 {
 
 /// Applies the migrations when `mq.datasource.migrate` (before the listeners start).
 pub(crate) async fn prepare(
-    config: &crate::Config,
+    config: &crate::config::Config,
     pool: &sqlx::PgPool,
-) -> Result<(), crate::Error> {
+) -> Result<(), crate::error::Error> {
     if config.mq.datasource.migrate {
         migrate(pool, &config.mq.outbox.table, &config.mq.inbox.table).await?;
     }

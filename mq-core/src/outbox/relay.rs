@@ -1,12 +1,15 @@
 //! The relay: publishes committed outbox rows, slot by slot, and marks them sent.
 //!
-//! One round visits every slot. For a slot, one transaction: take the slot's advisory
-//! lock (`pg_try_advisory_xact_lock`; held by another relay: skip the slot this round),
-//! read its oldest pending rows, publish them (the rows of one key one after the other,
-//! waiting for each acknowledgement; different keys concurrently), mark what the broker
-//! acknowledged as sent, commit (which releases the lock). A relay that dies mid-slot
-//! leaves its rows pending and its lock released with its connection: they are published
-//! again (the same events, the same ids).
+//! One round visits every slot. For a slot, one READ COMMITTED transaction (set
+//! explicitly: under a SERIALIZABLE default PostgreSQL could abort it at `COMMIT`, after
+//! the broker has the records): take the slot's advisory lock
+//! (`pg_try_advisory_xact_lock`; held by another relay: skip the slot this round), read its
+//! oldest pending rows, publish them (the rows of one key one after the other, waiting for
+//! each acknowledgement; different keys concurrently), mark what the broker acknowledged
+//! as sent, commit (which releases the lock). A relay that dies mid-slot leaves its rows
+//! pending and its lock released with its connection: they are published again (the same
+//! events, the same ids); a relay that cannot mark what it published counts those rows
+//! (`mq_outbox_unmarked_total`) before they go out again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 use super::lag::RelayStats;
 use super::OutboxError;
 use crate::config::OutboxConfig;
-use crate::envelope::Event;
-use crate::publisher::{PublishErrorKind, Publisher};
+use crate::publisher::Publisher;
+use chain::{Outcome, Row};
+
+mod chain;
 
 /// What one round of a relay did.
 ///
@@ -34,8 +39,8 @@ pub struct RoundReport {
     pub published: u64,
     /// Rows whose publish failed and that stay pending (the broker is away).
     pub failed: u64,
-    /// Rows set aside for good (the broker refused them as records, or their event does
-    /// not parse).
+    /// Rows set aside for good (the broker refused the record or its destination, or the
+    /// event does not parse).
     pub parked: u64,
     /// Slots held by another relay this round.
     pub busy_slots: u32,
@@ -53,22 +58,23 @@ impl std::ops::AddAssign for RoundReport {
     }
 }
 
-/// One pending row.
-struct Row {
-    id: i64,
-    destination: String,
-    key: Vec<u8>,
-    event: String,
+/// The statement that opens every relay transaction.
+pub(crate) const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// At most this many passes over one slot per round (see [`Relay::slot`]).
+const MAX_PASSES: usize = 4;
+
+/// What one pass over a slot did.
+#[derive(Default)]
+struct Pass {
+    report: RoundReport,
+    /// The batch was full.
+    full: bool,
+    /// Keys stopped at a row that stays pending.
+    stuck: Vec<Vec<u8>>,
 }
 
-/// How one row ended in this round.
-enum Outcome {
-    Sent(i64),
-    Failed(i64, String),
-    Parked(i64, String),
-}
-
-/// Publishes an outbox table's rows through a [`Publisher`]. The [`App`](crate::App)
+/// Publishes an outbox table's rows through a [`Publisher`]. The `App`
 /// runs one when `mq.datasource.url` is set; tests and tools can run their own.
 ///
 /// ```no_run
@@ -113,12 +119,7 @@ impl Relay {
     ) -> Relay {
         let t = &settings.table;
         Relay {
-            select_sql: format!(
-                "SELECT id, destination, msg_key, event FROM {t} \
-                 WHERE sent_at IS NULL AND failed_at IS NULL AND key_hash % $1 = $2 \
-                 ORDER BY id LIMIT $3"
-            )
-            .into(),
+            select_sql: select_sql(t, settings.strict_key_order).into(),
             sent_sql: format!("UPDATE {t} SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1)").into(),
             failed_sql: format!(
                 "UPDATE {t} SET attempts = attempts + 1, last_error = e.error \
@@ -147,6 +148,23 @@ impl Relay {
     /// ```
     pub async fn backlog(&self) -> Result<super::LagSnapshot, OutboxError> {
         Ok(super::lag::snapshot(&self.pool, &self.settings.table).await?)
+    }
+
+    /// Deletes the rows sent more than `mq.outbox.retention` ago, in batches of 5,000 rows
+    /// (each its own short transaction) until none is left; the app's lag watcher does it
+    /// every `mq.outbox.cleanup-interval`.
+    ///
+    /// ```no_run
+    /// # async fn f(relay: mq_core::outbox::Relay) -> Result<(), mq_core::outbox::OutboxError> {
+    /// let cleanup = relay.clean_up().await?;
+    /// println!("deleted {} rows in {} batches", cleanup.deleted, cleanup.batches);
+    /// # Ok(()) }
+    /// ```
+    pub async fn clean_up(&self) -> Result<super::Cleanup, OutboxError> {
+        let table = &self.settings.table;
+        let done = super::cleanup::sent_rows(&self.pool, table, self.settings.retention).await?;
+        self.stats.deleted.inc_by(done.deleted);
+        Ok(done)
     }
 
     /// Publishes what is pending now, one pass over every slot (slots in parallel, up to
@@ -236,18 +254,61 @@ impl Relay {
         }
     }
 
-    /// One slot: lock, read, publish, mark, commit.
+    /// One slot: up to [`MAX_PASSES`] passes. A pass whose batch was full and in which
+    /// some key stopped at a row the broker did not take (it stays pending, and the key's
+    /// later rows wait behind it) is followed by another pass without those keys, so a key
+    /// with many rows stuck at its head never keeps the slot's other keys waiting.
     async fn slot(&self, slot: u32) -> Result<RoundReport, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let (locked,): (bool,) =
-            sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtext($1), $2)")
-                .bind(&self.settings.table)
-                .bind(slot as i32)
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut report = RoundReport::default();
+        let mut stuck: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..MAX_PASSES {
+            let pass = match self.pass(slot, &stuck).await {
+                Ok(pass) => pass,
+                Err(e) if stuck.is_empty() => return Err(e),
+                Err(e) => {
+                    // The first pass is marked and committed: report it.
+                    tracing::warn!(error = %e, "outbox relay: a further pass over a slot failed");
+                    break;
+                }
+            };
+            report.published += pass.report.published;
+            report.failed += pass.report.failed;
+            report.parked += pass.report.parked;
+            report.busy_slots += pass.report.busy_slots;
+            report.more = pass.report.more;
+            if !pass.full || pass.stuck.is_empty() {
+                break;
+            }
+            stuck.extend(pass.stuck);
+        }
+        if report.failed > 0 {
+            report.more = false; // do not spin on a broker that is away
+        }
+        Ok(report)
+    }
+
+    /// One pass over a slot, in one READ COMMITTED transaction (whatever the database's
+    /// `default_transaction_isolation`: a SERIALIZABLE one could abort the transaction at
+    /// `COMMIT`, after the broker has the records, and every row would be published
+    /// again): lock the slot, read its oldest pending rows (not those of `skip`), publish
+    /// them, mark them, commit.
+    async fn pass(&self, slot: u32, skip: &[Vec<u8>]) -> Result<Pass, sqlx::Error> {
+        let mut tx = self.pool.begin_with(BEGIN_READ_COMMITTED).await?;
+        // The slot's key is the table itself (its oid, through the search path), not its
+        // name: relays of two schemas with the same table name must not share slots.
+        let (locked,): (bool,) = sqlx::query_as(
+            "SELECT pg_try_advisory_xact_lock(hashtext($1::regclass::oid::text), $2)",
+        )
+        .bind(&self.settings.table)
+        .bind(slot as i32)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
-            return Ok(RoundReport {
-                busy_slots: 1,
+            return Ok(Pass {
+                report: RoundReport {
+                    busy_slots: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
             });
         }
@@ -256,13 +317,14 @@ impl Relay {
             .bind(self.settings.slots.max(1) as i32)
             .bind(slot as i32)
             .bind(batch)
+            .bind(skip)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
             tx.commit().await?;
-            return Ok(RoundReport::default());
+            return Ok(Pass::default());
         }
-        let more = rows.len() as i64 == batch;
+        let full = rows.len() as i64 == batch;
         // The rows of each key, in id order; keys in the order they first appear.
         let mut chains: Vec<Vec<Row>> = Vec::new();
         let mut by_key: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -278,14 +340,12 @@ impl Relay {
                 event,
             });
         }
-        let outcomes: Vec<Outcome> =
-            futures::future::join_all(chains.into_iter().map(|chain| self.publish_chain(chain)))
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
-        let mut report = RoundReport {
-            more,
+        let mut pass = Pass {
+            full,
+            report: RoundReport {
+                more: full,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let (mut sent, mut failed, mut parked) = (
@@ -293,25 +353,50 @@ impl Relay {
             (Vec::new(), Vec::new()),
             (Vec::new(), Vec::new()),
         );
-        for o in outcomes {
-            match o {
-                Outcome::Sent(id) => sent.push(id),
-                Outcome::Failed(id, e) => {
-                    failed.0.push(id);
-                    failed.1.push(e);
-                }
-                Outcome::Parked(id, e) => {
-                    parked.0.push(id);
-                    parked.1.push(e);
+        let chains =
+            futures::future::join_all(chains.into_iter().map(|chain| self.publish_chain(chain)))
+                .await;
+        for (key, outcomes) in chains {
+            for o in outcomes {
+                match o {
+                    Outcome::Sent(id) => sent.push(id),
+                    Outcome::Failed(id, e) => {
+                        failed.0.push(id);
+                        failed.1.push(e);
+                        pass.stuck.push(key.clone());
+                    }
+                    Outcome::Parked(id, e) => {
+                        parked.0.push(id);
+                        parked.1.push(e);
+                    }
                 }
             }
         }
-        report.published = sent.len() as u64;
-        report.failed = failed.0.len() as u64;
-        report.parked = parked.0.len() as u64;
+        pass.report.published = sent.len() as u64;
+        pass.report.failed = failed.0.len() as u64;
+        pass.report.parked = parked.0.len() as u64;
+        if let Err(e) = self.mark(tx, &sent, failed, parked).await {
+            // The broker has these records, the table still says pending: they go out
+            // again next round (at least once). Counted, as the only duplicates a running
+            // relay makes.
+            self.stats.unmarked.inc_by(sent.len() as u64);
+            tracing::error!(error = %e, rows = sent.len(), "outbox relay: published rows could not be marked sent; they will be published again");
+            return Err(e);
+        }
+        Ok(pass)
+    }
+
+    /// Marks a pass's outcomes and commits.
+    async fn mark(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        sent: &[i64],
+        failed: (Vec<i64>, Vec<String>),
+        parked: (Vec<i64>, Vec<String>),
+    ) -> Result<(), sqlx::Error> {
         if !sent.is_empty() {
             sqlx::query(&self.sent_sql)
-                .bind(&sent)
+                .bind(sent)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -324,51 +409,26 @@ impl Relay {
                     .await?;
             }
         }
-        tx.commit().await?;
-        if report.failed > 0 {
-            report.more = false; // do not spin on a broker that is away
-        }
-        Ok(report)
+        tx.commit().await
     }
+}
 
-    /// Publishes one key's rows in order; stops at the first that fails (the rest wait for
-    /// the next round, so the key's order holds).
-    async fn publish_chain(&self, chain: Vec<Row>) -> Vec<Outcome> {
-        let mut out = Vec::with_capacity(chain.len());
-        let mut rows = chain.into_iter();
-        for row in rows.by_ref() {
-            let event: Event<serde_json::Value> = match serde_json::from_str(&row.event) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(row = row.id, error = %e, "outbox row is not a CloudEvent: set aside (failed_at)");
-                    out.push(Outcome::Parked(row.id, format!("not a CloudEvent: {e}")));
-                    continue;
-                }
-            };
-            let send = self.publisher.send_event(&row.destination, &row.key, event);
-            let result = match tokio::time::timeout(self.settings.publish_timeout, send).await {
-                Ok(r) => r,
-                Err(_) => {
-                    out.push(Outcome::Failed(row.id, "publish timed out".to_owned()));
-                    break;
-                }
-            };
-            match result {
-                Ok(_) => out.push(Outcome::Sent(row.id)),
-                Err(e) if e.kind() == PublishErrorKind::RecordRejected => {
-                    tracing::error!(row = row.id, destination = %row.destination, error = %e, "the broker refuses this outbox row as a record: set aside (failed_at)");
-                    out.push(Outcome::Parked(row.id, e.to_string()));
-                }
-                Err(e) => {
-                    tracing::debug!(row = row.id, destination = %row.destination, error = %e, "outbox publish failed");
-                    self.stats.set_error(e.to_string());
-                    out.push(Outcome::Failed(row.id, e.to_string()));
-                    break;
-                }
-            }
-        }
-        out
-    }
+/// The oldest pending rows of slot `$2` (of `$1`), at most `$3`, none of the keys `$4`;
+/// with `strict`, none behind a row of its key that was set aside.
+fn select_sql(t: &str, strict: bool) -> String {
+    let held = if strict {
+        format!(
+            " AND NOT EXISTS (SELECT 1 FROM {t} f WHERE f.failed_at IS NOT NULL \
+             AND f.key_hash = {t}.key_hash AND f.msg_key = {t}.msg_key AND f.id < {t}.id)"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT id, destination, msg_key, event FROM {t} \
+         WHERE sent_at IS NULL AND failed_at IS NULL AND key_hash % $1 = $2 \
+         AND NOT (msg_key = ANY($4::bytea[])){held} ORDER BY id LIMIT $3"
+    )
 }
 
 fn backoff(base: Duration, failures: u32) -> Duration {

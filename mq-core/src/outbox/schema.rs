@@ -4,11 +4,14 @@
 //! (`mq.outbox.table`, `mq.inbox.table`), so the files are templates (`{table}`, `{name}`),
 //! filled in with the checked names and applied once per table. Applied migrations are
 //! recorded in `mq_schema_history` (`<table>:<migration>`), and an advisory lock makes
-//! instances that start together apply them one at a time.
+//! instances that start together apply them one at a time. The migration transaction is
+//! READ COMMITTED whatever the database's default: under SERIALIZABLE, an instance that
+//! waited for the lock would read the history as it was before it waited, apply the
+//! migrations again and fail on the record the other one wrote.
 
 use sqlx::PgPool;
 
-use crate::Error;
+use crate::error::Error;
 
 /// One migration: its id and its SQL template.
 struct Migration {
@@ -16,10 +19,16 @@ struct Migration {
     sql: &'static str,
 }
 
-const OUTBOX: &[Migration] = &[Migration {
-    id: "0001_outbox",
-    sql: include_str!("../../migrations/0001_outbox.sql"),
-}];
+const OUTBOX: &[Migration] = &[
+    Migration {
+        id: "0001_outbox",
+        sql: include_str!("../../migrations/0001_outbox.sql"),
+    },
+    Migration {
+        id: "0003_outbox_failed",
+        sql: include_str!("../../migrations/0003_outbox_failed.sql"),
+    },
+];
 
 const INBOX: &[Migration] = &[Migration {
     id: "0002_inbox",
@@ -41,7 +50,10 @@ pub async fn migrate(pool: &PgPool, outbox_table: &str, inbox_table: &str) -> Re
         }
     }
     let db = |e: sqlx::Error| Error::Database(format!("migrations: {e}"));
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = pool
+        .begin_with(super::relay::BEGIN_READ_COMMITTED)
+        .await
+        .map_err(db)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('mq_schema_history'))")
         .execute(&mut *tx)
         .await

@@ -6,7 +6,7 @@
 //! of one group share a topic's partitions, and each group gets every record. Publish,
 //! [`TestApp::drain`], then look at what was published.
 //!
-//! ```
+//! ```standalone_crate
 //! use mq_core::prelude::*;
 //! use mq_core::testing::TestApp;
 //!
@@ -29,23 +29,26 @@
 //! # }
 //! ```
 
-mod broker;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-pub use broker::TestBroker;
+pub use crate::transport::memory::TestBroker;
 
-use crate::app::{decode_limits, lane_settings};
+use crate::app::App;
 use crate::consume::{LaneKey, LaneSet, LaneSource, Valve};
-use crate::dispatch::{Disposition, ListenerRuntime};
-use crate::envelope::{self, Event};
+use crate::envelope::{self, ContentMode, Event};
+use crate::failure::routes::FailureRoutes;
+use crate::pipeline::{Disposition, ListenerRuntime};
 use crate::publisher::Publisher;
-use crate::App;
+use crate::transport::kafka::retry_topic;
+use crate::transport::kafka::routes::KafkaRoutes;
+use crate::transport::rabbitmq::routes::RabbitRoutes;
+use crate::transport::{lane_settings, Wiring};
 
 /// One consumer of a listener: a member of its group with the lanes of the partitions
 /// assigned to it.
@@ -107,27 +110,42 @@ impl TestApp {
     /// let app = mq_core::testing::TestApp::new(mq_core::App::new(Default::default())).unwrap();
     /// # let _ = app;
     /// ```
-    pub fn new(app: App) -> Result<TestApp, crate::Error> {
+    pub fn new(app: App) -> Result<TestApp, crate::error::Error> {
         let specs = app.checked_listeners()?;
         let parts = app.into_parts();
         let broker = TestBroker::new();
+        let mode = parts.config.mq.kafka.producer.content_mode;
         let publisher = Publisher::new(
             Arc::new(broker.clone()),
             format!("/{}", parts.config.mq.application.name),
-            parts.config.mq.kafka.producer.content_mode,
+            mode.unwrap_or(ContentMode::Binary),
         )
+        .with_default_modes(match mode {
+            Some(_) => None,
+            None => Some(Arc::new(crate::transport::memory::default_content_mode)),
+        })
         .with_topic_modes(parts.config.mq.kafka.producer.topic_content_modes())
         .with_metrics(parts.metrics.clone());
+        let wiring = Wiring {
+            config: parts.config.clone(),
+            publisher: publisher.clone(),
+            state: parts.state,
+            metrics: parts.metrics.clone(),
+            shutdown: CancellationToken::new(),
+            statuses: Default::default(),
+            startup: Default::default(),
+            controls: Default::default(),
+        };
         let mut members = Vec::new();
         for spec in specs {
             let settings = lane_settings(&parts.config, &spec);
-            let runtime = Arc::new(ListenerRuntime::new(
-                spec,
-                publisher.clone(),
-                parts.state.clone(),
-                decode_limits(&parts.config),
-                &parts.metrics,
-            ));
+            // The failure conventions of the broker the listener would run on.
+            let routes: Arc<dyn FailureRoutes> = if spec.queues.is_empty() {
+                Arc::new(KafkaRoutes)
+            } else {
+                Arc::new(RabbitRoutes)
+            };
+            let runtime = wiring.runtime(spec, routes);
             for _ in 0..runtime.spec.concurrency {
                 members.push(Member {
                     runtime: runtime.clone(),
@@ -195,14 +213,14 @@ impl TestApp {
         for (group, members) in groups {
             let mut topics: Vec<String> = members
                 .iter()
-                .flat_map(|m| m.runtime.spec.subscriptions())
+                .flat_map(|m| subscriptions(&m.runtime.spec))
                 .collect();
             topics.sort();
             topics.dedup();
             for topic in topics {
                 let readers: Vec<&&Member> = members
                     .iter()
-                    .filter(|m| m.runtime.spec.subscriptions().contains(&topic))
+                    .filter(|m| subscriptions(&m.runtime.spec).contains(&topic))
                     .collect();
                 for p in 0..self.broker.partitions(&topic) {
                     let member = readers[p % readers.len()];
@@ -293,5 +311,16 @@ impl TestApp {
             .iter()
             .filter_map(|r| envelope::decode(r, &Default::default()).ok())
             .collect()
+    }
+}
+
+/// The topics a listener's members read in memory: a queue listener's queues (an `amqp://`
+/// publish lands in a topic named after its routing key), else its topics and their retry
+/// topics.
+fn subscriptions(spec: &crate::registry::ListenerSpec) -> Vec<String> {
+    if spec.queues.is_empty() {
+        retry_topic::subscriptions(spec)
+    } else {
+        spec.queues.clone()
     }
 }

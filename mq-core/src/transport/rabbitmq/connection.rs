@@ -1,0 +1,132 @@
+//! The one AMQP connection of an app, opened on first use (an app that never reads a
+//! queue nor publishes to an exchange never connects) and opened again when it was lost.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use lapin::{Connection, ConnectionProperties};
+
+use super::tls::Tls;
+use crate::config::RabbitConfig;
+
+/// The app's RabbitMQ connection.
+pub(crate) struct Rabbit {
+    config: RabbitConfig,
+    /// What the broker's management UI and `rabbitmqctl list_connections` show.
+    name: String,
+    /// With `mq.rabbitmq.ssl.enabled`: the TLS connector.
+    tls: Option<Arc<Tls>>,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// The `frame_max` the last connection negotiated (RabbitMQ's default before one).
+    frame_max: Arc<AtomicU32>,
+}
+
+impl Rabbit {
+    /// Not connected yet; `application` names the connection (with the process id). The
+    /// error names the `mq.rabbitmq.ssl` key whose material OpenSSL refused.
+    pub(crate) fn new(config: RabbitConfig, application: &str) -> Result<Rabbit, String> {
+        let tls = match config.ssl.resolve() {
+            Ok(Some(settings)) => Some(Arc::new(Tls::new(&settings)?)),
+            Ok(None) => None,
+            Err(problems) => return Err(problems.join("; ")),
+        };
+        Ok(Rabbit {
+            config,
+            name: format!("{application} (mq, pid {})", std::process::id()),
+            tls,
+            connection: tokio::sync::Mutex::new(None),
+            frame_max: Arc::new(AtomicU32::new(super::frame::DEFAULT_FRAME_MAX)),
+        })
+    }
+
+    /// The TLS connector, when TLS is on.
+    pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// With TLS on, connects once and fails when the broker's certificate (or the
+    /// client's) was refused, naming the key to fix. A broker that does not answer is
+    /// not decided here (it gets 5 s, as the Kafka check): health reports it, and the
+    /// consumers wait for it.
+    pub(crate) async fn check_tls(&self) -> Result<(), String> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.connection()).await {
+            Ok(Err(e)) if super::tls::explain(&e).is_some() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `frame_max` negotiated with the broker, shared: what mq writes is cut to it.
+    pub(crate) fn frame_max(&self) -> Arc<AtomicU32> {
+        self.frame_max.clone()
+    }
+
+    /// The broker, for logs (no credentials).
+    pub(crate) fn address(&self) -> String {
+        self.config.display_address()
+    }
+
+    /// Whether a connection is open right now.
+    pub(crate) async fn is_connected(&self) -> bool {
+        self.connection
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+    }
+
+    /// Closes the connection, if one is open (the app shuts down; its consumers have
+    /// closed their channels already).
+    pub(crate) async fn close(&self) {
+        let connection = self.connection.lock().await.take();
+        if let Some(c) = connection.filter(|c| c.status().connected()) {
+            let _ = c.close(200, "shutdown").await;
+        }
+    }
+
+    /// The open connection, connecting (trying each address in order) when there is none
+    /// or it was lost. The error names the broker, never the password.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, String> {
+        let mut current = self.connection.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let mut last = String::new();
+        for uri in self.config.uris() {
+            let properties =
+                ConnectionProperties::default().with_connection_name(self.name.clone().into());
+            let connected = match &self.tls {
+                None => Connection::connect(&uri, properties).await,
+                Some(tls) => match uri.parse::<lapin::uri::AMQPUri>() {
+                    Ok(parsed) => {
+                        let tls = tls.clone();
+                        Connection::connector(parsed, Box::new(move |u| tls.connect(u)), properties)
+                            .await
+                    }
+                    Err(_) => {
+                        // The URI holds the password: do not quote it.
+                        last = "not a valid host:port in mq.rabbitmq.host/addresses".to_owned();
+                        continue;
+                    }
+                },
+            };
+            match connected {
+                Ok(c) => {
+                    self.frame_max
+                        .store(c.configuration().frame_max(), Ordering::Relaxed);
+                    let c = Arc::new(c);
+                    *current = Some(c.clone());
+                    return Ok(c);
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!(
+            "cannot connect to RabbitMQ at {} as {}: {last}",
+            self.address(),
+            self.config.username
+        ))
+    }
+}

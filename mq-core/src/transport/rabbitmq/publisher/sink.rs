@@ -1,0 +1,154 @@
+//! Sends records to RabbitMQ exchanges: persistent, `mandatory` (a message no queue is
+//! bound for comes back, and the publish fails), and confirmed (the publish resolves once
+//! the broker took responsibility for the message).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::Channel;
+
+use super::super::connection::Rabbit;
+use super::super::destination::Exchange;
+use super::super::{frame, properties};
+use crate::publisher::{Delivery, PublishError, PublishErrorKind, RecordSink};
+use crate::record::OutgoingRecord;
+
+/// The publishing channel (in confirm mode) over the app's connection, opened on the
+/// first publish and again after it was lost.
+#[derive(Clone)]
+pub(crate) struct RabbitSink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rabbit: Arc<Rabbit>,
+    channel: tokio::sync::Mutex<Option<Channel>>,
+}
+
+impl RabbitSink {
+    pub(crate) fn new(rabbit: Arc<Rabbit>) -> RabbitSink {
+        RabbitSink {
+            inner: Arc::new(Inner {
+                rabbit,
+                channel: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+}
+
+fn failed(topic: &str, reason: String, kind: PublishErrorKind) -> PublishError {
+    PublishError::Broker {
+        topic: topic.to_owned(),
+        reason,
+        kind,
+    }
+}
+
+/// How a refusal reads: a missing exchange or a refused permission needs an operator; a
+/// message the broker refuses as it is (406 `PRECONDITION_FAILED`, e.g. a `user_id` not
+/// the connection's; a frame error) is the record's fault, and no retry of the same bytes
+/// can pass; anything else (connection lost) may pass later.
+fn kind_of(e: &lapin::Error) -> PublishErrorKind {
+    let text = e.to_string();
+    if text.contains("NOT_FOUND") || text.contains("ACCESS_REFUSED") {
+        PublishErrorKind::DestinationRejected
+    } else if [
+        "PRECONDITION_FAILED",
+        "FRAME_ERROR",
+        "FRAME-ERROR",
+        "frame_too_large",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+    {
+        PublishErrorKind::RecordRejected
+    } else {
+        PublishErrorKind::Transient
+    }
+}
+
+impl Inner {
+    async fn channel(&self) -> Result<Channel, String> {
+        let mut current = self.channel.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let connection = self.rabbit.connection().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| format!("cannot open a channel: {e}"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| format!("cannot enable publisher confirms: {e}"))?;
+        *current = Some(channel.clone());
+        Ok(channel)
+    }
+
+    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        let topic = record.topic.as_str();
+        let Some(dest) = Exchange::parse(topic, record.key.as_deref()) else {
+            let reason = "not an amqp:// destination".to_owned();
+            return Err(failed(topic, reason, PublishErrorKind::DestinationRejected));
+        };
+        let channel = self
+            .channel()
+            .await
+            .map_err(|e| failed(topic, e, PublishErrorKind::Transient))?;
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        let body = record.value.as_deref().unwrap_or_default();
+        let props = properties::outgoing(&record);
+        // A header frame over frame_max would have the broker close the connection, for
+        // every consumer and publisher on it: refused here, nothing sent.
+        let frame_max = self.rabbit.frame_max().load(Ordering::Relaxed);
+        let size = frame::header_frame_size(&props);
+        if frame_max > 0 && size > frame_max as usize {
+            let reason = format!(
+                "properties and headers take {size} bytes, over the connection's frame_max of \
+                 {frame_max}: not sent (the broker would close the connection)"
+            );
+            return Err(failed(topic, reason, PublishErrorKind::RecordRejected));
+        }
+        let confirm = channel
+            .basic_publish(&dest.exchange, &dest.routing_key, options, body, props)
+            .await
+            .map_err(|e| failed(topic, e.to_string(), kind_of(&e)))?;
+        match confirm
+            .await
+            .map_err(|e| failed(topic, e.to_string(), kind_of(&e)))?
+        {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(Delivery {
+                topic: record.topic,
+                partition: 0,
+                offset: 0,
+            }),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(failed(
+                topic,
+                format!(
+                    "unroutable: exchange {:?} has no queue bound for routing key {:?} ({} {})",
+                    dest.exchange, dest.routing_key, returned.reply_code, returned.reply_text
+                ),
+                PublishErrorKind::DestinationRejected,
+            )),
+            Confirmation::Nack(None) => Err(failed(
+                topic,
+                "the broker refused the message (nack)".to_owned(),
+                PublishErrorKind::Transient,
+            )),
+        }
+    }
+}
+
+impl RecordSink for RabbitSink {
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.publish(record).await })
+    }
+}
