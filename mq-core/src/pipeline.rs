@@ -25,7 +25,7 @@ use crate::failure::policy::{self, Action, Failed, FailureKind, Source};
 use crate::failure::recoverer::{self, Outcome};
 use crate::failure::routes::{FailureRoutes, Redelivery};
 use crate::handler::invocation::{Claims, Failure, Invocation};
-use crate::handler::{HandlerError, ListenerEnv, StateMap};
+use crate::handler::{HandlerError, ListenerEnv, ReplyReader, StateMap};
 use crate::metrics::{ListenerMetrics, Metrics, WorkerMetrics};
 use crate::publisher::Publisher;
 use crate::record::Record;
@@ -100,6 +100,8 @@ impl ListenerRuntime {
         let inbox = spec
             .idempotent
             .then(|| crate::inbox::ListenerInbox::for_listener(&state, &spec) as Arc<dyn Claims>);
+        let replies = routes.clone();
+        let reply_to: ReplyReader = Arc::new(move |record: &Record| replies.reply_address(record));
         ListenerRuntime {
             env: Arc::new(ListenerEnv {
                 listener: spec.name,
@@ -107,6 +109,7 @@ impl ListenerRuntime {
                 state,
                 limits,
                 inbox,
+                reply_to: Some(reply_to),
             }),
             spec,
             metrics: listener_metrics,

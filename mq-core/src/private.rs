@@ -7,6 +7,7 @@ pub use crate::config::Ordering;
 pub use crate::handler::invocation::{Failure, Invocation};
 pub use crate::registry::{HandlerFn, ListenerDef, MacroBinding, MacroRetry};
 
+use crate::envelope::Event;
 use crate::handler::{Context, FromContext, IntoHandlerResult};
 
 /// A state type a listener needs: its id and its name (for the startup report).
@@ -85,9 +86,34 @@ pub fn extract<T: FromContext>(ctx: &Context) -> T {
     T::from_context(ctx)
 }
 
-/// Converts what the handler returned.
-pub fn into_result<R: IntoHandlerResult>(result: R) -> Result<(), Failure> {
-    result.into_handler_result().map_err(Failure::Handler)
+/// Converts what the handler returned: the outcome, and the reply to send.
+pub fn into_result<R: IntoHandlerResult>(
+    result: R,
+) -> Result<Option<Event<serde_json::Value>>, Failure> {
+    result.into_reply().map_err(Failure::Handler)
+}
+
+/// Sends a handler's reply to the request's reply address (a failed send fails the
+/// attempt, as a failed publish inside the handler would); a record that asked for no
+/// reply gets none.
+pub async fn respond(
+    ctx: &Context,
+    result: Result<Option<Event<serde_json::Value>>, Failure>,
+) -> Result<(), Failure> {
+    let Some(reply) = result? else {
+        return Ok(());
+    };
+    let Some(to) = ctx.reply_address() else {
+        tracing::warn!(
+            listener = ctx.listener(),
+            "the handler returned a reply, but the message asked for none (no reply address): not sent"
+        );
+        return Ok(());
+    };
+    ctx.publisher()
+        .reply(&to, reply)
+        .await
+        .map_err(|e| Failure::Handler(e.into()))
 }
 
 /// Compile-time check that the handler's future can move between threads.

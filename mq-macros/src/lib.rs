@@ -24,7 +24,8 @@ mod listener;
 ///
 /// The first argument is the payload: `Event<T>` for the whole CloudEvent or `T` for its
 /// data. Further arguments are extractors (`Context`, `State<T>`, `Headers`). The function
-/// returns `Result<(), E>` with `E: std::error::Error + Send + Sync` or `HandlerError`.
+/// returns `Result<(), E>` with `E: std::error::Error + Send + Sync` or `HandlerError`, or
+/// `Result<Reply<T>, E>` to answer a request (the reply goes to the request's reply address).
 /// It stays an ordinary function that tests can call directly.
 #[proc_macro_attribute]
 pub fn listener(

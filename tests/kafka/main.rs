@@ -20,3 +20,4 @@ mod lanes;
 mod listener_control;
 mod poll_thread;
 mod read_ahead;
+mod request_reply;

@@ -6,3 +6,4 @@ use mq_tests as support;
 mod config_errors;
 mod in_memory;
 mod otlp;
+mod request_reply;

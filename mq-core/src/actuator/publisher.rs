@@ -108,6 +108,14 @@ impl<S: RecordSink> RecordSink for TrackedSink<S> {
         self.inner.status()
     }
 
+    fn stamp_request(&self, request: &mut OutgoingRecord, correlation: &[u8]) -> bool {
+        self.inner.stamp_request(request, correlation)
+    }
+
+    fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
+        self.inner.stamp_reply(reply, correlation);
+    }
+
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let sending = self.inner.send(record);

@@ -32,6 +32,15 @@ pub struct KafkaConfig {
     pub ssl: SslConfig,
     /// `mq.kafka.sasl.*`: SASL mechanism and credentials.
     pub sasl: SaslConfig,
+    /// The topic this app reads the replies to its requests from (Spring's
+    /// `ReplyingKafkaTemplate` reply container), created at startup with
+    /// `mq.kafka.admin.partitions`. Every instance reads all of it and keeps the replies to
+    /// its own requests. Default none: the app sends no requests to Kafka.
+    #[serde(
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reply_topic: Option<String>,
 }
 
 impl KafkaConfig {
@@ -89,6 +98,7 @@ impl Default for KafkaConfig {
             security: SecurityConfig::default(),
             ssl: SslConfig::default(),
             sasl: SaslConfig::default(),
+            reply_topic: None,
         }
     }
 }

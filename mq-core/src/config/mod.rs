@@ -59,7 +59,8 @@ pub use management::{
     ManagementConfig, ManagementServer, MetricsSettings, ShowDetails, WebEndpoints,
 };
 pub use mq::{
-    ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ShutdownConfig,
+    ApplicationConfig, LogFormat, LoggingConfig, MqConfig, ProfilesConfig, ReplyConfig,
+    ShutdownConfig,
 };
 pub use otlp::{OtlpSettings, OtlpTracing, Sampling, TraceExport, TracingSettings};
 pub use properties::Properties;

@@ -34,6 +34,36 @@ pub struct MqConfig {
     pub outbox: super::OutboxConfig,
     /// `mq.inbox.*`
     pub inbox: super::InboxConfig,
+    /// `mq.reply.*`: requests waiting for replies.
+    pub reply: ReplyConfig,
+}
+
+/// `mq.reply.*`: how requests (`Publisher::request`) wait.
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str("mq: {reply: {timeout: 2s, max-in-flight: 500}}").unwrap();
+/// assert_eq!(c.mq.reply.timeout, std::time::Duration::from_secs(2));
+/// assert_eq!(c.mq.reply.max_in_flight, 500);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReplyConfig {
+    /// How long a request waits for its reply unless it says otherwise. Default `5s`
+    /// (Spring's `ReplyingKafkaTemplate`).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Requests waiting at once; one more waits for a place before it is sent. Default
+    /// 10000.
+    pub max_in_flight: usize,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        ReplyConfig {
+            timeout: Duration::from_secs(5),
+            max_in_flight: 10_000,
+        }
+    }
 }
 
 /// `mq.application.*`

@@ -7,6 +7,7 @@
 use super::info::FailureInfo;
 use super::policy::{FailureKind, Source};
 use super::recoverer::Shrink;
+use crate::publisher::ReplyAddress;
 use crate::record::{OutgoingRecord, Record};
 use crate::registry::ListenerSpec;
 use crate::telemetry::spans::Messaging;
@@ -75,6 +76,13 @@ pub(crate) trait FailureRoutes: Send + Sync + 'static {
     fn ack_lost(&self, record: &Record) -> bool {
         let _ = record;
         false
+    }
+
+    /// Where `record` asks its reply to go (a request), in the broker's conventions;
+    /// `None` when it asks for none. Default: none.
+    fn reply_address(&self, record: &Record) -> Option<ReplyAddress> {
+        let _ = record;
+        None
     }
 
     /// The dead letter of `record` (read from `source`, failed as `kind` because of

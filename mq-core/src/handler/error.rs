@@ -4,6 +4,11 @@
 use std::any::Any;
 use std::fmt;
 
+use serde::Serialize;
+
+use crate::envelope::Event;
+use crate::publisher::IntoEvent;
+
 /// Whether a failed message is worth retrying.
 ///
 /// ```
@@ -232,7 +237,7 @@ impl fmt::Debug for HandlerError {
 }
 
 /// What a listener function may return: `Result<(), E>` where `E` converts into
-/// [`HandlerError`].
+/// [`HandlerError`], or `Result<Reply<T>, E>` for a listener that answers requests.
 ///
 /// ```
 /// use mq_core::handler::IntoHandlerResult;
@@ -240,16 +245,72 @@ impl fmt::Debug for HandlerError {
 /// assert!(r.into_handler_result().is_ok());
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "a #[listener] must return `Result<(), E>` where `E: std::error::Error` or `E = HandlerError`",
+    message = "a #[listener] must return `Result<(), E>` or `Result<Reply<T>, E>` where `E: std::error::Error` or `E = HandlerError`",
     label = "found `{Self}`"
 )]
 pub trait IntoHandlerResult {
-    /// Converts into the framework's result.
+    /// Converts into the framework's result (a reply is dropped).
     fn into_handler_result(self) -> Result<(), HandlerError>;
+
+    /// The framework's result and the reply to send, if any.
+    #[doc(hidden)]
+    fn into_reply(self) -> Result<Option<Event<serde_json::Value>>, HandlerError>
+    where
+        Self: Sized,
+    {
+        self.into_handler_result().map(|()| None)
+    }
 }
 
 impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
     fn into_handler_result(self) -> Result<(), HandlerError> {
         self.map_err(Into::into)
+    }
+}
+
+impl<T: Serialize, E: Into<HandlerError>> IntoHandlerResult for Result<Reply<T>, E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map(drop).map_err(Into::into)
+    }
+
+    fn into_reply(self) -> Result<Option<Event<serde_json::Value>>, HandlerError> {
+        let Reply(event) = self.map_err(Into::into)?;
+        let data = serde_json::to_value(&event.data).map_err(HandlerError::permanent)?;
+        Ok(Some(event.map(|_| data)))
+    }
+}
+
+/// The answer of a listener to a request (Spring's `@SendTo`): a handler returning
+/// `Result<Reply<T>, E>` sends `T` as an event to the request's reply address, with its
+/// correlation id, through the listener's publisher (so with the request's id as its
+/// `causationid`). A record that asked for no reply gets none (a WARN says so).
+///
+/// ```
+/// use mq_core::handler::Reply;
+/// #[derive(serde::Serialize)]
+/// struct PriceQuote { cents: u64 }
+/// let reply = Reply::new(PriceQuote { cents: 250 });
+/// assert_eq!(reply.event().ty, "PriceQuote");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reply<T>(Event<T>);
+
+impl<T: Serialize> Reply<T> {
+    /// A reply carrying `data` as a new event whose `type` is its Rust type name.
+    pub fn new(data: T) -> Self {
+        Reply(data.into_event())
+    }
+}
+
+impl<T> Reply<T> {
+    /// The event that will be sent.
+    pub fn event(&self) -> &Event<T> {
+        &self.0
+    }
+}
+
+impl<T> From<Event<T>> for Reply<T> {
+    fn from(event: Event<T>) -> Self {
+        Reply(event)
     }
 }

@@ -7,12 +7,12 @@ use std::sync::{Arc, OnceLock};
 mod error;
 pub(crate) mod invocation;
 
-pub use error::{ErrorKind, HandlerError, IntoHandlerResult};
+pub use error::{ErrorKind, HandlerError, IntoHandlerResult, Reply};
 
 use invocation::{Claims, Extension};
 
 use crate::envelope::DecodeLimits;
-use crate::publisher::{Cause, Publisher};
+use crate::publisher::{Cause, Publisher, ReplyAddress};
 use crate::record::{Headers, Record};
 
 /// Shared application state registered with `App::with_state`.
@@ -76,7 +76,12 @@ pub(crate) struct ListenerEnv {
     pub(crate) limits: DecodeLimits,
     /// The listener's inbox when it is idempotent.
     pub(crate) inbox: Option<Arc<dyn Claims>>,
+    /// Where a record asks its reply to go, as its transport reads it.
+    pub(crate) reply_to: Option<ReplyReader>,
 }
+
+/// Reads a request's reply address (its transport's conventions).
+pub(crate) type ReplyReader = Arc<dyn Fn(&Record) -> Option<ReplyAddress> + Send + Sync>;
 
 struct ContextInner {
     env: Arc<ListenerEnv>,
@@ -113,6 +118,21 @@ impl Context {
     /// What the call runs inside (an idempotent listener's transaction).
     pub(crate) fn extension(&self) -> Option<&Extension> {
         self.inner.extension.as_ref()
+    }
+
+    /// Where the message asks its reply to go (a request: Spring's `kafka_replyTopic` and
+    /// `kafka_correlationId` headers, AMQP's `reply_to` and `correlation_id`); `None` for
+    /// a message that is no request. A listener returning [`Reply`] answers there.
+    ///
+    /// ```
+    /// # async fn f(ctx: mq_core::Context) {
+    /// if let Some(to) = ctx.reply_address() {
+    ///     println!("reply to {}", to.destination);
+    /// }
+    /// # }
+    /// ```
+    pub fn reply_address(&self) -> Option<ReplyAddress> {
+        self.inner.env.reply_to.as_ref()?(&self.inner.record)
     }
 
     /// Name of the listener handling the message.

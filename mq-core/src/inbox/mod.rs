@@ -240,7 +240,7 @@ impl ListenerInbox {
 ///
 /// Take it as an argument after the payload of a `#[listener(.., idempotent)]`; a listener
 /// that is not idempotent cannot take it (the app refuses to start). With the memory store
-/// there is no database: [`Tx::conn`] fails, and [`Tx::is_database`] says so.
+/// there is no database: `Tx::conn` fails, and [`Tx::is_database`] says so.
 ///
 /// ```no_run,standalone_crate
 /// # use mq_core::prelude::*;
@@ -271,7 +271,7 @@ impl std::fmt::Debug for Tx {
     }
 }
 
-/// Why [`Tx::conn`] has no connection to give.
+/// Why `Tx::conn` has no connection to give.
 ///
 /// ```
 /// let e = mq_core::inbox::TxError::NoDatabase;

@@ -13,10 +13,12 @@ use crate::record::OutgoingRecord;
 use crate::telemetry::spans;
 
 mod message;
+mod request;
 
 #[doc(hidden)]
 pub use message::Outgoing;
 pub use message::{IntoEvent, Message, Raw};
+pub use request::{Replies, ReplyAddress, Request, RequestError, DEFAULT_TIMEOUT};
 
 /// Where a published record landed.
 ///
@@ -124,6 +126,20 @@ pub trait RecordSink: Send + Sync + 'static {
     fn status(&self) -> SinkStatus {
         SinkStatus::default()
     }
+
+    /// Stamps the app's reply address and `correlation` onto `request` (bound for one of
+    /// the sink's destinations) in its broker's conventions; false when the app reads no
+    /// replies there. Default: false.
+    fn stamp_request(&self, request: &mut OutgoingRecord, correlation: &[u8]) -> bool {
+        let _ = (request, correlation);
+        false
+    }
+
+    /// Stamps `correlation` onto `reply` (bound for one of the sink's destinations) in its
+    /// broker's conventions. Default: nothing.
+    fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
+        let _ = (reply, correlation);
+    }
 }
 
 /// A sink's own account of its health.
@@ -195,6 +211,8 @@ struct Shared {
     /// broker's default (set by the app when `mq.kafka.producer.content-mode` is unset).
     default_modes: Option<DefaultModes>,
     metrics: Option<Arc<Metrics>>,
+    /// The app's requests waiting for replies (when it reads replies).
+    replies: Option<Arc<Replies>>,
 }
 
 impl Publisher {
@@ -215,6 +233,7 @@ impl Publisher {
                 topic_modes: HashMap::new(),
                 default_modes: None,
                 metrics: None,
+                replies: None,
             }),
             cause: None,
         }
@@ -317,30 +336,47 @@ impl Publisher {
         message: M,
     ) -> Result<Delivery, PublishError> {
         let key = Some(key.as_ref().to_vec());
-        let record = match message.into_outgoing() {
-            Outgoing::Event(mut event) => {
-                self.fill(&mut event);
-                // The `send` span of trace export (disabled unless a layer is installed):
-                // its context becomes the event's `traceparent`.
-                let span = spans::send(topic, Some(&event.id), event.traceparent.as_deref());
-                if let Some(traceparent) = spans::traceparent(&span) {
-                    event.traceparent = Some(traceparent);
-                }
-                let mode = self.content_mode(topic);
-                let record = envelope::encode(topic, key, &event, mode).map_err(|source| {
-                    PublishError::Serialize {
-                        topic: topic.to_owned(),
-                        source,
-                    }
-                })?;
-                if !span.is_disabled() {
-                    return self.send_record(record).instrument(span).await;
-                }
-                record
+        match message.into_outgoing() {
+            Outgoing::Event(event) => self
+                .send_event(topic, key, event, |_| true)
+                .await
+                .map(|d| d.expect("nothing refuses a plain send")),
+            Outgoing::Raw(raw) => self.send_record(raw.into_record(topic, key)).await,
+        }
+    }
+
+    /// Sends `event` to `topic` in its content mode, inside a `send` span (trace export)
+    /// whose context becomes the event's `traceparent`; `stamp` edits the record last
+    /// (a request's reply address, a reply's correlation) and may refuse it (`Ok(None)`,
+    /// nothing sent).
+    pub(crate) async fn send_event<T: serde::Serialize>(
+        &self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        mut event: Event<T>,
+        stamp: impl FnOnce(&mut OutgoingRecord) -> bool,
+    ) -> Result<Option<Delivery>, PublishError> {
+        self.fill(&mut event);
+        // The `send` span of trace export (disabled unless a layer is installed): its
+        // context becomes the event's `traceparent`.
+        let span = spans::send(topic, Some(&event.id), event.traceparent.as_deref());
+        if let Some(traceparent) = spans::traceparent(&span) {
+            event.traceparent = Some(traceparent);
+        }
+        let mode = self.content_mode(topic);
+        let mut record = envelope::encode(topic, key, &event, mode).map_err(|source| {
+            PublishError::Serialize {
+                topic: topic.to_owned(),
+                source,
             }
-            Outgoing::Raw(raw) => raw.into_record(topic, key),
-        };
-        self.send_record(record).await
+        })?;
+        if !stamp(&mut record) {
+            return Ok(None);
+        }
+        if !span.is_disabled() {
+            return self.send_record(record).instrument(span).await.map(Some);
+        }
+        self.send_record(record).await.map(Some)
     }
 
     /// Sends a record as it is (dead letters, retry copies and replays keep their topic,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 mod headers;
 mod value;
 
+#[cfg(feature = "kafka")]
 pub(crate) use headers::copy_into;
 pub use headers::{Header, Headers};
 pub use value::{FromHeader, HeaderValue};

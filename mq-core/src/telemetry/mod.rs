@@ -45,9 +45,9 @@ impl Telemetry {
 /// Installs a global subscriber as `config` says (`mq.logging`; `RUST_LOG` wins over
 /// `mq.logging.level`) and, when [`Config::trace_export`] asks for it, a layer exporting
 /// mq's spans over OTLP. Does nothing when a subscriber is already installed (add
-/// [`layer`] to yours for export). Text logs carry colour codes only when standard output
-/// is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>): a file, a pipe
-/// or a log collector gets plain text.
+/// `telemetry::layer`, feature `otlp`, to yours for export). Text logs carry colour codes
+/// only when standard output is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): a file, a pipe or a log collector gets plain text.
 ///
 /// ```
 /// let telemetry = mq_core::telemetry::try_init(&mq_core::Config::default()).unwrap();

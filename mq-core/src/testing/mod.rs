@@ -44,7 +44,7 @@ use crate::consume::{LaneKey, LaneSet, LaneSource, Valve};
 use crate::envelope::{self, ContentMode, Event};
 use crate::failure::routes::FailureRoutes;
 use crate::pipeline::{Disposition, ListenerRuntime};
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, Replies};
 use crate::transport::kafka::retry_topic;
 use crate::transport::kafka::routes::KafkaRoutes;
 use crate::transport::rabbitmq::routes::RabbitRoutes;
@@ -101,6 +101,7 @@ pub struct TestApp {
     progress: Arc<Notify>,
     outcomes: Arc<Mutex<Vec<Disposition>>>,
     metrics: Arc<crate::metrics::Metrics>,
+    replies: Arc<Replies>,
 }
 
 impl TestApp {
@@ -114,6 +115,16 @@ impl TestApp {
         let specs = app.checked_listeners()?;
         let parts = app.into_parts();
         let broker = TestBroker::new();
+        // Requests are answered in memory: the reply topic is read as soon as it is written.
+        let replies = Replies::new(
+            parts.config.mq.reply.max_in_flight,
+            parts.config.mq.reply.timeout,
+            crate::transport::decode_limits(&parts.config),
+            true,
+        );
+        let reply_topic = (parts.config.mq.kafka.reply_topic.clone())
+            .unwrap_or_else(|| format!("{}.replies", parts.config.mq.application.name));
+        broker.read_replies(reply_topic, replies.clone());
         let mode = parts.config.mq.kafka.producer.content_mode;
         let publisher = Publisher::new(
             Arc::new(broker.clone()),
@@ -125,7 +136,8 @@ impl TestApp {
             None => Some(Arc::new(crate::transport::memory::default_content_mode)),
         })
         .with_topic_modes(parts.config.mq.kafka.producer.topic_content_modes())
-        .with_metrics(parts.metrics.clone());
+        .with_metrics(parts.metrics.clone())
+        .with_replies(replies.clone());
         let wiring = Wiring {
             config: parts.config.clone(),
             publisher: publisher.clone(),
@@ -162,6 +174,7 @@ impl TestApp {
             progress: Arc::new(Notify::new()),
             outcomes: Arc::new(Mutex::new(Vec::new())),
             metrics: parts.metrics,
+            replies,
         })
     }
 
@@ -175,6 +188,12 @@ impl TestApp {
         &self.broker
     }
 
+    /// The requests of the app's publisher waiting for replies, and the replies that came
+    /// late.
+    pub fn replies(&self) -> &Replies {
+        &self.replies
+    }
+
     /// The app's metrics.
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
         self.metrics.clone()
@@ -182,7 +201,8 @@ impl TestApp {
 
     /// Delivers every pending record to the consumers its group assigned its partition to,
     /// in order per partition, until no lane has anything left (follow-up events
-    /// included). Returns what became of each delivery (in order per partition). Retry
+    /// included) and no request of the app's publisher waits for its reply (each ends with
+    /// its reply or its timeout). Returns what became of each delivery (in order per partition). Retry
     /// backoffs really wait: keep them short in tests, or use `tokio::time::pause()`.
     pub async fn drain(&self) -> Vec<Disposition> {
         loop {
@@ -193,7 +213,12 @@ impl TestApp {
             }
             self.wait_idle().await;
             if !pushed_any {
-                break;
+                // A request of the app's publisher may still be on its way to a responder
+                // here: go on until every request got its reply or gave up.
+                if self.replies.in_flight() == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }
         std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()))

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::future::BoxFuture;
 
+use super::kafka;
 use crate::envelope::ContentMode;
-use crate::publisher::{Delivery, PublishError, Publisher, RecordSink};
+use crate::publisher::{Delivery, PublishError, Publisher, RecordSink, Replies};
 use crate::record::{OutgoingRecord, Record};
 
 #[derive(Default)]
@@ -43,6 +44,9 @@ pub(crate) struct State {
 #[derive(Clone, Default)]
 pub struct TestBroker {
     pub(crate) state: Arc<Mutex<State>>,
+    /// The reply topic of the app on this broker and its waiting requests: a record sent
+    /// there goes to its request at once (the in-memory reply consumer).
+    replies: Arc<OnceLock<(String, Arc<Replies>)>>,
 }
 
 impl TestBroker {
@@ -53,6 +57,12 @@ impl TestBroker {
     /// ```
     pub fn new() -> Self {
         TestBroker::default()
+    }
+
+    /// Hands records sent to `topic` to the requests of `replies` (Spring Kafka's reply
+    /// headers), and stamps requests with `topic`. Set once.
+    pub(crate) fn read_replies(&self, topic: String, replies: Arc<Replies>) {
+        let _ = self.replies.set((topic, replies));
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -188,12 +198,37 @@ impl RecordSink for TestBroker {
             timestamp_type: crate::record::TimestampType::CreateTime,
         });
         t.order.push((partition, offset));
+        if let Some((topic, replies)) = self.replies.get() {
+            if *topic == record.topic {
+                let reply = t.partitions[partition][offset].clone();
+                drop(state);
+                if let Some(correlation) = kafka::reply::correlation_of(&reply.headers) {
+                    let correlation = correlation.to_vec();
+                    replies.complete(&correlation, reply);
+                }
+            }
+        }
         let delivery = Delivery {
             topic: record.topic,
             partition: partition as i32,
             offset: offset as i64,
         };
         Box::pin(async move { Ok(delivery) })
+    }
+
+    /// Spring Kafka's reply headers, on a Kafka topic only.
+    fn stamp_request(&self, request: &mut OutgoingRecord, correlation: &[u8]) -> bool {
+        match self.replies.get() {
+            Some((topic, _)) if !super::rabbitmq::destination::is_rabbit(&request.topic) => {
+                kafka::reply::stamp_request(request, topic, correlation);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
+        kafka::reply::stamp_reply(reply, correlation);
     }
 }
 

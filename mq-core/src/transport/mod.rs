@@ -29,7 +29,7 @@ use crate::failure::routes::FailureRoutes;
 use crate::handler::StateMap;
 use crate::metrics::Metrics;
 use crate::pipeline::ListenerRuntime;
-use crate::publisher::{Publisher, RecordSink};
+use crate::publisher::{Publisher, RecordSink, Replies};
 use crate::registry::ListenerSpec;
 
 pub mod dead_letter;
@@ -89,6 +89,14 @@ pub(crate) trait Transport: Send + Sync {
     /// unless the transport says otherwise (Kafka: binary).
     fn default_content_mode(&self) -> ContentMode {
         ContentMode::Structured
+    }
+
+    /// Starts the consumer that hands the replies to this app's requests to `replies`,
+    /// when the app reads replies on this broker (Kafka: `mq.kafka.reply-topic`); the task
+    /// ends on shutdown. Default: none.
+    fn start_replies(&self, replies: &Arc<Replies>, wiring: &Wiring) -> Option<JoinHandle<()>> {
+        let _ = (replies, wiring);
+        None
     }
 
     /// Where the dead letters of `spec` go (for `/actuator/info`).

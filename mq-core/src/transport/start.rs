@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::handler::StateMap;
 use crate::metrics::Metrics;
 use crate::publisher::{
-    Delivery, PublishError, PublishErrorKind, Publisher, RecordSink, SinkStatus,
+    Delivery, PublishError, PublishErrorKind, Publisher, RecordSink, Replies, SinkStatus,
 };
 use crate::record::OutgoingRecord;
 use crate::registry::ListenerSpec;
@@ -92,6 +92,14 @@ pub(crate) async fn start(
         transports[i].prepare(&assigned[i]).await?;
     }
     let sends = Arc::new(actuator::PublisherStats::default());
+    // Requests wait for the reply consumer only where one will run.
+    let reads_replies = config.mq.kafka.reply_topic.is_some();
+    let replies = Replies::new(
+        config.mq.reply.max_in_flight,
+        config.mq.reply.timeout,
+        super::decode_limits(&config),
+        !reads_replies,
+    );
     let mode = config.mq.kafka.producer.content_mode;
     let publisher = Publisher::new(
         Arc::new(actuator::TrackedSink::new(
@@ -106,7 +114,8 @@ pub(crate) async fn start(
         None => Some(transport_modes(&transports)),
     })
     .with_topic_modes(config.mq.kafka.producer.topic_content_modes())
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_replies(replies.clone());
 
     // The broker component of health and readiness is the first active transport's; the
     // others' join the indicators under their own names.
@@ -167,6 +176,7 @@ pub(crate) async fn start(
         if !specs.is_empty() {
             tasks.extend(transport.start_listeners(specs, &wiring));
         }
+        tasks.extend(transport.start_replies(&replies, &wiring));
     }
     Ok(Started {
         publisher,
@@ -241,14 +251,20 @@ impl Routed {
     }
 }
 
+impl Routed {
+    /// The sink of the first transport that takes `destination`.
+    fn sink_of(&self, destination: &str) -> Option<&Arc<dyn RecordSink>> {
+        self.sinks
+            .iter()
+            .find(|(t, _)| t.publishes_to(destination))
+            .map(|(_, s)| s)
+    }
+}
+
 impl RecordSink for Routed {
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
-        match self
-            .sinks
-            .iter()
-            .find(|(t, _)| t.publishes_to(&record.topic))
-        {
-            Some((_, sink)) => sink.send(record),
+        match self.sink_of(&record.topic) {
+            Some(sink) => sink.send(record),
             None => {
                 let error = PublishError::Broker {
                     reason: format!(
@@ -260,6 +276,17 @@ impl RecordSink for Routed {
                 };
                 Box::pin(async move { Err(error) })
             }
+        }
+    }
+
+    fn stamp_request(&self, request: &mut OutgoingRecord, correlation: &[u8]) -> bool {
+        self.sink_of(&request.topic)
+            .is_some_and(|s| s.stamp_request(request, correlation))
+    }
+
+    fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
+        if let Some(sink) = self.sink_of(&reply.topic) {
+            sink.stamp_reply(reply, correlation);
         }
     }
 

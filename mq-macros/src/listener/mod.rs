@@ -253,6 +253,7 @@ fn generate(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
                     let __ctx = #context;
                     #(#extra_stmts)*
                     let __result = #convert;
+                    let __result = #private::respond(&__ctx, __result).await;
                     #private::finish(&__ctx, __result).await
                 }))
             }

@@ -15,6 +15,7 @@ pub(crate) mod dlt_dialect;
 #[cfg(test)]
 mod header_fuzz;
 pub(crate) mod redrive;
+pub(crate) mod reply;
 pub(crate) mod retry_topic;
 pub(crate) mod routes;
 pub(crate) mod spring_headers;
@@ -44,6 +45,8 @@ pub(crate) mod rebalance;
 mod record_copy;
 #[cfg(feature = "kafka")]
 pub(crate) mod replay;
+#[cfg(feature = "kafka")]
+mod reply_consumer;
 #[cfg(feature = "kafka")]
 pub(crate) mod security;
 #[cfg(feature = "kafka")]

@@ -13,6 +13,7 @@ use crate::failure::policy::{self, FailureKind, Source};
 use crate::failure::recoverer::Shrink;
 use crate::failure::routes::{Arrival, FailureRoutes};
 use crate::metrics::LISTENER_SECONDS;
+use crate::publisher::ReplyAddress;
 use crate::record::{OutgoingRecord, Record};
 use crate::registry::ListenerSpec;
 use crate::telemetry::spans::Messaging;
@@ -40,6 +41,10 @@ impl KafkaRoutes {
 impl FailureRoutes for KafkaRoutes {
     fn timer(&self) -> &'static str {
         LISTENER_SECONDS
+    }
+
+    fn reply_address(&self, record: &Record) -> Option<ReplyAddress> {
+        super::reply::reply_address(record)
     }
 
     fn messaging(&self) -> Messaging {

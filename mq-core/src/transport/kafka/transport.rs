@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::envelope::ContentMode;
 use crate::error::Error;
 use crate::failure::routes::FailureRoutes;
-use crate::publisher::RecordSink;
+use crate::publisher::{RecordSink, Replies};
 use crate::registry::ListenerSpec;
 use crate::transport::{lane_settings, Transport, Wiring};
 
@@ -120,7 +120,20 @@ impl Transport for KafkaTransport {
     }
 
     fn sink(&self) -> Arc<dyn RecordSink> {
-        Arc::new(self.sink.clone())
+        Arc::new(super::reply_consumer::ReplySink {
+            inner: self.sink.clone(),
+            reply_topic: self.config.mq.kafka.reply_topic.clone(),
+        })
+    }
+
+    fn start_replies(&self, replies: &Arc<Replies>, wiring: &Wiring) -> Option<JoinHandle<()>> {
+        let topic = self.config.mq.kafka.reply_topic.clone()?;
+        Some(super::reply_consumer::spawn(
+            self.config.clone(),
+            topic,
+            replies.clone(),
+            wiring.shutdown.child_token(),
+        ))
     }
 
     fn health(&self, specs: &[ListenerSpec]) -> Result<Arc<dyn HealthIndicator>, Error> {
