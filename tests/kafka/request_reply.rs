@@ -141,18 +141,23 @@ async fn a_python_requester_with_springs_headers_gets_mqs_reply() {
     create_topic(&topic, 2).await;
     create_topic(&reply_topic, 2).await;
     let responder = responder("rr_quote", &topic).await;
-    let out = Command::new("python3")
-        .arg(SCRIPT)
-        .args(["--bootstrap", &bootstrap(), "--topic", &topic])
-        .args([
-            "--reply-topic",
-            &reply_topic,
-            "--count",
-            "5",
-            "--timeout",
-            "90",
-        ])
-        .output()
+    // The responder runs on this test's runtime: the requester runs beside it.
+    let args = [
+        SCRIPT.to_owned(),
+        "--bootstrap".into(),
+        bootstrap(),
+        "--topic".into(),
+        topic.clone(),
+        "--reply-topic".into(),
+        reply_topic.clone(),
+        "--count".into(),
+        "5".into(),
+        "--timeout".into(),
+        "90".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(args).output())
+        .await
+        .unwrap()
         .expect("python3 runs (scripts/test.sh installs faststream[kafka], which brings aiokafka)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
