@@ -97,7 +97,7 @@ pub async fn run(messages: u64, runs: usize, prefetch: u16) -> BenchResult<Rabbi
     let admin = connect().await?;
     let ch = admin.create_channel().await.map_err(|e| e.to_string())?;
     for q in [QUEUE.to_owned(), format!("{QUEUE}.dlq")] {
-        ch.queue_delete(&q, QueueDeleteOptions::default())
+        ch.queue_delete(q.into(), QueueDeleteOptions::default())
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -105,7 +105,7 @@ pub async fn run(messages: u64, runs: usize, prefetch: u16) -> BenchResult<Rabbi
         durable: true,
         ..Default::default()
     };
-    ch.queue_declare(QUEUE, durable, FieldTable::default())
+    ch.queue_declare(QUEUE.into(), durable, FieldTable::default())
         .await
         .map_err(|e| e.to_string())?;
     let (mut per_message, mut batched, mut mq) = (Vec::new(), Vec::new(), Vec::new());
@@ -133,9 +133,11 @@ pub async fn run(messages: u64, runs: usize, prefetch: u16) -> BenchResult<Rabbi
         }
     }
     for q in [QUEUE.to_owned(), format!("{QUEUE}.dlq")] {
-        let _ = ch.queue_delete(&q, QueueDeleteOptions::default()).await;
+        let _ = ch
+            .queue_delete(q.into(), QueueDeleteOptions::default())
+            .await;
     }
-    let _ = admin.close(200, "done").await;
+    let _ = admin.close(200, "done".into()).await;
     let median = |v: &[RabbitRun]| crate::median(v.iter().map(|r| r.msgs_per_s).collect());
     let (pm, bm, mm) = (median(&per_message), median(&batched), median(&mq));
     let best = pm.max(bm);
@@ -172,8 +174,8 @@ async fn fill(connection: &Connection, n: u64) -> BenchResult<()> {
     for i in 0..n {
         let confirm = ch
             .basic_publish(
-                "",
-                QUEUE,
+                "".into(),
+                QUEUE.into(),
                 BasicPublishOptions::default(),
                 &event_json(i, 0),
                 props.clone(),
@@ -194,7 +196,7 @@ async fn fill(connection: &Connection, n: u64) -> BenchResult<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ready = ch
-            .queue_declare(QUEUE, passive, FieldTable::default())
+            .queue_declare(QUEUE.into(), passive, FieldTable::default())
             .await
             .map_err(|e| e.to_string())?
             .message_count();
@@ -206,7 +208,7 @@ async fn fill(connection: &Connection, n: u64) -> BenchResult<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = ch.close(200, "filled").await;
+    let _ = ch.close(200, "filled".into()).await;
     Ok(())
 }
 
@@ -237,8 +239,8 @@ async fn run_baseline(n: u64, prefetch: u16, batched: bool) -> BenchResult<Rabbi
         .map_err(|e| e.to_string())?;
     let mut consumer = ch
         .basic_consume(
-            QUEUE,
-            "bench-lapin-loop",
+            QUEUE.into(),
+            "bench-lapin-loop".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -281,8 +283,8 @@ async fn run_baseline(n: u64, prefetch: u16, batched: bool) -> BenchResult<Rabbi
         }
     }
     let cpu = cpu_time() - cpu0;
-    let _ = ch.close(200, "done").await;
-    let _ = connection.close(200, "done").await;
+    let _ = ch.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
     finish(&sink, n, cpu)
 }
 

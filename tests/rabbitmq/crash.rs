@@ -60,7 +60,13 @@ async fn sigkill_of_the_consumer_at_random_points_loses_nothing() {
                 .with_delivery_mode(2);
             let body = e.to_json().unwrap();
             let confirm = ch
-                .basic_publish("", QUEUE, BasicPublishOptions::default(), &body, props)
+                .basic_publish(
+                    "".into(),
+                    QUEUE.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
                 .await
                 .unwrap();
             confirms.push(confirm);

@@ -40,7 +40,7 @@ async fn typed_round_trip_through_a_topic_exchange() {
     fresh(&ch, "mq_t_round_trip").await;
     // The exchange and the binding are the listener's: declared at startup.
     let exchange = "mq_t_orders";
-    ch.exchange_delete(exchange, ExchangeDeleteOptions::default())
+    ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
         .await
         .unwrap();
     let running = start("on_round_trip", "").await;
@@ -101,8 +101,8 @@ async fn poison_goes_to_the_dlq_with_headers_and_good_messages_are_handled_once(
         if n % 10 == 0 {
             let confirm = ch
                 .basic_publish(
-                    "",
-                    "mq_t_poison",
+                    "".into(),
+                    "mq_t_poison".into(),
                     BasicPublishOptions::default(),
                     b"{not json",
                     BasicProperties::default(),
@@ -217,7 +217,7 @@ async fn on_prefetch(_task: Task) -> Result<(), HandlerError> {
 /// Messages ready (not delivered) in `queue`.
 async fn ready(ch: &Channel, queue: &str) -> u32 {
     ch.queue_declare(
-        queue,
+        queue.into(),
         QueueDeclareOptions {
             passive: true,
             ..Default::default()
@@ -271,7 +271,7 @@ async fn on_yaml_bound(_task: Task) -> Result<(), HandlerError> {
 async fn a_binding_configured_in_yaml_is_declared_at_startup() {
     let (_c, ch) = channel().await;
     fresh(&ch, "mq_t_yaml_bound").await;
-    ch.exchange_delete("mq_t_fanout", ExchangeDeleteOptions::default())
+    ch.exchange_delete("mq_t_fanout".into(), ExchangeDeleteOptions::default())
         .await
         .unwrap();
     let yaml = "  listeners:\n    on_yaml_bound:\n      bindings:\n        - exchange: mq_t_fanout\n          exchange-type: fanout\n";

@@ -57,12 +57,12 @@ async fn a_quorum_single_active_consumer_queue_made_by_operations_is_consumed_as
         ..Default::default()
     };
     let left = ch
-        .queue_declare("mq_t22_ops_sac", passive, FieldTable::default())
+        .queue_declare("mq_t22_ops_sac".into(), passive, FieldTable::default())
         .await
         .unwrap()
         .message_count();
     assert_eq!(left, 0, "all acked");
-    ch.queue_delete("mq_t22_ops_sac", QueueDeleteOptions::default())
+    ch.queue_delete("mq_t22_ops_sac".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
 }
@@ -96,7 +96,7 @@ async fn two_consumers_on_a_single_active_consumer_queue_are_refused_at_startup(
     ] {
         assert!(err.contains(part), "{part} in {err}");
     }
-    ch.queue_delete("mq_t22_ops_sac_many", QueueDeleteOptions::default())
+    ch.queue_delete("mq_t22_ops_sac_many".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
 }
@@ -113,7 +113,7 @@ async fn on_ops_late(task: Task) -> Result<(), HandlerError> {
 async fn declare_false_waits_unready_for_the_queue_and_consumes_it_once_it_exists() {
     let (_c, ch) = channel().await;
     for q in ["mq_t22_ops_late", "mq_t22_ops_late.dlq"] {
-        ch.queue_delete(q, QueueDeleteOptions::default())
+        ch.queue_delete(q.into(), QueueDeleteOptions::default())
             .await
             .unwrap();
     }
@@ -139,7 +139,7 @@ async fn declare_false_waits_unready_for_the_queue_and_consumes_it_once_it_exist
     };
     let (_c2, probe) = channel().await;
     assert!(probe
-        .queue_declare("mq_t22_ops_late", passive, FieldTable::default())
+        .queue_declare("mq_t22_ops_late".into(), passive, FieldTable::default())
         .await
         .is_err());
     // Operations create it (a classic queue with a TTL mq would never declare).
@@ -159,7 +159,7 @@ async fn declare_false_waits_unready_for_the_queue_and_consumes_it_once_it_exist
     .await;
     wait_for("handled", || *LATE_SEEN.lock().unwrap() == [7]).await;
     running.shutdown().await.unwrap();
-    ch.queue_delete("mq_t22_ops_late", QueueDeleteOptions::default())
+    ch.queue_delete("mq_t22_ops_late".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
 }

@@ -35,8 +35,8 @@ async fn spring_amqp_plain_json_with_a_type_id_decodes() {
         .with_delivery_mode(2)
         .with_headers(headers);
     ch.basic_publish(
-        "",
-        "mq_t_spring",
+        "".into(),
+        "mq_t_spring".into(),
         BasicPublishOptions::default(),
         br#"{"n":42}"#,
         props,
@@ -87,8 +87,8 @@ async fn binary_mode_cloud_events_in_application_properties_decode_with_either_p
             .with_headers(headers);
         let body = format!(r#"{{"n":{i}}}"#);
         ch.basic_publish(
-            "",
-            "mq_t_ce_binary",
+            "".into(),
+            "mq_t_ce_binary".into(),
             BasicPublishOptions::default(),
             body.as_bytes(),
             props,

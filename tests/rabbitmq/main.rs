@@ -52,7 +52,7 @@ async fn fresh(ch: &Channel, queue: &str) {
 /// (as an operator would, before mq).
 async fn fresh_with(ch: &Channel, queue: &str, args: FieldTable) {
     for q in [queue.to_owned(), format!("{queue}.dlq")] {
-        ch.queue_delete(&q, QueueDeleteOptions::default())
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
             .await
             .unwrap();
     }
@@ -60,15 +60,15 @@ async fn fresh_with(ch: &Channel, queue: &str, args: FieldTable) {
         durable: true,
         ..Default::default()
     };
-    ch.queue_declare(queue, durable, args).await.unwrap();
+    ch.queue_declare(queue.into(), durable, args).await.unwrap();
 }
 
 /// Publishes `body` to `queue` through the default exchange as another client would (raw
 /// lapin, not mq), and waits for the broker's confirm.
 async fn publish_raw(ch: &Channel, queue: &str, body: &[u8], props: BasicProperties) {
     ch.basic_publish(
-        "",
-        queue,
+        "".into(),
+        queue.into(),
         lapin::options::BasicPublishOptions::default(),
         body,
         props,
@@ -164,7 +164,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn drain(ch: &Channel, queue: &str) -> Vec<BasicGetMessage> {
     let mut all = Vec::new();
     while let Some(m) = ch
-        .basic_get(queue, BasicGetOptions { no_ack: true })
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
     {

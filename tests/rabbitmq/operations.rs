@@ -102,7 +102,7 @@ async fn a_consumer_whose_queue_vanished_redeclares_it_and_consumes_again() {
         .unwrap();
     wait_for("the first handled", || RECOVERED.lock().unwrap().len() == 1).await;
     // RabbitMQ cancels the consumer of a deleted queue.
-    ch.queue_delete("mq_t_recover", QueueDeleteOptions::default())
+    ch.queue_delete("mq_t_recover".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
     // Until the consumer has declared the queue again, the message is unroutable: the
@@ -144,7 +144,7 @@ async fn on_hang(_task: Task) -> Result<(), HandlerError> {
 async fn a_message_that_never_gets_acked_stops_coming_back_after_the_delivery_limit() {
     let (_c, ch) = channel().await;
     for q in ["mq_t_limit", "mq_t_limit.dlq"] {
-        ch.queue_delete(q, QueueDeleteOptions::default())
+        ch.queue_delete(q.into(), QueueDeleteOptions::default())
             .await
             .unwrap();
     }

@@ -73,8 +73,8 @@ async fn a_handler_that_outlives_its_channel_is_dead_lettered_after_max_attempts
             .with_message_id(ShortString::from(format!("outlive-{n}")))
             .with_delivery_mode(2);
         ch.basic_publish(
-            "",
-            OUTLIVE,
+            "".into(),
+            OUTLIVE.into(),
             BasicPublishOptions::default(),
             format!(r#"{{"n":{n}}}"#).as_bytes(),
             props,

@@ -31,7 +31,7 @@ async fn ready(ch: &Channel, queue: &str) -> u32 {
         passive: true,
         ..Default::default()
     };
-    ch.queue_declare(queue, passive, FieldTable::default())
+    ch.queue_declare(queue.into(), passive, FieldTable::default())
         .await
         .map(|q| q.message_count())
         .unwrap_or_else(|e| panic!("{queue}: {e}"))
@@ -57,9 +57,12 @@ async fn wait_ready(queue: &str, n: u32) {
 #[tokio::test]
 async fn dlq_replay_with_dry_run_filter_and_parking() {
     let (_c, ch) = channel().await;
-    ch.queue_delete("mq_t_replay.dlq.parking", QueueDeleteOptions::default())
-        .await
-        .unwrap();
+    ch.queue_delete(
+        "mq_t_replay.dlq.parking".into(),
+        QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
     fresh(&ch, "mq_t_replay").await;
     let running = start("on_replay", "").await;
     for n in 0..6 {
@@ -148,7 +151,7 @@ async fn drain_peek() -> Vec<Option<String>> {
     for _ in 0..3 {
         let m = ch
             .basic_get(
-                "mq_t_replay.dlq",
+                "mq_t_replay.dlq".into(),
                 lapin::options::BasicGetOptions { no_ack: false },
             )
             .await
@@ -157,6 +160,6 @@ async fn drain_peek() -> Vec<Option<String>> {
         counts.push(header(&m.delivery.properties, "mq_replay-count"));
     }
     // Closing the channel returns the unacked messages to the DLQ.
-    ch.close(200, "peeked").await.unwrap();
+    ch.close(200, "peeked".into()).await.unwrap();
     counts
 }

@@ -15,9 +15,12 @@ use super::*;
 /// [`fresh`], and the retry queues of an earlier run deleted too.
 async fn fresh_with_retry_queues(ch: &Channel, queue: &str, retries: u32) {
     for n in 0..retries {
-        ch.queue_delete(&format!("{queue}.retry.{n}"), QueueDeleteOptions::default())
-            .await
-            .unwrap();
+        ch.queue_delete(
+            format!("{queue}.retry.{n}").into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     fresh(ch, queue).await;
 }
@@ -72,7 +75,7 @@ async fn a_flaky_message_succeeds_on_attempt_3_through_retry_queues_without_bloc
             ..Default::default()
         };
         ch.queue_declare(
-            &format!("mq_t_rq_flaky.retry.{n}"),
+            format!("mq_t_rq_flaky.retry.{n}").into(),
             passive,
             FieldTable::default(),
         )

@@ -168,8 +168,8 @@ async fn a_timestamp_typed_cloudevents_time_is_read_as_that_time() {
         .with_content_type("application/json".into())
         .with_headers(headers);
     ch.basic_publish(
-        "",
-        "mq_t_ce_typed_time",
+        "".into(),
+        "mq_t_ce_typed_time".into(),
         BasicPublishOptions::default(),
         br#"{"n":3}"#,
         props,
@@ -201,8 +201,8 @@ async fn publish_tasks(ch: &lapin::Channel, queue: &str, ns: std::ops::Range<u32
         let body = format!(r#"{{"n":{n}}}"#);
         let props = BasicProperties::default().with_content_type("application/json".into());
         ch.basic_publish(
-            "",
-            queue,
+            "".into(),
+            queue.into(),
             BasicPublishOptions::default(),
             body.as_bytes(),
             props,

@@ -1,9 +1,27 @@
 //! The one AMQP connection of an app, opened on first use (an app that never reads a
 //! queue nor publishes to an exchange never connects) and opened again when it was lost.
+//!
+//! Recovery is mq's, not lapin's: lapin 4's automatic recovery
+//! (`ConnectionProperties::enable_auto_recover`) stays off. It recovers whole connections
+//! only (lapin 4 dropped channel recovery), so the channel losses a consumer has to survive
+//! anyway (its queue deleted, `consumer_timeout`, a refused declaration) need mq's loop
+//! ([`QueueConsumer`](super::consumer::QueueConsumer)) regardless; a consumer it recovers
+//! goes on on a new channel with delivery tags from 1, which a lane (tags are its offsets,
+//! acks never move back) cannot take without being closed and opened again, which is what
+//! that loop does; and with it on (lapin 4.12.3), after the broker closed the connection
+//! lapin reconnected, but the consumer's stream yielded no error to act on (nor a
+//! `wait_for_recovery` to call) and the connection-loss test stalled for its 30 s
+//! (`connections_lost_mid_stream_lose_nothing_the_broker_confirmed` in
+//! tests/rabbitmq/operations.rs). So one path handles every loss: a lost connection is
+//! opened again here on next use, by the consumers' loop (paced 250 ms doubling to 5 s),
+//! the publisher and the queue-depth poller; lapin's own connect backoff stays at its
+//! default (no retries).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use lapin::tcp::AMQPUriTcpExt;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
 
 use super::tls::Tls;
@@ -82,7 +100,7 @@ impl Rabbit {
     pub(crate) async fn close(&self) {
         let connection = self.connection.lock().await.take();
         if let Some(c) = connection.filter(|c| c.status().connected()) {
-            let _ = c.close(200, "shutdown").await;
+            let _ = c.close(200, "shutdown".into()).await;
         }
     }
 
@@ -99,12 +117,8 @@ impl Rabbit {
                 ConnectionProperties::default().with_connection_name(self.name.clone().into());
             let connected = match &self.tls {
                 None => Connection::connect(&uri, properties).await,
-                Some(tls) => match uri.parse::<lapin::uri::AMQPUri>() {
-                    Ok(parsed) => {
-                        let tls = tls.clone();
-                        Connection::connector(parsed, Box::new(move |u| tls.connect(u)), properties)
-                            .await
-                    }
+                Some(tls) => match uri.parse::<AMQPUri>() {
+                    Ok(parsed) => connect_tls(parsed, tls.clone(), properties).await,
                     Err(_) => {
                         // The URI holds the password: do not quote it.
                         last = "not a valid host:port in mq.rabbitmq.host/addresses".to_owned();
@@ -129,4 +143,23 @@ impl Rabbit {
             self.config.username
         ))
     }
+}
+
+/// A connection over TLS: lapin's runtime opens the TCP stream, [`Tls::connect`] does the
+/// handshake with mq's connector, lapin speaks AMQP over it.
+async fn connect_tls(
+    uri: AMQPUri,
+    tls: Arc<Tls>,
+    properties: ConnectionProperties,
+) -> lapin::Result<Connection> {
+    let runtime = lapin::runtime::default_runtime()?;
+    let connect = async move |uri: AMQPUri, runtime| {
+        let plain = AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            ..uri.clone()
+        };
+        let tcp = plain.connect_async(&runtime);
+        Ok(tls.connect(&uri, tcp).await?)
+    };
+    Connection::connector(uri, runtime, connect, properties).await
 }

@@ -1,10 +1,11 @@
 //! A queue listener's consumers: each one a channel with `basic.qos(prefetch)`, one
 //! `basic.consume`, and one lane.
 //!
-//! The consumer task only routes deliveries into its lane; the lane runs the listener's
-//! pipeline and commits through a delivery tag once everything up to it is done, which
-//! the [`Acks`] task turns into `basic.ack(tag, multiple = true)`, in order, on the
-//! channel the deliveries came on: one ack per half prefetch of settled deliveries, or
+//! The consumer task only routes deliveries into its lane (and each delivery's lapin
+//! `Acker` to the [`Acks`] task); the lane runs the listener's pipeline and commits
+//! through a delivery tag once everything up to it is done, which the [`Acks`] task turns
+//! into `basic.ack(tag, multiple = true)` through that delivery's `Acker`, in order: one
+//! ack per half prefetch of settled deliveries, or
 //! 2 ms after the last one (the broker shares the machine's cores; every ack frame costs
 //! it). When the channel or the connection is lost, the lane
 //! is closed (its unacked messages come back from RabbitMQ, to this or another consumer),
@@ -18,7 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::Channel;
+use lapin::{Acker, Channel};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,8 @@ use crate::record::Record;
 
 /// What the ack task is asked to do.
 enum AckMsg {
+    /// A delivery came, with its acker (sent before its record reaches the lane).
+    Delivered(u64, Acker),
     /// Acknowledge every delivery through this tag.
     Through(u64),
     /// Answer once every ack asked before was sent.
@@ -44,7 +47,9 @@ enum AckMsg {
 
 /// A consumer's channel as its lane's source: acks go out in the order the lane commits
 /// them (a `multiple` ack behind a higher one would be an unknown tag, which closes the
-/// channel), from one task.
+/// channel), from one task, each through the `Acker` of the highest delivery it settles
+/// (lapin's per-delivery handle: once the channel closed it refuses, so an ack never
+/// reaches a channel the delivery did not come on).
 struct Acks {
     tx: mpsc::UnboundedSender<AckMsg>,
     manual: bool,
@@ -54,9 +59,11 @@ impl Acks {
     /// The ack task of `channel`: one `multiple` ack once `batch` deliveries (half the
     /// prefetch) are settled past the last ack, or [`ACK_LINGER`] after the last settled
     /// one, or on a flush; never for a delivery not settled yet.
-    fn start(channel: Channel, manual: bool, batch: u64) -> Acks {
+    fn start(manual: bool, batch: u64) -> Acks {
         let (tx, mut rx) = mpsc::unbounded_channel::<AckMsg>();
         tokio::spawn(async move {
+            // The ackers of the deliveries not acked yet (at most `prefetch`), in tag order.
+            let mut unacked = VecDeque::new();
             // The highest settled tag not acked yet, and the last tag acked.
             let mut pending: Option<u64> = None;
             let mut acked = 0u64;
@@ -66,20 +73,21 @@ impl Acks {
                     Some(tag) => match tokio::time::timeout(ACK_LINGER, rx.recv()).await {
                         Ok(msg) => msg,
                         Err(_) => {
-                            acked = ack(&channel, tag).await;
+                            acked = ack(&mut unacked, tag).await;
                             pending = None;
                             continue;
                         }
                     },
                 };
                 match msg {
+                    Some(AckMsg::Delivered(tag, acker)) => unacked.push_back((tag, acker)),
                     Some(AckMsg::Through(tag)) => {
                         let tag = pending.map_or(tag, |p| p.max(tag));
                         if tag <= acked {
                             continue;
                         }
                         if tag - acked >= batch {
-                            acked = ack(&channel, tag).await;
+                            acked = ack(&mut unacked, tag).await;
                             pending = None;
                         } else {
                             pending = Some(tag);
@@ -87,13 +95,13 @@ impl Acks {
                     }
                     Some(AckMsg::Flush(f)) => {
                         if let Some(tag) = pending.take() {
-                            acked = ack(&channel, tag).await;
+                            acked = ack(&mut unacked, tag).await;
                         }
                         let _ = f.send(());
                     }
                     None => {
                         if let Some(tag) = pending {
-                            ack(&channel, tag).await;
+                            ack(&mut unacked, tag).await;
                         }
                         break;
                     }
@@ -101,6 +109,14 @@ impl Acks {
             }
         });
         Acks { tx, manual }
+    }
+
+    /// Hands the ack task the acker of delivery `tag` (in manual mode; none is needed
+    /// otherwise).
+    fn delivered(&self, tag: u64, acker: Acker) {
+        if self.manual {
+            let _ = self.tx.send(AckMsg::Delivered(tag, acker));
+        }
     }
 
     /// Waits until every ack asked for so far was sent.
@@ -131,12 +147,24 @@ impl LaneSource for Acks {
 /// the broker to process, at most this much later).
 const ACK_LINGER: Duration = Duration::from_millis(2);
 
-/// Acknowledges every delivery through `tag` (`multiple`); returns `tag`.
-async fn ack(channel: &Channel, tag: u64) -> u64 {
+/// Acknowledges every delivery through `tag` (`multiple`, through the acker of `tag`) and
+/// forgets their ackers; returns `tag`.
+async fn ack(unacked: &mut VecDeque<(u64, Acker)>, tag: u64) -> u64 {
+    let mut last = None;
+    while unacked.front().is_some_and(|(t, _)| *t <= tag) {
+        last = unacked.pop_front();
+    }
+    let Some((_, acker)) = last.filter(|(t, _)| *t == tag) else {
+        // Never a delivery of this channel: nothing to ack (the broker would close it).
+        tracing::debug!(tag, "ack not sent: no such delivery");
+        return tag;
+    };
     let multiple = BasicAckOptions { multiple: true };
-    if let Err(e) = channel.basic_ack(tag, multiple).await {
+    match acker.ack(multiple).await {
+        Ok(true) => {}
         // The channel is gone: RabbitMQ delivers the messages again.
-        tracing::debug!(tag, error = %e, "ack not sent: channel closed");
+        Ok(false) => tracing::debug!(tag, "ack not sent: channel closed"),
+        Err(e) => tracing::debug!(tag, error = %e, "ack not sent: channel closed"),
     }
     tag
 }
@@ -291,8 +319,8 @@ impl QueueConsumer {
         );
         let mut deliveries = channel
             .basic_consume(
-                queue,
-                &tag,
+                properties::short("the queue name", queue)?,
+                properties::short("the consumer tag", &tag)?,
                 BasicConsumeOptions {
                     no_ack: !manual,
                     ..Default::default()
@@ -303,7 +331,7 @@ impl QueueConsumer {
             .map_err(|e| format!("cannot consume {queue}: {e}"))?;
         let key = LaneKey::of(queue, self.index);
         let batch = u64::from((self.listener.prefetch / 2).max(1));
-        let acks = Arc::new(Acks::start(channel.clone(), manual, batch));
+        let acks = Arc::new(Acks::start(manual, batch));
         lanes.open(key.clone(), acks.clone());
         status.assigned.store(1, Ordering::Relaxed);
         status.member.store(true, Ordering::Relaxed);
@@ -339,6 +367,7 @@ impl QueueConsumer {
                 d = deliveries.next() => match d {
                     Some(Ok(d)) => {
                         let record = Arc::new(properties::record_of(&key.topic, self.index, &d));
+                        acks.delivered(d.delivery_tag, d.acker);
                         if window > 0 {
                             if recent.len() == window {
                                 recent.pop_front();
@@ -363,7 +392,7 @@ impl QueueConsumer {
         lanes.close(Some(std::slice::from_ref(&key))).await;
         acks.flush().await;
         if ended.is_ok() {
-            let _ = channel.close(200, "shutdown").await;
+            let _ = channel.close(200, "shutdown".into()).await;
         }
         ended
     }

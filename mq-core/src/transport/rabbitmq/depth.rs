@@ -48,7 +48,7 @@ pub(crate) fn spawn(
             }
         }
         if let Some(c) = channel.filter(|c| c.status().connected()) {
-            let _ = c.close(200, "shutdown").await;
+            let _ = c.close(200, "shutdown".into()).await;
         }
     })
 }
@@ -84,12 +84,13 @@ async fn depth(rabbit: &Rabbit, channel: &mut Option<Channel>, queue: &str) -> R
             c
         }
     };
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    open.queue_declare(queue, passive, FieldTable::default())
-        .await
-        .map(|q| q.message_count())
-        .map_err(|e| e.to_string())
+    let passive = QueueDeclareOptions::default().passive();
+    open.queue_declare(
+        super::properties::short("the queue name", queue)?,
+        passive,
+        FieldTable::default(),
+    )
+    .await
+    .map(|q| q.message_count())
+    .map_err(|e| e.to_string())
 }

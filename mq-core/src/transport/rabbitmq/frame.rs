@@ -40,9 +40,10 @@ pub(crate) fn header_frame_size(props: &BasicProperties) -> usize {
     size
 }
 
-/// The header frame `record` would be published with.
+/// The header frame `record` would be published with; 0 when it cannot be published as
+/// it is (a short string over 255 bytes: the publish fails naming it, nothing to cut).
 pub(crate) fn record_frame_size(record: &OutgoingRecord) -> usize {
-    header_frame_size(&properties::outgoing(record))
+    properties::outgoing(record).map_or(0, |p| header_frame_size(&p))
 }
 
 fn table_size(t: &FieldTable) -> usize {

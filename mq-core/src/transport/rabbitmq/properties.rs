@@ -233,9 +233,21 @@ pub(crate) fn typed_of(v: &AMQPValue) -> Option<HeaderValue> {
     })
 }
 
-/// The AMQP field of a typed value.
-pub(crate) fn amqp_of(v: &HeaderValue) -> AMQPValue {
-    match v {
+/// `s` as an AMQP short string (a queue or exchange name, a routing key, a basic property,
+/// a header name): at most 255 bytes. lapin 4 panics on a longer one; here it is an error
+/// naming `what`.
+pub(crate) fn short(what: &str, s: &str) -> Result<ShortString, String> {
+    ShortString::try_new(s).map_err(|_| {
+        format!(
+            "{what} takes {} bytes, over the 255 an AMQP short string holds",
+            s.len()
+        )
+    })
+}
+
+/// The AMQP field of a typed value; the error names a short string over 255 bytes.
+pub(crate) fn amqp_of(v: &HeaderValue) -> Result<AMQPValue, String> {
+    Ok(match v {
         HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
         HeaderValue::I8(i) => AMQPValue::ShortShortInt(*i),
         HeaderValue::U8(i) => AMQPValue::ShortShortUInt(*i),
@@ -250,24 +262,24 @@ pub(crate) fn amqp_of(v: &HeaderValue) -> AMQPValue {
             scale: *scale,
             value: *value,
         }),
-        HeaderValue::ShortString(s) => AMQPValue::ShortString(ShortString::from(s.clone())),
+        HeaderValue::ShortString(s) => AMQPValue::ShortString(short("a short-string header", s)?),
         HeaderValue::LongString(b) => AMQPValue::LongString(LongString::from(b.clone())),
         HeaderValue::Bytes(b) => AMQPValue::ByteArray(ByteArray::from(b.clone())),
         HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
         HeaderValue::Array(items) => AMQPValue::FieldArray(FieldArray::from(
-            items.iter().map(amqp_of).collect::<Vec<_>>(),
+            items.iter().map(amqp_of).collect::<Result<Vec<_>, _>>()?,
         )),
         HeaderValue::Table(entries) => {
             let mut table = FieldTable::default();
             for (k, v) in entries {
-                table.insert(ShortString::from(k.clone()), amqp_of(v));
+                table.insert(short("a header table's key", k)?, amqp_of(v)?);
             }
             AMQPValue::FieldTable(table)
         }
         // `HeaderValue` is non-exhaustive for users; mq knows every kind it has.
         #[allow(unreachable_patterns)]
         _ => AMQPValue::Void,
-    }
+    })
 }
 
 /// The properties of `record` published: persistent; the basic properties its `amqp_*`
@@ -277,11 +289,12 @@ pub(crate) fn amqp_of(v: &HeaderValue) -> AMQPValue {
 /// `message_id` (the one it carries in `amqp_messageId`, `mq_event-id` or `ce_id`, else a
 /// new one, so the message is one message from here on, through retries and dead
 /// letters); `ce_<attr>` headers as `cloudEvents:<attr>`, typed headers with their type
-/// and the others as long strings.
-pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
+/// and the others as long strings. The error names a value or header name over the 255
+/// bytes of an AMQP short string (nothing can be sent then).
+pub(crate) fn outgoing(record: &OutgoingRecord) -> Result<BasicProperties, String> {
     let mut table = FieldTable::default();
     let h = &record.headers;
-    let short = |v: &[u8]| ShortString::from(String::from_utf8_lossy(v).into_owned());
+    let prop = |what: &str, v: &[u8]| short(what, &String::from_utf8_lossy(v));
     let id = h
         .get_str(amqp::MESSAGE_ID)
         .or_else(|| h.get_str(EVENT_ID_HEADER))
@@ -294,16 +307,22 @@ pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
     let mut props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_timestamp(timestamp)
-        .with_message_id(ShortString::from(id));
+        .with_message_id(id.into());
     for h in record.headers.iter() {
         let Some(value) = &h.value else { continue };
         match h.key.as_str() {
-            CONTENT_TYPE_HEADER => props = props.with_content_type(short(value)),
-            CONTENT_ENCODING_HEADER => props = props.with_content_encoding(short(value)),
-            amqp::CORRELATION_ID => props = props.with_correlation_id(short(value)),
-            amqp::REPLY_TO => props = props.with_reply_to(short(value)),
-            amqp::TYPE => props = props.with_type(short(value)),
-            amqp::APP_ID => props = props.with_app_id(short(value)),
+            CONTENT_TYPE_HEADER => {
+                props = props.with_content_type(prop("the content_type property", value)?)
+            }
+            CONTENT_ENCODING_HEADER => {
+                props = props.with_content_encoding(prop("the content_encoding property", value)?)
+            }
+            amqp::CORRELATION_ID => {
+                props = props.with_correlation_id(prop("the correlation_id property", value)?)
+            }
+            amqp::REPLY_TO => props = props.with_reply_to(prop("the reply_to property", value)?),
+            amqp::TYPE => props = props.with_type(prop("the type property", value)?),
+            amqp::APP_ID => props = props.with_app_id(prop("the app_id property", value)?),
             amqp::PRIORITY => {
                 let priority = match h.typed_value() {
                     Some(HeaderValue::U8(p)) => Some(*p),
@@ -321,14 +340,14 @@ pub(crate) fn outgoing(record: &OutgoingRecord) -> BasicProperties {
                     None => h.key.clone(),
                 };
                 let value = match h.typed_value() {
-                    Some(typed) => amqp_of(typed),
+                    Some(typed) => amqp_of(typed).map_err(|e| format!("header {name}: {e}"))?,
                     None => AMQPValue::LongString(LongString::from(value.clone())),
                 };
-                table.insert(ShortString::from(name), value);
+                table.insert(short("a header name", &name)?, value);
             }
         }
     }
-    props.with_headers(table)
+    Ok(props.with_headers(table))
 }
 
 #[cfg(test)]

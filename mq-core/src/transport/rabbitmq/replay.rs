@@ -52,12 +52,11 @@ async fn run(
         .create_channel()
         .await
         .map_err(|e| failed("cannot open a channel", e))?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
+    let dlq_name =
+        super::properties::short("the dead-letter queue name", dlq).map_err(Error::Rabbit)?;
+    let passive = QueueDeclareOptions::default().passive();
     let waiting = channel
-        .queue_declare(dlq, passive, FieldTable::default())
+        .queue_declare(dlq_name.clone(), passive, FieldTable::default())
         .await
         .map_err(|e| failed(&format!("no queue {dlq}"), e))?
         .message_count() as usize;
@@ -71,7 +70,7 @@ async fn run(
             break;
         }
         let Some(message) = channel
-            .basic_get(dlq, BasicGetOptions { no_ack: false })
+            .basic_get(dlq_name.clone(), BasicGetOptions { no_ack: false })
             .await
             .map_err(|e| failed(&format!("reading {dlq}"), e))?
         else {
@@ -96,12 +95,15 @@ async fn run(
             }
             Step::Park(out) => {
                 if !parking_declared {
-                    let durable = QueueDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    };
+                    let parking =
+                        super::properties::short("the parking queue name", &parking_queue(dlq))
+                            .map_err(Error::Rabbit)?;
                     channel
-                        .queue_declare(&parking_queue(dlq), durable, FieldTable::default())
+                        .queue_declare(
+                            parking,
+                            QueueDeclareOptions::durable(),
+                            FieldTable::default(),
+                        )
                         .await
                         .map_err(|e| {
                             failed(&format!("cannot declare {}", parking_queue(dlq)), e)
@@ -123,13 +125,19 @@ async fn run(
         super::frame::fit_to(&mut out, budget, "replay");
         // Confirmed first, acked on the DLQ after: a failure leaves it in the DLQ.
         sink.send(out).await.map_err(Error::Publish)?;
-        channel
-            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+        let acked = delivery
+            .acker
+            .ack(BasicAckOptions::default())
             .await
             .map_err(|e| failed(&format!("ack on {dlq}"), e))?;
+        if !acked {
+            // The channel closed after the copy was confirmed: the message is back in the
+            // DLQ, and a later replay sends it again.
+            return Err(Error::Rabbit(format!("ack on {dlq}: the channel closed")));
+        }
     }
     // What was left unacked (filtered out, dry run) goes back to the DLQ.
-    let _ = channel.close(200, "replay done").await;
+    let _ = channel.close(200, "replay done".into()).await;
     Ok(report)
 }
 

@@ -1,19 +1,24 @@
-//! TLS to RabbitMQ with OpenSSL (the one librdkafka links already): a connector built from
-//! `mq.rabbitmq.ssl.*`, handed to lapin as its connect function, and handshake failures in
-//! words that name the key to fix.
+//! TLS to RabbitMQ with OpenSSL (lapin's `openssl` feature; the one librdkafka links
+//! already when `kafka` is on too): a connector built from `mq.rabbitmq.ssl.*`, used by
+//! the connect function mq hands lapin, and handshake failures in words that name the key
+//! to fix.
 //!
-//! lapin's own TLS setup takes a CA and a PKCS#12 identity only, and always checks the
-//! host name; building the OpenSSL connector here gives PEM client certificates,
-//! `verify-hostname`, `validate-server-certificate` and `algorithm` as Spring Boot has
-//! them, and OpenSSL's verifier result (why the certificate was refused) in the error.
+//! lapin's own TLS setup (`OwnedTLSConfig`) takes a CA and an identity only, and always
+//! checks the host name; building the OpenSSL connector here gives `verify-hostname`,
+//! `validate-server-certificate` and `algorithm` as Spring Boot has them. The handshake
+//! itself runs here (async-openssl, the stream type of lapin's `AsyncTcpStream::Openssl`)
+//! so that OpenSSL's verify result (why the certificate was refused) reaches the error:
+//! lapin's `into_openssl` drops the SSL object with it.
 
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
-use lapin::tcp::{HandshakeError, HandshakeResult, TcpStream};
+use futures::{AsyncRead, AsyncWrite};
+use lapin::tcp::{AsyncTcpStream, HandshakeError, HandshakeResult};
 use lapin::uri::AMQPUri;
 use openssl::pkey::PKey;
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{SslConnector, SslMethod, SslRef, SslVerifyMode, SslVersion};
 use openssl::x509::{X509VerifyResult, X509};
 
 use crate::config::{RabbitTls, TlsVersion};
@@ -116,10 +121,10 @@ impl Tls {
         })
     }
 
-    /// Connects to the broker of `uri` and completes the TLS handshake: a blocking
-    /// stream (lapin's connect function runs on a blocking thread).
+    /// Connects to `host:port` and completes the TLS handshake: a blocking stream (the
+    /// health check reads the broker's version with it).
     pub(crate) fn open(&self, host: &str, port: u16, timeout: Duration) -> HandshakeResult {
-        let tcp = TcpStream::connect_timeout((host, port), timeout)?;
+        let tcp = tcp_connect(host, port, timeout)?;
         // A peer that accepts and never answers must not hold the thread for ever.
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
@@ -130,33 +135,86 @@ impl Tls {
         match config.connect(host, tcp) {
             Ok(stream) => Ok(stream.into()),
             Err(openssl::ssl::HandshakeError::Failure(mid)) => {
-                let verified = mid.ssl().verify_result();
-                let why = if verified == X509VerifyResult::OK {
-                    format!("TLS handshake with {host}:{port} failed: {}", mid.error())
-                } else {
-                    format!(
-                        "TLS handshake with {host}:{port} failed: certificate verify failed: {}",
-                        verified.error_string()
-                    )
-                };
-                Err(HandshakeError::Failure(io::Error::other(with_hint(why))))
+                let why = refusal(host, port, mid.ssl(), &mid.error().to_string());
+                Err(HandshakeError::Failure(io::Error::other(why)))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// lapin's connect function: [`Tls::open`], then non-blocking for lapin's reactor.
-    pub(crate) fn connect(&self, uri: &AMQPUri) -> HandshakeResult {
+    /// lapin's connect function: TCP through lapin's runtime, then the TLS handshake with
+    /// this connector, both within the URI's `connection_timeout` (else
+    /// [`CONNECT_TIMEOUT`]). A refused handshake says why, from OpenSSL's verify result.
+    pub(crate) async fn connect<S>(
+        &self,
+        uri: &AMQPUri,
+        plain: impl Future<Output = io::Result<AsyncTcpStream<S>>>,
+    ) -> io::Result<AsyncTcpStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let timeout = uri
             .query
             .connection_timeout
             .map_or(CONNECT_TIMEOUT, Duration::from_millis);
-        let stream = self.open(&uri.authority.host, uri.authority.port, timeout)?;
-        stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
-        stream.set_nonblocking(true)?;
-        Ok(stream)
+        let (host, port) = (uri.authority.host.as_str(), uri.authority.port);
+        let handshake = async {
+            let AsyncTcpStream::Plain(tcp) = plain.await? else {
+                return Err(io::Error::other("not a plain TCP stream"));
+            };
+            let ssl = self
+                .connector
+                .configure()
+                .and_then(|c| c.verify_hostname(self.verify_hostname).into_ssl(host))
+                .map_err(io::Error::other)?;
+            let mut tls = async_openssl::SslStream::new(ssl, tcp).map_err(io::Error::other)?;
+            match Pin::new(&mut tls).connect().await {
+                Ok(()) => Ok(AsyncTcpStream::Openssl(tls)),
+                Err(e) => Err(io::Error::other(refusal(
+                    host,
+                    port,
+                    tls.ssl(),
+                    &e.to_string(),
+                ))),
+            }
+        };
+        tokio::time::timeout(timeout, handshake)
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("TLS handshake with {host}:{port} timed out after {timeout:?}"),
+                ))
+            })
     }
+}
+
+/// A blocking TCP connection to the first address of `host:port` that answers.
+fn tcp_connect(host: &str, port: u16, timeout: Duration) -> io::Result<std::net::TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::other(format!("{host} resolves to no address"));
+    for address in (host, port).to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&address, timeout) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Why the handshake with `host:port` failed: OpenSSL's verify result when the certificate
+/// was refused (`error` only says "certificate verify failed"), with what to change.
+fn refusal(host: &str, port: u16, ssl: &SslRef, error: &str) -> String {
+    let verified = ssl.verify_result();
+    let why = if verified == X509VerifyResult::OK {
+        format!("TLS handshake with {host}:{port} failed: {error}")
+    } else {
+        format!(
+            "TLS handshake with {host}:{port} failed: certificate verify failed: {}",
+            verified.error_string()
+        )
+    };
+    with_hint(why)
 }
 
 /// `why`, followed by what to change when it is a reason of TLS.

@@ -9,6 +9,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
+use super::properties::short;
 use super::{dlq, DEAD_LETTER_EXCHANGE};
 use crate::registry::Binding;
 
@@ -38,25 +39,20 @@ pub(crate) async fn declare(
     delivery_limit: Option<u32>,
     retry_ttls: &[Duration],
 ) -> Result<(), String> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+    let durable = QueueDeclareOptions::durable();
+    let name = short("queue name", queue)?;
     match mode {
         QueueMode::Declare => {
             let (args, wanted) = queue_arguments(queue, delivery_limit);
             channel
-                .queue_declare(queue, durable, args)
+                .queue_declare(name.clone(), durable, args)
                 .await
                 .map_err(|e| refused(queue, &wanted, &e))?;
         }
         QueueMode::AsItIs => {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
+            let passive = QueueDeclareOptions::default().passive();
             channel
-                .queue_declare(queue, passive, FieldTable::default())
+                .queue_declare(name.clone(), passive, FieldTable::default())
                 .await
                 .map_err(|e| format!("queue {queue} is not there to consume as it is: {e}"))?;
         }
@@ -72,15 +68,17 @@ pub(crate) async fn declare(
             durable: true,
             ..Default::default()
         };
+        let exchange = short("exchange name", &b.exchange)?;
+        let routing_key = short("routing key", &b.routing_key)?;
         channel
-            .exchange_declare(&b.exchange, kind, durable, FieldTable::default())
+            .exchange_declare(exchange.clone(), kind, durable, FieldTable::default())
             .await
             .map_err(|e| format!("cannot declare {} exchange {}: {e}", b.kind, b.exchange))?;
         channel
             .queue_bind(
-                queue,
-                &b.exchange,
-                &b.routing_key,
+                name.clone(),
+                exchange,
+                routing_key,
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -89,7 +87,7 @@ pub(crate) async fn declare(
     }
     channel
         .exchange_declare(
-            DEAD_LETTER_EXCHANGE,
+            DEAD_LETTER_EXCHANGE.into(),
             ExchangeKind::Direct,
             ExchangeDeclareOptions {
                 durable: true,
@@ -100,15 +98,16 @@ pub(crate) async fn declare(
         .await
         .map_err(|e| format!("cannot declare exchange {DEAD_LETTER_EXCHANGE}: {e}"))?;
     let dead = dlq(queue);
+    let dead_name = short("dead-letter queue name", &dead)?;
     channel
-        .queue_declare(&dead, durable, FieldTable::default())
+        .queue_declare(dead_name.clone(), durable, FieldTable::default())
         .await
         .map_err(|e| refused(&dead, "durable, no arguments", &e))?;
     channel
         .queue_bind(
-            &dead,
-            DEAD_LETTER_EXCHANGE,
-            queue,
+            dead_name,
+            DEAD_LETTER_EXCHANGE.into(),
+            name,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -118,7 +117,7 @@ pub(crate) async fn declare(
         let retry = super::retry_queue::name(queue, n as u32);
         let (args, wanted) = retry_queue_arguments(queue, *ttl);
         channel
-            .queue_declare(&retry, durable, args)
+            .queue_declare(short("retry queue name", &retry)?, durable, args)
             .await
             .map_err(|e| refused(&retry, &wanted, &e))?;
     }
@@ -194,7 +193,10 @@ pub(crate) async fn existing_arguments(
             durable,
             ..Default::default()
         };
-        let e = match channel.queue_declare(queue, options, args.clone()).await {
+        let e = match channel
+            .queue_declare(short("queue name", queue)?, options, args.clone())
+            .await
+        {
             Ok(_) => return Ok((channel, args)),
             Err(e) => e.to_string(),
         };

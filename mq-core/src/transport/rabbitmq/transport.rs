@@ -66,15 +66,15 @@ impl RabbitTransport {
             let Ok(channel) = connection.create_channel().await else {
                 continue;
             };
-            let passive = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
+            let Ok(name) = super::properties::short("the queue name", queue) else {
+                continue;
             };
+            let passive = lapin::options::QueueDeclareOptions::default().passive();
             let exists = channel
-                .queue_declare(queue, passive, lapin::types::FieldTable::default())
+                .queue_declare(name, passive, lapin::types::FieldTable::default())
                 .await
                 .is_ok();
-            let _ = channel.close(200, "checked").await;
+            let _ = channel.close(200, "checked".into()).await;
             if !exists {
                 continue;
             }
@@ -82,7 +82,7 @@ impl RabbitTransport {
             if let Ok((channel, args)) =
                 topology::existing_arguments(&connection, queue, wanted).await
             {
-                let _ = channel.close(200, "checked").await;
+                let _ = channel.close(200, "checked".into()).await;
                 if topology::is_single_active_consumer(&args) {
                     return Err(sac_refusal(spec.name, queue, spec.concurrency));
                 }

@@ -46,7 +46,7 @@ fn every_amqp_type_survives_the_record_and_goes_out_as_it_came() {
     for (name, value) in every_type() {
         let header = header_of(name.to_owned(), &value);
         let out = match header.typed_value() {
-            Some(typed) => amqp_of(typed),
+            Some(typed) => amqp_of(typed).unwrap(),
             None => AMQPValue::LongString(LongString::from(header.value.clone().unwrap())),
         };
         assert_eq!(out, value, "{name}");
@@ -85,15 +85,8 @@ fn dead_letter_retry_and_replay_copies_keep_the_basic_properties() {
         .with_priority(9)
         .with_expiration("5000".into())
         .with_user_id("guest".into());
-    let d = Delivery {
-        delivery_tag: 3,
-        exchange: "orders".into(),
-        routing_key: "o.new".into(),
-        redelivered: false,
-        properties: props,
-        data: b"{}".to_vec(),
-        acker: Default::default(),
-    };
+    let mut d = Delivery::mock(3, "orders".into(), "o.new".into(), false, b"{}".to_vec());
+    d.properties = props;
     let record = record_of(&Arc::from("q"), 0, &d);
     let info = crate::failure::FailureInfo {
         exception_type: "E".into(),
@@ -104,15 +97,8 @@ fn dead_letter_retry_and_replay_copies_keep_the_basic_properties() {
     let dead = crate::transport::rabbitmq::dead_letter::build(&record, &info);
     let retry = crate::transport::rabbitmq::retry_queue::reschedule(&record, 0, 2, &info);
     let dlq = Arc::from("q.dlq");
-    let stored = Delivery {
-        delivery_tag: 1,
-        exchange: "mq.dlx".into(),
-        routing_key: "q".into(),
-        redelivered: false,
-        properties: outgoing(&dead),
-        data: b"{}".to_vec(),
-        acker: Default::default(),
-    };
+    let mut stored = Delivery::mock(1, "mq.dlx".into(), "q".into(), false, b"{}".to_vec());
+    stored.properties = outgoing(&dead).unwrap();
     let crate::failure::redrive::Step::Replay(replayed) = crate::transport::rabbitmq::redrive::plan(
         "q.dlq",
         &record_of(&dlq, 0, &stored),
@@ -125,7 +111,7 @@ fn dead_letter_retry_and_replay_copies_keep_the_basic_properties() {
         ("retry", &retry),
         ("replay", &replayed),
     ] {
-        let p = outgoing(out);
+        let p = outgoing(out).unwrap();
         let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
         assert_eq!(text(p.message_id()).as_deref(), Some("m-1"), "{what}");
         assert_eq!(text(p.correlation_id()).as_deref(), Some("c-1"), "{what}");
@@ -153,16 +139,8 @@ fn dead_letter_retry_and_replay_copies_keep_the_basic_properties() {
 #[test]
 fn a_digest_is_stable_and_tells_messages_apart() {
     let delivery = |body: &[u8], headers: FieldTable| {
-        let mut d = Delivery {
-            delivery_tag: 1,
-            exchange: "".into(),
-            routing_key: "q".into(),
-            redelivered: false,
-            properties: BasicProperties::default().with_headers(headers),
-            data: body.to_vec(),
-            acker: Default::default(),
-        };
-        d.delivery_tag = 1;
+        let mut d = Delivery::mock(1, "".into(), "q".into(), false, body.to_vec());
+        d.properties = BasicProperties::default().with_headers(headers);
         d
     };
     let mut h = FieldTable::default();
@@ -185,4 +163,40 @@ fn a_digest_is_stable_and_tells_messages_apart() {
         AMQPValue::LongString(LongString::from("b")),
     );
     assert_ne!(digest(&delivery(b"{}", other)), first);
+}
+
+#[test]
+fn a_short_string_over_255_bytes_is_an_error_naming_it_not_a_panic() {
+    // lapin 4 panics on a `ShortString` over 255 bytes; mq refuses the record instead.
+    let record = |name: &str, value: &str| {
+        let mut headers = Headers::default();
+        headers.insert(name, value);
+        OutgoingRecord {
+            topic: "amqp:///q".into(),
+            partition: None,
+            key: None,
+            value: Some(b"{}".to_vec()),
+            headers,
+        }
+    };
+    let long = "x".repeat(256);
+    let e = outgoing(&record(amqp::CORRELATION_ID, &long)).unwrap_err();
+    assert!(
+        e.contains("correlation_id") && e.contains("256 bytes"),
+        "{e}"
+    );
+    let e = outgoing(&record(&long, "v")).unwrap_err();
+    assert!(e.contains("header name"), "{e}");
+    let mut typed = record("ok", "v");
+    typed
+        .headers
+        .insert_typed("t", HeaderValue::ShortString(long.clone()));
+    assert!(outgoing(&typed).unwrap_err().contains("header t"));
+    // 255 bytes is still a short string; a long value of an untyped header is a long string.
+    assert!(outgoing(&record(amqp::CORRELATION_ID, &"x".repeat(255))).is_ok());
+    assert!(outgoing(&record("plain", &long)).is_ok());
+    assert_eq!(
+        crate::transport::rabbitmq::frame::record_frame_size(&record(&long, "v")),
+        0
+    );
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::Confirmation;
-use lapin::Channel;
+use lapin::{Channel, Confirmation};
 
 use super::super::connection::Rabbit;
 use super::super::destination::Exchange;
@@ -104,7 +103,12 @@ impl Inner {
             immediate: false,
         };
         let body = record.value.as_deref().unwrap_or_default();
-        let props = properties::outgoing(&record);
+        let props = properties::outgoing(&record)
+            .map_err(|e| failed(topic, e, PublishErrorKind::RecordRejected))?;
+        let exchange = properties::short("the exchange name", &dest.exchange)
+            .map_err(|e| failed(topic, e, PublishErrorKind::DestinationRejected))?;
+        let routing_key = properties::short("the routing key", &dest.routing_key)
+            .map_err(|e| failed(topic, e, PublishErrorKind::RecordRejected))?;
         // A header frame over frame_max would have the broker close the connection, for
         // every consumer and publisher on it: refused here, nothing sent.
         let frame_max = self.rabbit.frame_max().load(Ordering::Relaxed);
@@ -117,7 +121,7 @@ impl Inner {
             return Err(failed(topic, reason, PublishErrorKind::RecordRejected));
         }
         let confirm = channel
-            .basic_publish(&dest.exchange, &dest.routing_key, options, body, props)
+            .basic_publish(exchange, routing_key, options, body, props)
             .await
             .map_err(|e| failed(topic, e.to_string(), kind_of(&e)))?;
         match confirm
