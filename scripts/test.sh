@@ -19,6 +19,10 @@ python3 -c 'import faststream' 2>/dev/null || {
   # A Debian system Python refuses plain `pip install` (PEP 668).
   pip install -q 'faststream[kafka]' || pip install -q --break-system-packages 'faststream[kafka]'
 }
+# pika (PyPI) is the RabbitMQ requester of tests/rabbitmq/request_reply.rs.
+python3 -c 'import pika' 2>/dev/null || {
+  pip install -q pika || pip install -q --break-system-packages pika
+}
 started_here=0
 if ! scripts/kafka.sh status; then
   scripts/kafka.sh start

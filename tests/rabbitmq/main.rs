@@ -24,6 +24,7 @@ mod interop;
 mod operations;
 mod redelivery;
 mod replay;
+mod request_reply;
 mod retry_queues;
 mod tls;
 mod typed;

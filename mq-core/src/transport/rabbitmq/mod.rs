@@ -24,6 +24,7 @@
 pub(crate) mod dead_letter;
 pub(crate) mod destination;
 pub(crate) mod redrive;
+pub(crate) mod reply;
 pub(crate) mod retry_queue;
 pub(crate) mod routes;
 

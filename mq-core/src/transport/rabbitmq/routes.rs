@@ -12,6 +12,7 @@ use crate::failure::policy::{FailureKind, Source};
 use crate::failure::recoverer::Shrink;
 use crate::failure::routes::{Arrival, FailureRoutes, Redelivery};
 use crate::metrics::RABBIT_LISTENER_SECONDS;
+use crate::publisher::ReplyAddress;
 use crate::record::Headers;
 use crate::record::{OutgoingRecord, Record};
 use crate::registry::ListenerSpec;
@@ -27,6 +28,10 @@ pub(crate) struct RabbitRoutes;
 impl FailureRoutes for RabbitRoutes {
     fn timer(&self) -> &'static str {
         RABBIT_LISTENER_SECONDS
+    }
+
+    fn reply_address(&self, record: &Record) -> Option<ReplyAddress> {
+        super::reply::reply_address(record)
     }
 
     fn messaging(&self) -> Messaging {

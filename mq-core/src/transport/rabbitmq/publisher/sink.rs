@@ -155,4 +155,8 @@ impl RecordSink for RabbitSink {
         let inner = self.inner.clone();
         Box::pin(async move { inner.publish(record).await })
     }
+
+    fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
+        super::super::reply::stamp_reply(reply, correlation);
+    }
 }
