@@ -20,6 +20,7 @@ use serde_json::Value;
 use support::{bootstrap, config, create_topic, unique};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/kafka_requester.py");
+const RESPONDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/kafka_responder.py");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct PriceQuery {
@@ -183,4 +184,55 @@ async fn a_python_requester_with_springs_headers_gets_mqs_reply() {
         assert_eq!(line["headers"]["ce_type"], "PriceQuote", "{line}");
     }
     responder.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mqs_requests_are_answered_by_a_python_responder_with_springs_headers() {
+    let topic = unique("rr-py-requests");
+    create_topic(&topic, 2).await;
+    let requester = requester(&unique("rr-replies")).await;
+    let args = [
+        RESPONDER.to_owned(),
+        "--bootstrap".into(),
+        bootstrap(),
+        "--topic".into(),
+        topic.clone(),
+        "--count".into(),
+        "5".into(),
+        "--timeout".into(),
+        "90".into(),
+    ];
+    let responder =
+        tokio::task::spawn_blocking(move || Command::new("python3").args(args).output());
+    let publisher = requester.publisher();
+    let requests = (0..5u64).map(|n| {
+        publisher
+            .request::<_, PriceQuote>(&topic, n.to_string(), PriceQuery { n })
+            .timeout(Duration::from_secs(90))
+            .into_future()
+    });
+    // Spring's reply is plain JSON (no CloudEvents attributes): it reads as an event whose
+    // data is the value.
+    for (n, reply) in futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
+        assert_eq!(
+            reply.data,
+            PriceQuote {
+                n: n as u64,
+                cents: 3 * n as u64
+            }
+        );
+    }
+    let out = responder.await.unwrap().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "responder failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    requester.shutdown().await.unwrap();
 }
