@@ -74,7 +74,7 @@ async fn a_thousand_concurrent_requests_each_get_their_own_reply() {
     assert!(records.iter().all(|r| r
         .headers
         .get("kafka_correlationId")
-        .is_some_and(|c| c.len() == 16)));
+        .is_some_and(|c| c.len() == 36)));
 }
 
 #[tokio::test]

@@ -2,8 +2,12 @@
 //! with direct reply-to (`reply_to: amq.rabbitmq.reply-to`, `correlation_id`), the way the
 //! RabbitMQ RPC tutorial and Spring AMQP's `convertSendAndReceive` ask.
 //!
+//! And mq's own requests over direct reply-to: answered by mq's responder (1000 at once)
+//! and by a pika responder that answers as a Spring `@RabbitListener` does.
+//!
 //! Needs `python3` with `pika` (scripts/test.sh installs it).
 
+use std::future::IntoFuture;
 use std::process::Command;
 
 use mq_core::handler::Reply;
@@ -12,6 +16,7 @@ use serde_json::Value;
 use super::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/pika_requester.py");
+const RESPONDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/pika_responder.py");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Doubled {
@@ -69,4 +74,91 @@ async fn a_pika_requester_with_direct_reply_to_gets_each_reply() {
         );
     }
     running.shutdown().await.unwrap();
+}
+
+/// An app with no listeners that sends requests (Kafka points nowhere: it is not used).
+async fn requester() -> mq_core::RunningApp {
+    let yaml = "mq:\n  application:\n    name: rabbit-requester\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n\
+                management:\n  server:\n    enabled: false\n";
+    App::new(mq_core::Config::from_yaml_str(yaml).unwrap())
+        .only_listeners(Vec::<String>::new())
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_over_direct_reply_to_each_get_their_own_reply() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_rpc_mq").await;
+    let responder = start("on_rpc_mq", "").await;
+    let requester = requester().await;
+    let publisher = requester.publisher();
+    let requests = (0..1000u32).map(|n| {
+        publisher
+            .request::<_, Doubled>("amqp:///mq_t_rpc_mq", n.to_string(), Task { n })
+            .timeout(Duration::from_secs(120))
+            .into_future()
+    });
+    for (n, reply) in futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
+        assert_eq!((reply.data.n, reply.data.twice), (n as u32, 2 * n as u32));
+    }
+    requester.shutdown().await.unwrap();
+    responder.shutdown().await.unwrap();
+}
+
+#[listener(queue = "mq_t_rpc_mq")]
+async fn on_rpc_mq(task: Task) -> Result<Reply<Doubled>, HandlerError> {
+    Ok(Reply::new(Doubled {
+        n: task.n,
+        twice: task.n * 2,
+    }))
+}
+
+#[tokio::test]
+async fn mqs_requests_are_answered_by_a_pika_responder() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_rpc_py").await;
+    let responder = tokio::task::spawn_blocking(|| {
+        Command::new("python3")
+            .args([
+                RESPONDER,
+                "--queue",
+                "mq_t_rpc_py",
+                "--count",
+                "5",
+                "--timeout",
+                "60",
+            ])
+            .output()
+    });
+    let requester = requester().await;
+    let publisher = requester.publisher();
+    let requests = (0..5u32).map(|n| {
+        publisher
+            .request::<_, Doubled>("amqp:///mq_t_rpc_py", n.to_string(), Task { n })
+            .timeout(Duration::from_secs(60))
+            .into_future()
+    });
+    // The plain JSON reply reads as an event whose data is the body.
+    for (n, reply) in futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
+        assert_eq!((reply.data.n, reply.data.twice), (n as u32, 2 * n as u32));
+    }
+    let out = responder.await.unwrap().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    requester.shutdown().await.unwrap();
 }

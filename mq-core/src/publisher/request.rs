@@ -55,7 +55,7 @@ pub enum RequestError {
     },
     /// The app reads no replies for the request's broker (Kafka: set
     /// `mq.kafka.reply-topic`).
-    #[error("the app has no reply destination for requests to {topic} (set mq.kafka.reply-topic)")]
+    #[error("the app has no reply destination for requests to {topic} (Kafka: set mq.kafka.reply-topic)")]
     NoReplyDestination {
         /// Where the request would have gone.
         topic: String,
@@ -249,7 +249,8 @@ impl<M: Message, R: DeserializeOwned> Request<'_, M, R> {
             .await
             .map_err(|_| RequestError::Publish(PublishError::Closed))?;
         replies.wait_ready().await;
-        let correlation = uuid::Uuid::new_v4().as_bytes().to_vec();
+        // ASCII (a UUID's text): AMQP's `correlation_id` is a short string; Kafka takes any bytes.
+        let correlation = uuid::Uuid::new_v4().hyphenated().to_string().into_bytes();
         // Waiting before the request leaves: its reply may come before the send resolves.
         let (tx, rx) = oneshot::channel();
         replies.lock().insert(correlation.clone(), tx);

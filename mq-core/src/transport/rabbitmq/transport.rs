@@ -21,13 +21,15 @@ use crate::actuator::HealthIndicator;
 use crate::config::Config;
 use crate::error::Error;
 use crate::failure::routes::FailureRoutes;
-use crate::publisher::RecordSink;
+use crate::publisher::{RecordSink, Replies};
 use crate::registry::ListenerSpec;
 use crate::transport::{lane_settings, Transport, Wiring};
 
 /// RabbitMQ, for one app.
 pub(crate) struct RabbitTransport {
     rabbit: Arc<Rabbit>,
+    /// The app's publisher sends `amqp://` records here.
+    sink: RabbitSink,
 }
 
 impl RabbitTransport {
@@ -35,8 +37,10 @@ impl RabbitTransport {
     pub(crate) fn open(config: &Config) -> Result<RabbitTransport, Error> {
         let rabbit = Rabbit::new(config.mq.rabbitmq.clone(), &config.mq.application.name)
             .map_err(Error::Rabbit)?;
+        let rabbit = Arc::new(rabbit);
         Ok(RabbitTransport {
-            rabbit: Arc::new(rabbit),
+            sink: RabbitSink::new(rabbit.clone()),
+            rabbit,
         })
     }
 }
@@ -121,7 +125,14 @@ impl Transport for RabbitTransport {
     }
 
     fn sink(&self) -> Arc<dyn RecordSink> {
-        Arc::new(RabbitSink::new(self.rabbit.clone()))
+        Arc::new(self.sink.clone())
+    }
+
+    /// Direct reply-to needs no consumer of its own until the first request: the sink
+    /// opens the request channel, which consumes the replies, then.
+    fn start_replies(&self, replies: &Arc<Replies>, _wiring: &Wiring) -> Option<JoinHandle<()>> {
+        self.sink.read_replies(replies.clone());
+        None
     }
 
     fn health(&self, _specs: &[ListenerSpec]) -> Result<Arc<dyn HealthIndicator>, Error> {

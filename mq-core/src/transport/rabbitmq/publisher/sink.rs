@@ -3,7 +3,7 @@
 //! the broker took responsibility for the message).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -12,7 +12,8 @@ use lapin::{Channel, Confirmation};
 use super::super::connection::Rabbit;
 use super::super::destination::Exchange;
 use super::super::{frame, properties};
-use crate::publisher::{Delivery, PublishError, PublishErrorKind, RecordSink};
+use super::direct_reply;
+use crate::publisher::{Delivery, PublishError, PublishErrorKind, RecordSink, Replies};
 use crate::record::OutgoingRecord;
 
 /// The publishing channel (in confirm mode) over the app's connection, opened on the
@@ -25,6 +26,10 @@ pub(crate) struct RabbitSink {
 struct Inner {
     rabbit: Arc<Rabbit>,
     channel: tokio::sync::Mutex<Option<Channel>>,
+    /// The app's waiting requests, once the app started (requests are possible then).
+    replies: OnceLock<Arc<Replies>>,
+    /// The channel requests go out on (it consumes direct reply-to).
+    reply_channel: tokio::sync::Mutex<Option<Channel>>,
 }
 
 impl RabbitSink {
@@ -33,8 +38,15 @@ impl RabbitSink {
             inner: Arc::new(Inner {
                 rabbit,
                 channel: tokio::sync::Mutex::new(None),
+                replies: OnceLock::new(),
+                reply_channel: tokio::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// Lets the publisher send requests here, whose replies go to `replies`.
+    pub(crate) fn read_replies(&self, replies: Arc<Replies>) {
+        let _ = self.inner.replies.set(replies);
     }
 }
 
@@ -88,16 +100,35 @@ impl Inner {
         Ok(channel)
     }
 
+    /// The channel of requests: opened (and consuming direct reply-to) on the first
+    /// request, and again after it was lost.
+    async fn reply_channel(&self) -> Result<Channel, String> {
+        let replies = self
+            .replies
+            .get()
+            .ok_or("the app reads no replies")?
+            .clone();
+        let mut current = self.reply_channel.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let connection = self.rabbit.connection().await?;
+        let channel = direct_reply::open(&connection, replies).await?;
+        *current = Some(channel.clone());
+        Ok(channel)
+    }
+
     async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
         let topic = record.topic.as_str();
         let Some(dest) = Exchange::parse(topic, record.key.as_deref()) else {
             let reason = "not an amqp:// destination".to_owned();
             return Err(failed(topic, reason, PublishErrorKind::DestinationRejected));
         };
-        let channel = self
-            .channel()
-            .await
-            .map_err(|e| failed(topic, e, PublishErrorKind::Transient))?;
+        let channel = match direct_reply::is_request(&record) {
+            true => self.reply_channel().await,
+            false => self.channel().await,
+        }
+        .map_err(|e| failed(topic, e, PublishErrorKind::Transient))?;
         let options = BasicPublishOptions {
             mandatory: true,
             immediate: false,
@@ -154,6 +185,14 @@ impl RecordSink for RabbitSink {
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.publish(record).await })
+    }
+
+    fn stamp_request(&self, request: &mut OutgoingRecord, correlation: &[u8]) -> bool {
+        if self.inner.replies.get().is_none() {
+            return false;
+        }
+        direct_reply::stamp_request(request, correlation);
+        true
     }
 
     fn stamp_reply(&self, reply: &mut OutgoingRecord, correlation: &[u8]) {
