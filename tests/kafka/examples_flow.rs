@@ -190,6 +190,8 @@ mq:
   listeners:
     reserve_stock:
       topics: [{orders_topic}]
+    quote_price:
+      topics: [price-requests-{run}]
 management:
   server:
     address: 127.0.0.1
@@ -211,6 +213,7 @@ product-service:
             r#"
 mq:
   kafka:
+    reply-topic: order-replies-{run}
     consumer:
       group-id: {order_group}
       properties:
@@ -232,6 +235,7 @@ order-service:
   topics:
     order-created: {orders_topic}
     payment-completed: payment-completed-{run}
+    price-requests: price-requests-{run}
 "#
         ),
     );
@@ -256,6 +260,14 @@ order-service:
     wait_http_ok(order_actuator, "/actuator/health/readiness", &mut order).await;
     let before = wait_http_ok(product_actuator, "/actuator/health", &mut product).await;
     assert_eq!(stock_of(&before, 2), 5);
+
+    // Request–reply: order-service asks product-service for a price over Kafka.
+    let (status, quote) = http(api, "GET", "/prices/2", None).await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(quote["unit_price_cents"], 18900, "{quote}");
+    assert_eq!(quote["name"], "monitor", "{quote}");
+    let (status, body) = http(api, "GET", "/prices/99", None).await;
+    assert_eq!(status, 404, "{body}");
 
     // Requests the API refuses, with a JSON error.
     let (status, body) = http(
@@ -625,7 +637,10 @@ fn the_demo_runs_the_flow_on_the_embedded_cluster() {
         stdout.contains("order-service   on_order_dead_lettered, on_payment_completed, on_stock_rejected, take_payment"),
         "{stdout}"
     );
-    assert!(stdout.contains("product-service reserve_stock"), "{stdout}");
+    assert!(
+        stdout.contains("product-service quote_price, reserve_stock"),
+        "{stdout}"
+    );
     // The flow: order -> stock -> payment -> CONFIRMED, and both kinds of rejection.
     let count = |s: &str| stdout.lines().filter(|l| l.contains(s)).count();
     assert_eq!(

@@ -28,6 +28,7 @@
 //! ([`OrderBook`]): a restart forgets them.
 #![warn(missing_docs)]
 
+pub mod prices;
 pub mod store;
 
 use mq_core::inbox::Tx;
@@ -164,6 +165,9 @@ pub struct Topics {
     /// none: not published.
     #[serde(default)]
     pub order_confirmed: Option<String>,
+    /// Where price requests go (product-service answers). Default `price-requests`.
+    #[serde(default = "default_price_requests")]
+    pub price_requests: String,
 }
 
 impl Default for Topics {
@@ -172,8 +176,13 @@ impl Default for Topics {
             order_created: default_order_created(),
             payment_completed: default_payment_completed(),
             order_confirmed: None,
+            price_requests: default_price_requests(),
         }
     }
+}
+
+fn default_price_requests() -> String {
+    "price-requests".to_owned()
 }
 
 fn default_order_created() -> String {
@@ -521,7 +530,8 @@ struct Api {
     topics: Topics,
 }
 
-/// The HTTP routes: `POST /orders`, `GET /orders`, `GET /orders/{id}`. Orders go to
+/// The HTTP routes: `POST /orders`, `GET /orders`, `GET /orders/{id}`, and
+/// `GET /prices/{product_id}` (asks product-service, see [`prices`]). Orders go to
 /// `topics.order_created`: through the outbox with a database, else published with
 /// `publisher` (take it from the running app).
 pub fn router(orders: impl Into<OrderStore>, publisher: Publisher, topics: Topics) -> Router {
@@ -529,6 +539,7 @@ pub fn router(orders: impl Into<OrderStore>, publisher: Publisher, topics: Topic
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
+        .route("/prices/{product_id}", get(get_price))
         .with_state(Arc::new(Api {
             orders,
             publisher,
@@ -537,7 +548,7 @@ pub fn router(orders: impl Into<OrderStore>, publisher: Publisher, topics: Topic
 }
 
 /// A Spring Boot–style error body: `{"status":400,"error":"Bad Request","message":..,"path":..}`.
-fn error(status: StatusCode, message: impl Into<String>, path: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>, path: &str) -> Response {
     let body = json!({
         "status": status.as_u16(),
         "error": status.canonical_reason().unwrap_or(""),
@@ -613,6 +624,10 @@ async fn get_order(Shared(api): Shared<Arc<Api>>, UrlPath(id): UrlPath<String>) 
             &format!("/orders/{id}"),
         ),
     }
+}
+
+async fn get_price(Shared(api): Shared<Arc<Api>>, UrlPath(id): UrlPath<u64>) -> Response {
+    prices::quote(&api.publisher, &api.topics.price_requests, id).await
 }
 
 async fn list_orders(Shared(api): Shared<Arc<Api>>) -> Response {

@@ -1,6 +1,7 @@
 //! # product-service: stock reservations for the `mq` example
 //!
-//! One listener, `reserve_stock` (see [Listeners](#listeners)), reads `order-create-event` and answers
+//! Two listeners (see [Listeners](#listeners)). `quote_price` answers price requests
+//! (request–reply, see [`prices`]). `reserve_stock` reads `order-create-event` and answers
 //! each order with an event:
 //!
 //! - enough stock: the units are set aside and `stock-reserved` is published;
@@ -26,6 +27,7 @@
 //! library is not linked): reference it with `use product_service as _;`, as the demo does.
 #![warn(missing_docs)]
 
+pub mod prices;
 pub mod store;
 
 use mq_core::inbox::Tx;
@@ -339,10 +341,12 @@ pub fn app(config: Config) -> Result<App, BoxError> {
                     reference the crate (`use product_service as _;`) so that it is linked"
             .into());
     }
+    let prices = prices::PriceList::new(&settings.catalogue);
     let inventory = Inventory::new(settings.catalogue);
     let probe = inventory.clone();
     Ok(App::new(config)
         .with_state(Stockroom::Memory(inventory))
+        .with_state(prices)
         .with_state(settings.topics)
         .with_health_indicator("inventory", move || {
             let products = probe.products();
@@ -367,6 +371,7 @@ pub async fn app_on_database(config: Config, pool: mq_core::sqlx::PgPool) -> Res
     Ok(App::new(config)
         .with_datasource(pool)
         .with_state(Stockroom::Postgres(stock))
+        .with_state(prices::PriceList::new(&settings.catalogue))
         .with_state(settings.topics)
         .only_listeners(listener_names()))
 }
