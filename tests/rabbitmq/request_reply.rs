@@ -76,15 +76,21 @@ async fn a_pika_requester_with_direct_reply_to_gets_each_reply() {
     running.shutdown().await.unwrap();
 }
 
-/// An app with no listeners that sends requests (Kafka points nowhere: it is not used).
+/// The requesting app: a RabbitMQ-only service (its one listener reads a queue of its own,
+/// so Kafka, which points nowhere, is never connected).
 async fn requester() -> mq_core::RunningApp {
-    let yaml = "mq:\n  application:\n    name: rabbit-requester\n  kafka:\n    bootstrap-servers: 127.0.0.1:1\n\
-                management:\n  server:\n    enabled: false\n";
-    App::new(mq_core::Config::from_yaml_str(yaml).unwrap())
-        .only_listeners(Vec::<String>::new())
-        .start()
-        .await
-        .unwrap()
+    start_named(
+        "rabbit-requester",
+        "on_rpc_idle",
+        "",
+        "management:\n  server:\n    enabled: false\n",
+    )
+    .await
+}
+
+#[listener(queue = "mq_t_rpc_idle")]
+async fn on_rpc_idle(_task: Task) -> Result<(), HandlerError> {
+    Ok(())
 }
 
 #[tokio::test]

@@ -79,11 +79,9 @@ pub(crate) trait FailureRoutes: Send + Sync + 'static {
     }
 
     /// Where `record` asks its reply to go (a request), in the broker's conventions;
-    /// `None` when it asks for none. Default: none.
-    fn reply_address(&self, record: &Record) -> Option<ReplyAddress> {
-        let _ = record;
-        None
-    }
+    /// `None` when it asks for none. No default: a wrapper that forgot it would drop every
+    /// reply.
+    fn reply_address(&self, record: &Record) -> Option<ReplyAddress>;
 
     /// The dead letter of `record` (read from `source`, failed as `kind` because of
     /// `info`), its destination included.
@@ -132,6 +130,10 @@ impl FailureRoutes for TestRoutes {
 
     fn arrival(&self, _spec: &ListenerSpec, _record: &Record) -> Arrival {
         Arrival::MAIN
+    }
+
+    fn reply_address(&self, _record: &Record) -> Option<ReplyAddress> {
+        None
     }
 
     fn dead_letter(

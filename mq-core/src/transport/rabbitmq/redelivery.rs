@@ -145,6 +145,10 @@ impl FailureRoutes for ConsumerRoutes {
         RabbitRoutes.arrival(spec, record)
     }
 
+    fn reply_address(&self, record: &Record) -> Option<crate::publisher::ReplyAddress> {
+        RabbitRoutes.reply_address(record)
+    }
+
     fn deliveries_before(&self, spec: &ListenerSpec, record: &Record) -> Redelivery {
         let mut r = RabbitRoutes.deliveries_before(spec, record);
         if r.before > 0 {

@@ -26,6 +26,12 @@ pub(crate) fn stamp_request(request: &mut OutgoingRecord, correlation: &[u8]) {
     request.headers.insert(amqp::CORRELATION_ID, correlation);
 }
 
+/// Whether `routing_key` (of the default exchange) is a requester's direct reply-to
+/// address.
+pub(crate) fn is_reply(routing_key: &str) -> bool {
+    routing_key.starts_with("amq.rabbitmq.reply-to.")
+}
+
 /// Whether `record` is a request to be published on the reply channel.
 pub(crate) fn is_request(record: &OutgoingRecord) -> bool {
     record.headers.get_str(amqp::REPLY_TO) == Some(DIRECT_REPLY_TO)

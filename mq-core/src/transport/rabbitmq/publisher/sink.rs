@@ -129,8 +129,10 @@ impl Inner {
             false => self.channel().await,
         }
         .map_err(|e| failed(topic, e, PublishErrorKind::Transient))?;
+        // A reply to direct reply-to is not `mandatory`: the broker (3.x) returns it as
+        // NO_ROUTE although it delivered it, and the reply would be sent again.
         let options = BasicPublishOptions {
-            mandatory: true,
+            mandatory: !direct_reply::is_reply(&dest.routing_key),
             immediate: false,
         };
         let body = record.value.as_deref().unwrap_or_default();
