@@ -18,6 +18,7 @@ mod lag;
 mod mq_app;
 mod outbox;
 mod rabbit;
+mod reply;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ const SECTIONS: [&str; 9] = [
     "footprint",
     "rabbit",
 ];
+
+/// Sections that run only when named in `--only` (not part of a full run).
+const ON_REQUEST: [&str; 1] = ["reply"];
 
 /// Command-line options.
 #[derive(Debug, Clone)]
@@ -111,8 +115,12 @@ impl Opts {
                 "--bootstrap" => o.bootstrap = val("--bootstrap")?,
                 "--only" => {
                     o.sections = val("--only")?.split(',').map(str::to_owned).collect();
-                    if let Some(bad) = o.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
-                        return Err(format!("unknown section {bad:?} (known: {SECTIONS:?})"));
+                    if let Some(bad) = o.sections.iter().find(|s| {
+                        !SECTIONS.contains(&s.as_str()) && !ON_REQUEST.contains(&s.as_str())
+                    }) {
+                        return Err(format!(
+                            "unknown section {bad:?} (known: {SECTIONS:?}, and {ON_REQUEST:?} on request)"
+                        ));
                     }
                 }
                 "--latency-secs" => o.latency_secs = num::<u64>(&val("--latency-secs")?)?.max(1),
@@ -198,7 +206,8 @@ mq-bench: mq against a hand-written rdkafka loop, on a real broker (default 127.
   --quick                 smoke run: 100,000 messages, 3 runs, 1 s latency phases (< 1 min)
   --messages N            messages in the throughput topics (default 1,000,000)
   --runs R                alternating runs of each contender (default 5; 3 with --quick)
-  --only a,b              sections: throughput,keyed,outbox,lag,scaling,scrape,latency,footprint,rabbit (default all)
+  --only a,b              sections: throughput,keyed,outbox,lag,scaling,scrape,latency,footprint,rabbit (default all);
+                          reply (request-reply on Kafka and RabbitMQ) only when named
   --bootstrap HOST:PORT   the broker (or MQ_BENCH_BOOTSTRAP)
   --latency-secs S        seconds per latency phase (default 5; 1 with --quick)
   --latency-rates a,b     messages per second of the latency phases (default 1000,10000)
@@ -354,6 +363,7 @@ struct Report {
     keyed: Option<keyed::KeyedResult>,
     lag: Vec<lag::LagResult>,
     rabbit: Option<rabbit::RabbitResult>,
+    reply: Option<reply::ReplyResult>,
     outbox: Option<outbox::OutboxResult>,
 }
 
@@ -715,6 +725,15 @@ async fn sections(b: &mut Bench, report: &mut Report) -> BenchResult<()> {
             b.o.rabbit_messages, b.o.rabbit_prefetch
         );
         report.rabbit = Some(rabbit::run(b.o.rabbit_messages, runs, b.o.rabbit_prefetch).await?);
+    }
+
+    if b.o.wants("reply") {
+        let (requests, in_flight) = if b.o.quick { (500, 32) } else { (5_000, 64) };
+        println!(
+            "\n## reply: request–reply round trips, {requests} requests, {in_flight} in flight, {runs} alternating runs each"
+        );
+        let prefix = b.topic("rr");
+        report.reply = Some(reply::run(&b.o.bootstrap, &prefix, requests, in_flight, runs).await?);
     }
 
     if b.o.wants("lag") {
