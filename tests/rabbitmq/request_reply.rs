@@ -168,3 +168,40 @@ async fn mqs_requests_are_answered_by_a_pika_responder() {
     );
     requester.shutdown().await.unwrap();
 }
+
+#[listener(queue = "mq_t_rpc_failing")]
+async fn on_rpc_failing(_task: Task) -> Result<Reply<Doubled>, HandlerError> {
+    Err(HandlerError::permanent_msg("no answer for you"))
+}
+
+#[tokio::test]
+async fn no_responder_and_a_failing_responder_end_in_a_timeout() {
+    let (_c, ch) = channel().await;
+    fresh(&ch, "mq_t_rpc_nobody").await;
+    fresh(&ch, "mq_t_rpc_failing").await;
+    let responder = start("on_rpc_failing", "").await;
+    let requester = requester().await;
+    let publisher = requester.publisher();
+    let timeout = Duration::from_secs(2);
+    for queue in ["mq_t_rpc_nobody", "mq_t_rpc_failing"] {
+        let destination = format!("amqp:///{queue}");
+        let started = std::time::Instant::now();
+        let reply = publisher
+            .request::<_, Doubled>(&destination, "k", Task { n: 1 })
+            .timeout(timeout)
+            .await;
+        match reply {
+            Err(mq_core::publisher::RequestError::Timeout { after, .. }) => {
+                assert_eq!(after, timeout)
+            }
+            other => panic!("{queue}: {other:?}"),
+        }
+        assert!(started.elapsed() >= timeout, "{queue}");
+    }
+    // The failing responder's request is in its dead-letter queue; the unanswered one
+    // waits in its queue.
+    assert_eq!(take_at_least(&ch, "mq_t_rpc_failing.dlq", 1).await.len(), 1);
+    assert_eq!(take_at_least(&ch, "mq_t_rpc_nobody", 1).await.len(), 1);
+    requester.shutdown().await.unwrap();
+    responder.shutdown().await.unwrap();
+}
