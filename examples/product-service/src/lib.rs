@@ -449,7 +449,7 @@ mod tests {
 
     #[test]
     fn the_listener_is_registered_and_the_catalogue_loads() {
-        assert_eq!(listener_names(), ["reserve_stock"]);
+        assert_eq!(listener_names(), ["quote_price", "reserve_stock"]);
         let config = Config::load_from(CONFIG_DIR).unwrap();
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.catalogue.len(), 3);
