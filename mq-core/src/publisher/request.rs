@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,9 @@ use tokio::sync::{oneshot, Semaphore};
 use super::message::{Message, Outgoing};
 use super::{PublishError, Publisher};
 use crate::envelope::{self, DecodeError, DecodeLimits, Event};
+use crate::metrics::Metrics;
 use crate::record::Record;
+use prometheus_client::metrics::counter::Counter;
 
 /// How long a request waits for its reply unless told otherwise (Spring's
 /// `ReplyingKafkaTemplate` default).
@@ -80,7 +81,10 @@ pub struct Replies {
     pending: Mutex<HashMap<Vec<u8>, oneshot::Sender<Record>>>,
     places: Semaphore,
     max_in_flight: usize,
-    late: AtomicU64,
+    /// `mq_reply_late_total`: replies no request waited for.
+    late: Counter,
+    /// `mq_reply_timeouts_total`: requests that got no reply in time.
+    timeouts: Counter,
     limits: DecodeLimits,
     /// `mq.reply.timeout`.
     timeout: Duration,
@@ -90,19 +94,35 @@ pub struct Replies {
 
 impl Replies {
     /// Room for `max_in_flight` requests at once, each waiting `timeout` unless it says
-    /// otherwise; `ready` when replies are read already (else [`Replies::set_ready`]).
+    /// otherwise; `ready` when replies are read already (else [`Replies::set_ready`]). Its
+    /// counters go into `metrics`.
     pub(crate) fn new(
         max_in_flight: usize,
         timeout: Duration,
         limits: DecodeLimits,
         ready: bool,
+        metrics: &Metrics,
     ) -> Arc<Replies> {
         let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let (late, timeouts) = (Counter::default(), Counter::default());
+        metrics.register(|r| {
+            r.register(
+                "mq_reply_late",
+                "Replies no request waited for (it timed out, or it is another instance's)",
+                late.clone(),
+            );
+            r.register(
+                "mq_reply_timeouts",
+                "Requests that got no reply within their timeout",
+                timeouts.clone(),
+            );
+        });
         Arc::new(Replies {
             pending: Mutex::new(HashMap::new()),
             places: Semaphore::new(max_in_flight),
             max_in_flight,
-            late: AtomicU64::new(0),
+            late,
+            timeouts,
             limits,
             timeout,
             ready: tokio::sync::watch::Sender::new(ready),
@@ -127,7 +147,7 @@ impl Replies {
         match waiting.map(|tx| tx.send(reply)) {
             Some(Ok(())) => true,
             _ => {
-                self.late.fetch_add(1, Ordering::Relaxed);
+                self.late.inc();
                 tracing::debug!(
                     correlation = %hex(correlation),
                     "reply dropped: no request waits for it (timed out, or another instance's)"
@@ -145,7 +165,12 @@ impl Replies {
     /// assert_eq!(app.replies().late(), 0);
     /// ```
     pub fn late(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
+        self.late.get()
+    }
+
+    /// Requests that got no reply within their timeout.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.get()
     }
 
     /// Requests waiting for their reply now.
@@ -225,12 +250,18 @@ where
                     .map_or(DEFAULT_TIMEOUT, |r| r.timeout)
             });
             let topic = self.topic;
+            let replies = self.publisher.shared.replies.clone();
             match tokio::time::timeout(timeout, self.run()).await {
                 Ok(result) => result,
-                Err(_) => Err(RequestError::Timeout {
-                    topic: topic.to_owned(),
-                    after: timeout,
-                }),
+                Err(_) => {
+                    if let Some(replies) = replies {
+                        replies.timeouts.inc();
+                    }
+                    Err(RequestError::Timeout {
+                        topic: topic.to_owned(),
+                        after: timeout,
+                    })
+                }
             }
         })
     }

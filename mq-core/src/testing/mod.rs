@@ -121,6 +121,7 @@ impl TestApp {
             parts.config.mq.reply.timeout,
             crate::transport::decode_limits(&parts.config),
             true,
+            &parts.metrics,
         );
         let reply_topic = (parts.config.mq.kafka.reply_topic.clone())
             .unwrap_or_else(|| format!("{}.replies", parts.config.mq.application.name));

@@ -99,6 +99,7 @@ pub(crate) async fn start(
         config.mq.reply.timeout,
         super::decode_limits(&config),
         !reads_replies,
+        &metrics,
     );
     let mode = config.mq.kafka.producer.content_mode;
     let publisher = Publisher::new(
