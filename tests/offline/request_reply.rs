@@ -130,6 +130,12 @@ async fn a_reply_that_comes_after_its_request_gave_up_is_counted_late() {
     assert_eq!(app.replies().timeouts(), 1);
     // Both are metrics too (Prometheus and /actuator/metrics).
     let text = app.metrics().encode();
-    assert!(text.contains(r#"mq_reply_late_total{application="mem-rr"} 1"#), "{text}");
-    assert!(text.contains(r#"mq_reply_timeouts_total{application="mem-rr"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"mq_reply_late_total{application="mem-rr"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mq_reply_timeouts_total{application="mem-rr"} 1"#),
+        "{text}"
+    );
 }
