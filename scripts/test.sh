@@ -11,7 +11,8 @@ scripts/kafka.sh install
 command -v promtool >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 }
-# FastStream (PyPI) is the Python subscriber of tests/kafka/interop_faststream.rs.
+# FastStream (PyPI) is the Python subscriber of tests/kafka/interop_faststream.rs; the aiokafka
+# it brings is the requester and responder of tests/kafka/request_reply.rs.
 python3 -c 'import faststream' 2>/dev/null || {
   command -v pip >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
@@ -19,7 +20,7 @@ python3 -c 'import faststream' 2>/dev/null || {
   # A Debian system Python refuses plain `pip install` (PEP 668).
   pip install -q 'faststream[kafka]' || pip install -q --break-system-packages 'faststream[kafka]'
 }
-# pika (PyPI) is the RabbitMQ requester of tests/rabbitmq/request_reply.rs.
+# pika (PyPI) is the RabbitMQ requester and responder of tests/rabbitmq/request_reply.rs.
 python3 -c 'import pika' 2>/dev/null || {
   pip install -q pika || pip install -q --break-system-packages pika
 }
