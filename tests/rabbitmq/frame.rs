@@ -41,8 +41,10 @@ fn big_headers(n: usize) -> FieldTable {
     t
 }
 
-/// The pids of the app's connections, as RabbitMQ lists them.
-async fn connections_of(application: &'static str) -> Vec<String> {
+/// The pids of the connections whose name contains `name`, as RabbitMQ lists them: the
+/// app's consumers' connection is `<app> (mq, pid ..)`, its publishing connection
+/// `<app> publisher (mq, pid ..)`.
+async fn connections_of(name: String) -> Vec<String> {
     tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new("rabbitmqctl")
             .args(["list_connections", "-q", "pid", "client_properties"])
@@ -50,7 +52,7 @@ async fn connections_of(application: &'static str) -> Vec<String> {
             .expect("rabbitmqctl");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| l.contains(application))
+            .filter(|l| l.contains(&name))
             .filter_map(|l| l.split('\t').next().map(str::to_owned))
             .collect()
     })
@@ -64,7 +66,8 @@ async fn a_dead_letter_over_frame_max_is_cut_to_fit_and_never_closes_the_connect
     fresh(&ch, QUEUE).await;
     let management = "management:\n  server:\n    enabled: false\n";
     let running = start_named(APP, "on_frame", "", management).await;
-    let before = connections_of(APP).await;
+    let (consumers, publisher) = (format!("{APP} (mq"), format!("{APP} publisher (mq"));
+    let before = connections_of(consumers.clone()).await;
     assert_eq!(before.len(), 1, "{before:?}");
     // 100 KB of headers: with mq's 12 KiB of why-headers, over 131072 − 20000.
     // 120 KB: over the budget on their own (still under the broker's frame_max).
@@ -77,15 +80,20 @@ async fn a_dead_letter_over_frame_max_is_cut_to_fit_and_never_closes_the_connect
     }
     let (_c2, dlq_ch) = channel().await;
     let mut dead = Vec::new();
+    // The publishing connection as the first dead letter left it.
+    let mut publishing = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while dead.len() < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} dead letters; connections now {:?}",
             dead.len(),
-            connections_of(APP).await
+            connections_of(APP.to_owned()).await
         );
         dead.extend(drain(&dlq_ch, &format!("{QUEUE}.dlq")).await);
+        if publishing.is_none() && !dead.is_empty() {
+            publishing = Some(connections_of(publisher.clone()).await);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
@@ -137,8 +145,12 @@ async fn a_dead_letter_over_frame_max_is_cut_to_fit_and_never_closes_the_connect
     );
     assert_eq!(&b.data[..], br#"{"n":1}"#, "the body is kept");
 
-    // The same connection all along: the broker never closed it.
-    assert_eq!(connections_of(APP).await, before);
+    // The same connections all along: the broker closed neither the consumers' nor the
+    // publishing one (the dead letters go out on the latter).
+    assert_eq!(connections_of(consumers).await, before);
+    let publishing = publishing.unwrap_or_default();
+    assert_eq!(publishing.len(), 1, "{publishing:?}");
+    assert_eq!(connections_of(publisher).await, publishing);
     running.shutdown().await.unwrap();
     assert!(drain(&ch, QUEUE).await.is_empty(), "both acked");
 }

@@ -66,7 +66,7 @@ pub use otlp::{OtlpSettings, OtlpTracing, Sampling, TraceExport, TracingSettings
 pub use properties::Properties;
 pub use rabbitmq::{
     AcknowledgeMode, BindingConfig, ExchangeType, RabbitConfig, RabbitDeadLetterConfig,
-    RabbitListenerConfig,
+    RabbitListenerConfig, RabbitPublisherConfig,
 };
 pub use rabbitmq_ssl::RabbitSslConfig;
 #[cfg(feature = "rabbitmq")]

@@ -45,6 +45,33 @@ pub struct RabbitConfig {
     pub listener: RabbitListenerConfig,
     /// `mq.rabbitmq.ssl.*`: TLS (see [`RabbitSslConfig`]).
     pub ssl: RabbitSslConfig,
+    /// `mq.rabbitmq.publisher.*`
+    pub publisher: RabbitPublisherConfig,
+}
+
+/// `mq.rabbitmq.publisher.*`: the app's publishing connection (its own, beside the
+/// consumers', as Spring's `usePublisherConnection` and RabbitMQ advise: a broker that
+/// blocks publishers under an alarm leaves the consumers' acks flowing).
+///
+/// ```
+/// let c = mq_core::Config::from_yaml_str("mq: {rabbitmq: {publisher: {confirm-timeout: 5s}}}").unwrap();
+/// assert_eq!(c.mq.rabbitmq.publisher.confirm_timeout, std::time::Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RabbitPublisherConfig {
+    /// How long a publish waits for the broker's confirm (a blocked connection waits
+    /// here); then it fails as a transient error, retried as any. Default `30s`.
+    #[serde(with = "super::duration")]
+    pub confirm_timeout: std::time::Duration,
+}
+
+impl Default for RabbitPublisherConfig {
+    fn default() -> Self {
+        RabbitPublisherConfig {
+            confirm_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for RabbitConfig {
@@ -59,6 +86,7 @@ impl Default for RabbitConfig {
             dead_letter_exchange: "mq.dlx".to_owned(),
             listener: RabbitListenerConfig::default(),
             ssl: RabbitSslConfig::default(),
+            publisher: RabbitPublisherConfig::default(),
         }
     }
 }

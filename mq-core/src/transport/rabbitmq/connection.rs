@@ -81,6 +81,11 @@ impl Rabbit {
         self.frame_max.clone()
     }
 
+    /// `mq.rabbitmq.publisher.confirm-timeout`.
+    pub(crate) fn confirm_timeout(&self) -> std::time::Duration {
+        self.config.publisher.confirm_timeout
+    }
+
     /// The broker, for logs (no credentials).
     pub(crate) fn address(&self) -> String {
         self.config.display_address()

@@ -27,8 +27,12 @@ use crate::transport::{lane_settings, Transport, Wiring};
 
 /// RabbitMQ, for one app.
 pub(crate) struct RabbitTransport {
+    /// The consumers' connection (and the queue-depth poller's, and health's).
     rabbit: Arc<Rabbit>,
-    /// The app's publisher sends `amqp://` records here.
+    /// The publishing connection: its own, so that a broker blocking publishers (an
+    /// alarm) leaves the consumers' acks flowing.
+    publishing: Arc<Rabbit>,
+    /// The app's publisher sends `amqp://` records here (on `publishing`).
     sink: RabbitSink,
 }
 
@@ -38,8 +42,15 @@ impl RabbitTransport {
         let rabbit = Rabbit::new(config.mq.rabbitmq.clone(), &config.mq.application.name)
             .map_err(Error::Rabbit)?;
         let rabbit = Arc::new(rabbit);
+        let publishing = Rabbit::new(
+            config.mq.rabbitmq.clone(),
+            &format!("{} publisher", config.mq.application.name),
+        )
+        .map_err(Error::Rabbit)?;
+        let publishing = Arc::new(publishing);
         Ok(RabbitTransport {
-            sink: RabbitSink::new(rabbit.clone()),
+            sink: RabbitSink::new(publishing.clone()),
+            publishing,
             rabbit,
         })
     }
@@ -204,6 +215,7 @@ impl Transport for RabbitTransport {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let _ = rt.block_on(tokio::time::timeout(timeout, self.rabbit.close()));
+        let both = async { tokio::join!(self.rabbit.close(), self.publishing.close()) };
+        let _ = rt.block_on(tokio::time::timeout(timeout, both));
     }
 }

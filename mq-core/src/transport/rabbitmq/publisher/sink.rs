@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -25,6 +26,8 @@ pub(crate) struct RabbitSink {
 
 struct Inner {
     rabbit: Arc<Rabbit>,
+    /// `mq.rabbitmq.publisher.confirm-timeout`.
+    confirm_timeout: Duration,
     channel: tokio::sync::Mutex<Option<Channel>>,
     /// The app's waiting requests, once the app started (requests are possible then).
     replies: OnceLock<Arc<Replies>>,
@@ -33,10 +36,14 @@ struct Inner {
 }
 
 impl RabbitSink {
+    /// Publishes on `rabbit`'s connection; each publish waits at most
+    /// `mq.rabbitmq.publisher.confirm-timeout` for the broker's confirm.
     pub(crate) fn new(rabbit: Arc<Rabbit>) -> RabbitSink {
+        let confirm_timeout = rabbit.confirm_timeout();
         RabbitSink {
             inner: Arc::new(Inner {
                 rabbit,
+                confirm_timeout,
                 channel: tokio::sync::Mutex::new(None),
                 replies: OnceLock::new(),
                 reply_channel: tokio::sync::Mutex::new(None),
@@ -153,14 +160,26 @@ impl Inner {
             );
             return Err(failed(topic, reason, PublishErrorKind::RecordRejected));
         }
-        let confirm = channel
-            .basic_publish(exchange, routing_key, options, body, props)
+        // A blocked connection (a broker alarm) holds the publish and its confirm: wait
+        // at most `confirm_timeout` for both, then fail as transient (retried as any).
+        let published = async {
+            let confirm = channel
+                .basic_publish(exchange, routing_key, options, body, props)
+                .await?;
+            confirm.await
+        };
+        let confirmation = tokio::time::timeout(self.confirm_timeout, published)
             .await
+            .map_err(|_| {
+                let reason = format!(
+                    "no publisher confirm within {:?} (mq.rabbitmq.publisher.confirm-timeout); \
+                     the broker may be blocking publishers (a memory or disk alarm)",
+                    self.confirm_timeout
+                );
+                failed(topic, reason, PublishErrorKind::Transient)
+            })?
             .map_err(|e| failed(topic, e.to_string(), kind_of(&e)))?;
-        match confirm
-            .await
-            .map_err(|e| failed(topic, e.to_string(), kind_of(&e)))?
-        {
+        match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(Delivery {
                 topic: record.topic,
                 partition: 0,
