@@ -9,5 +9,6 @@ pub(crate) mod policy;
 pub(crate) mod recoverer;
 pub mod redrive;
 pub(crate) mod routes;
+pub(crate) mod shrink;
 
 pub use info::FailureInfo;

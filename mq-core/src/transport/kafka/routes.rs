@@ -8,18 +8,16 @@ use super::dead_letter::{self, headers};
 use super::retry_topic;
 use super::spring_headers::{Original, RetryHeaders};
 use crate::config::RetryMode;
-use crate::failure::info::{truncate, FailureInfo};
+use crate::failure::info::FailureInfo;
 use crate::failure::policy::{self, FailureKind, Source};
 use crate::failure::recoverer::Shrink;
 use crate::failure::routes::{Arrival, FailureRoutes};
+use crate::failure::shrink::{self, ShrinkNames};
 use crate::metrics::LISTENER_SECONDS;
 use crate::publisher::ReplyAddress;
 use crate::record::{OutgoingRecord, Record};
 use crate::registry::ListenerSpec;
 use crate::telemetry::spans::Messaging;
-
-/// The stack trace kept in the smallest dead letter.
-const SMALL_STACKTRACE: usize = 1024;
 
 /// Spring Kafka's conventions (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -128,51 +126,25 @@ impl FailureRoutes for KafkaRoutes {
     }
 }
 
-/// `full` (a dead letter as built) cut down to `level`, with headers saying what went
-/// and why (`reason`: the broker's refusal). The value becomes empty, not null: a null
-/// would read as a tombstone and delete the key on a compacted topic.
+/// Kafka's names for a shrunk dead letter: it keeps the `kafka_dlt-*`, `retry_topic-*` and
+/// `mq_*` headers.
+const SHRINK_NAMES: ShrinkNames = ShrinkNames {
+    exception_message: headers::EXCEPTION_MESSAGE,
+    exception_stacktrace: headers::EXCEPTION_STACKTRACE,
+    value_dropped: headers::VALUE_DROPPED,
+    headers_dropped: headers::HEADERS_DROPPED,
+    key_dropped: headers::KEY_DROPPED,
+    value_noun: "value",
+    keep: |name| {
+        name.starts_with(headers::PREFIX)
+            || name.starts_with(retry_topic::PREFIX)
+            || name.starts_with("mq_")
+    },
+};
+
+/// `full` cut down to `level` by Kafka's rules (see [`shrink::shrink`]).
 pub(crate) fn shrink(full: &OutgoingRecord, level: Shrink, reason: &str) -> OutgoingRecord {
-    let mut out = full.clone();
-    if level == Shrink::Full {
-        return out;
-    }
-    let reason = truncate(reason, 512);
-    if let Some(value) = out.value.take() {
-        let dropped = format!("{} bytes: {reason}", value.len());
-        let message = out
-            .headers
-            .get_str(headers::EXCEPTION_MESSAGE)
-            .map(|m| truncate(m, 4096).to_owned())
-            .unwrap_or_default();
-        out.headers.insert(
-            headers::EXCEPTION_MESSAGE,
-            format!("{message} [dead letter without its value of {dropped}]").trim_start(),
-        );
-        out.headers.insert(headers::VALUE_DROPPED, dropped);
-        out.value = Some(Vec::new());
-    }
-    if level >= Shrink::WithoutHeaders {
-        let before = out.headers.len();
-        out.headers.retain(|name| {
-            name.starts_with(headers::PREFIX)
-                || name.starts_with(retry_topic::PREFIX)
-                || name.starts_with("mq_")
-        });
-        let dropped = before - out.headers.len();
-        out.headers
-            .insert(headers::HEADERS_DROPPED, dropped.to_string());
-        if let Some(trace) = out.headers.get_str(headers::EXCEPTION_STACKTRACE) {
-            let short = truncate(trace, SMALL_STACKTRACE).to_owned();
-            out.headers.insert(headers::EXCEPTION_STACKTRACE, short);
-        }
-    }
-    if level >= Shrink::WithoutKey {
-        if let Some(key) = out.key.take() {
-            out.headers
-                .insert(headers::KEY_DROPPED, key.len().to_string());
-        }
-    }
-    out
+    shrink::shrink(full, level, reason, &SHRINK_NAMES)
 }
 
 #[cfg(test)]

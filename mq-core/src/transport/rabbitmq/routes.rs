@@ -11,15 +11,13 @@ use crate::failure::info::{truncate, FailureInfo};
 use crate::failure::policy::{FailureKind, Source};
 use crate::failure::recoverer::Shrink;
 use crate::failure::routes::{Arrival, FailureRoutes, Redelivery};
+use crate::failure::shrink::{self, ShrinkNames};
 use crate::metrics::RABBIT_LISTENER_SECONDS;
 use crate::publisher::ReplyAddress;
 use crate::record::Headers;
 use crate::record::{OutgoingRecord, Record};
 use crate::registry::ListenerSpec;
 use crate::telemetry::spans::Messaging;
-
-/// The stack trace kept in the smallest dead letter.
-const SMALL_STACKTRACE: usize = 1024;
 
 /// Spring AMQP's conventions (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,52 +201,27 @@ pub(crate) fn fit(
     cut
 }
 
-/// `full` (a dead letter as built) cut down to `level`: the body emptied (and
-/// `x-exception-message` saying so), then the original headers dropped but the
-/// `x-exception-*`, `x-original-*`, `x-retry-attempts` and `mq_*` ones, then the key.
+/// RabbitMQ's names for a shrunk dead letter: the body emptied (and `x-exception-message`
+/// saying so), then the original headers dropped but the `x-exception-*`, `x-original-*`,
+/// `x-retry-attempts` and `mq_*` ones, then the key.
+const SHRINK_NAMES: ShrinkNames = ShrinkNames {
+    exception_message: headers::EXCEPTION_MESSAGE,
+    exception_stacktrace: headers::EXCEPTION_STACKTRACE,
+    value_dropped: headers::VALUE_DROPPED,
+    headers_dropped: headers::HEADERS_DROPPED,
+    key_dropped: headers::KEY_DROPPED,
+    value_noun: "body",
+    keep: |name| {
+        name.starts_with("x-exception-")
+            || name.starts_with("x-original-")
+            || name == retry_queue::ATTEMPTS
+            || name.starts_with("mq_")
+    },
+};
+
+/// `full` cut down to `level` by RabbitMQ's rules (see [`shrink::shrink`]).
 pub(crate) fn shrink(full: &OutgoingRecord, level: Shrink, reason: &str) -> OutgoingRecord {
-    let mut out = full.clone();
-    if level == Shrink::Full {
-        return out;
-    }
-    let reason = truncate(reason, 512);
-    if let Some(value) = out.value.take() {
-        let dropped = format!("{} bytes: {reason}", value.len());
-        let message = out
-            .headers
-            .get_str(headers::EXCEPTION_MESSAGE)
-            .map(|m| truncate(m, 4096).to_owned())
-            .unwrap_or_default();
-        out.headers.insert(
-            headers::EXCEPTION_MESSAGE,
-            format!("{message} [dead letter without its body of {dropped}]").trim_start(),
-        );
-        out.headers.insert(headers::VALUE_DROPPED, dropped);
-        out.value = Some(Vec::new());
-    }
-    if level >= Shrink::WithoutHeaders {
-        let before = out.headers.len();
-        out.headers.retain(|name| {
-            name.starts_with("x-exception-")
-                || name.starts_with("x-original-")
-                || name == retry_queue::ATTEMPTS
-                || name.starts_with("mq_")
-        });
-        let dropped = before - out.headers.len();
-        out.headers
-            .insert(headers::HEADERS_DROPPED, dropped.to_string());
-        if let Some(trace) = out.headers.get_str(headers::EXCEPTION_STACKTRACE) {
-            let short = truncate(trace, SMALL_STACKTRACE).to_owned();
-            out.headers.insert(headers::EXCEPTION_STACKTRACE, short);
-        }
-    }
-    if level >= Shrink::WithoutKey {
-        if let Some(key) = out.key.take() {
-            out.headers
-                .insert(headers::KEY_DROPPED, key.len().to_string());
-        }
-    }
-    out
+    shrink::shrink(full, level, reason, &SHRINK_NAMES)
 }
 
 #[cfg(test)]
@@ -310,7 +283,7 @@ mod tests {
                 .get_str(headers::EXCEPTION_STACKTRACE)
                 .unwrap()
                 .len()
-                <= SMALL_STACKTRACE
+                <= crate::failure::shrink::SMALL_STACKTRACE
         );
         // Never a Kafka header on an AMQP dead letter.
         assert!(smaller.headers.iter().all(|h| !h.key.starts_with("kafka_")));
