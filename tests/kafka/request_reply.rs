@@ -120,15 +120,12 @@ async fn no_responder_and_a_failing_responder_end_in_a_timeout() {
             Err(RequestError::Timeout { after, .. }) => assert_eq!(after, timeout),
             other => panic!("{topic}: {other:?}"),
         }
-        // The timeout bounds the whole request; the margin only absorbs scheduling.
+        // The request waited out its whole timeout (a lower bound: no machine is too slow
+        // for it); that it ended at all is the `Timeout` above, with no upper bound on time.
         assert!(
             started.elapsed() >= timeout,
             "{topic}: {:?}",
             started.elapsed()
-        );
-        assert!(
-            started.elapsed() < timeout + Duration::from_secs(30),
-            "{topic}"
         );
     }
     requester.shutdown().await.unwrap();
