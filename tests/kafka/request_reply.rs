@@ -9,14 +9,12 @@
 use crate::support;
 
 use std::future::IntoFuture;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mq_core::handler::Reply;
 use mq_core::prelude::*;
 use mq_core::publisher::RequestError;
 use mq_core::App;
-use serde_json::Value;
 use support::{bootstrap, config, create_topic, unique};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/kafka_requester.py");
@@ -140,34 +138,23 @@ async fn a_python_requester_with_springs_headers_gets_mqs_reply() {
     create_topic(&reply_topic, 2).await;
     let responder = responder("rr_quote", &topic).await;
     // The responder runs on this test's runtime: the requester runs beside it.
-    let args = [
-        SCRIPT.to_owned(),
-        "--bootstrap".into(),
-        bootstrap(),
-        "--topic".into(),
-        topic.clone(),
-        "--reply-topic".into(),
-        reply_topic.clone(),
-        "--count".into(),
-        "5".into(),
-        "--timeout".into(),
-        "90".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(args).output())
-        .await
-        .unwrap()
-        .expect("python3 runs (scripts/test.sh installs faststream[kafka], which brings aiokafka)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "requester failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    let lines = support::python(
+        SCRIPT,
+        &[
+            "--bootstrap",
+            &bootstrap(),
+            "--topic",
+            &topic,
+            "--reply-topic",
+            &reply_topic,
+        ]
+        .into_iter()
+        .chain(["--count", "5", "--timeout", "90"])
+        .collect::<Vec<_>>(),
+        "scripts/test.sh installs faststream[kafka], which brings aiokafka",
+    )
+    .await;
+    assert_eq!(lines.len(), 5, "{lines:?}");
     for line in &lines {
         assert_eq!(line["matched"], true, "{line}");
         let n = line["n"].as_u64().unwrap();
@@ -188,19 +175,21 @@ async fn mqs_requests_are_answered_by_a_python_responder_with_springs_headers() 
     let topic = unique("rr-py-requests");
     create_topic(&topic, 2).await;
     let requester = requester(&unique("rr-replies")).await;
-    let args = [
-        RESPONDER.to_owned(),
-        "--bootstrap".into(),
-        bootstrap(),
-        "--topic".into(),
-        topic.clone(),
-        "--count".into(),
-        "5".into(),
-        "--timeout".into(),
-        "90".into(),
-    ];
-    let responder =
-        tokio::task::spawn_blocking(move || Command::new("python3").args(args).output());
+    let bootstrap = bootstrap();
+    let responder = support::python(
+        RESPONDER,
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--count",
+            "5",
+            "--timeout",
+            "90",
+        ],
+        "scripts/test.sh installs faststream[kafka], which brings aiokafka",
+    );
     let publisher = requester.publisher();
     let requests = (0..5u64).map(|n| {
         publisher
@@ -224,12 +213,7 @@ async fn mqs_requests_are_answered_by_a_python_responder_with_springs_headers() 
             }
         );
     }
-    let out = responder.await.unwrap().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "responder failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // It answered every request and ended well (the helper checks its exit status).
+    responder.await;
     requester.shutdown().await.unwrap();
 }

@@ -8,10 +8,8 @@
 //! Needs `python3` with `pika` (scripts/test.sh installs it).
 
 use std::future::IntoFuture;
-use std::process::Command;
 
 use mq_core::handler::Reply;
-use serde_json::Value;
 
 use super::*;
 
@@ -37,33 +35,13 @@ async fn a_pika_requester_with_direct_reply_to_gets_each_reply() {
     let (_c, ch) = channel().await;
     fresh(&ch, "mq_t_rpc").await;
     let running = start("on_rpc", "").await;
-    let out = tokio::task::spawn_blocking(|| {
-        Command::new("python3")
-            .args([
-                SCRIPT,
-                "--queue",
-                "mq_t_rpc",
-                "--count",
-                "5",
-                "--timeout",
-                "60",
-            ])
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python3 runs (scripts/test.sh installs pika)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "requester failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    let lines = support::python(
+        SCRIPT,
+        &["--queue", "mq_t_rpc", "--count", "5", "--timeout", "60"],
+        "scripts/test.sh installs pika",
+    )
+    .await;
+    assert_eq!(lines.len(), 5, "{lines:?}");
     for line in &lines {
         assert_eq!(line["matched"], true, "{line}");
         let n = line["n"].as_u64().unwrap();
@@ -130,19 +108,11 @@ async fn on_rpc_mq(task: Task) -> Result<Reply<Doubled>, HandlerError> {
 async fn mqs_requests_are_answered_by_a_pika_responder() {
     let (_c, ch) = channel().await;
     fresh(&ch, "mq_t_rpc_py").await;
-    let responder = tokio::task::spawn_blocking(|| {
-        Command::new("python3")
-            .args([
-                RESPONDER,
-                "--queue",
-                "mq_t_rpc_py",
-                "--count",
-                "5",
-                "--timeout",
-                "60",
-            ])
-            .output()
-    });
+    let responder = support::python(
+        RESPONDER,
+        &["--queue", "mq_t_rpc_py", "--count", "5", "--timeout", "60"],
+        "scripts/test.sh installs pika",
+    );
     let requester = requester().await;
     let publisher = requester.publisher();
     let requests = (0..5u32).map(|n| {
@@ -160,12 +130,8 @@ async fn mqs_requests_are_answered_by_a_pika_responder() {
         let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
         assert_eq!((reply.data.n, reply.data.twice), (n as u32, 2 * n as u32));
     }
-    let out = responder.await.unwrap().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // It answered every request and ended well (the helper checks its exit status).
+    responder.await;
     requester.shutdown().await.unwrap();
 }
 

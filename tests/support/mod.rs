@@ -491,3 +491,33 @@ pub fn load_config_with_env(
         None => Ok(json),
     }
 }
+
+/// Starts `python3 script args..` on a blocking thread at once (the test's runtime keeps
+/// serving the apps beside it); the future gives the JSON lines it printed, and panics with
+/// its output when it failed. `needs` says what installs the script's packages.
+pub fn python(
+    script: &str,
+    args: &[&str],
+    needs: &'static str,
+) -> impl std::future::Future<Output = Vec<serde_json::Value>> + use<> {
+    let mut command = std::process::Command::new("python3");
+    command.arg(script).args(args);
+    let script = script.to_owned();
+    let run = tokio::task::spawn_blocking(move || command.output());
+    async move {
+        let out = run
+            .await
+            .expect("the python thread")
+            .unwrap_or_else(|e| panic!("python3 runs ({needs}): {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{script} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{script}: {l}: {e}")))
+            .collect()
+    }
+}
