@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::message::{Message, Outgoing};
 use super::{PublishError, Publisher};
@@ -80,7 +81,10 @@ pub enum RequestError {
 pub struct Replies {
     pending: Mutex<HashMap<Vec<u8>, oneshot::Sender<Record>>>,
     places: Semaphore,
-    max_in_flight: usize,
+    /// Requests started and not ended ([`Replies::in_flight`]).
+    in_flight: AtomicUsize,
+    /// Told when a request was sent or ended.
+    changed: Notify,
     /// `mq_reply_late_total`: replies no request waited for.
     late: Counter,
     /// `mq_reply_timeouts_total`: requests that got no reply in time.
@@ -120,7 +124,8 @@ impl Replies {
         Arc::new(Replies {
             pending: Mutex::new(HashMap::new()),
             places: Semaphore::new(max_in_flight),
-            max_in_flight,
+            in_flight: AtomicUsize::new(0),
+            changed: Notify::new(),
             late,
             timeouts,
             limits,
@@ -181,7 +186,13 @@ impl Replies {
     /// Requests started and not ended (waiting for a place, being sent, or waiting for
     /// their reply).
     pub fn in_flight(&self) -> usize {
-        self.max_in_flight - self.places.available_permits()
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Told (`notify_waiters`) when a request was sent or ended: the in-memory broker's
+    /// `drain` waits on it instead of polling.
+    pub(crate) fn changed(&self) -> &Notify {
+        &self.changed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, oneshot::Sender<Record>>> {
@@ -195,6 +206,24 @@ impl std::fmt::Debug for Replies {
             .field("waiting", &self.waiting())
             .field("late", &self.late())
             .finish()
+    }
+}
+
+/// Counts a request in flight from its start to its end, however it ends (reply, error,
+/// timeout, dropped future), and tells [`Replies::changed`] when it ends.
+struct InFlight<'a>(&'a Replies);
+
+impl<'a> InFlight<'a> {
+    fn start(replies: &'a Replies) -> Self {
+        replies.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(replies)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -274,6 +303,9 @@ impl<M: Message, R: DeserializeOwned> Request<'_, M, R> {
             topic: topic.to_owned(),
         };
         let replies = self.publisher.shared.replies.clone().ok_or_else(no_route)?;
+        // Declared first, dropped last: the request is in flight until everything below
+        // let go of it (its place among max-in-flight included).
+        let _in_flight = InFlight::start(&replies);
         let _place = replies
             .places
             .acquire()
@@ -306,6 +338,7 @@ impl<M: Message, R: DeserializeOwned> Request<'_, M, R> {
         if sent.is_none() {
             return Err(no_route());
         }
+        replies.changed.notify_waiters();
         // The sender is dropped only with the entry, which `_waiting` keeps until now.
         let reply = rx
             .await

@@ -215,11 +215,15 @@ impl TestApp {
             self.wait_idle().await;
             if !pushed_any {
                 // A request of the app's publisher may still be on its way to a responder
-                // here: go on until every request got its reply or gave up.
+                // here: go on until every request got its reply or gave up, woken when one
+                // is sent or ends.
+                let changed = self.replies.changed().notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 if self.replies.in_flight() == 0 {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                changed.await;
             }
         }
         std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()))
