@@ -29,7 +29,11 @@ if ! scripts/kafka.sh status; then
   scripts/kafka.sh start
   started_here=1
 fi
-cleanup() { if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi; }
+cluster_started_here=0
+cleanup() {
+  if [[ $started_here == 1 ]]; then scripts/kafka.sh stop; fi
+  if [[ $cluster_started_here == 1 ]]; then scripts/rabbit-cluster.sh stop; fi
+}
 trap cleanup EXIT
 # RabbitMQ for tests/rabbitmq/ (127.0.0.1:5672, guest/guest; rabbitmqctl for its connection-loss test).
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
@@ -40,6 +44,12 @@ if ! rabbit_up; then
   rabbitmq-server -detached
   for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
   rabbit_up || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
+# A three-node RabbitMQ cluster for tests/rabbitmq/cluster.rs (127.0.0.1:5681-5683, beside
+# the broker above; its tests start it too when it is down).
+if ! scripts/rabbit-cluster.sh status; then
+  scripts/rabbit-cluster.sh start
+  cluster_started_here=1
 fi
 # PostgreSQL 15 for tests/outbox and the benchmark's outbox section (127.0.0.1:5432, trust
 # auth as this machine kind has it, user postgres, database `test`; tests make their own schemas).

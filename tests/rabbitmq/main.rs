@@ -14,6 +14,7 @@ use mq_core::App;
 use mq_tests as support;
 
 mod cloudevents;
+mod cluster;
 mod crash;
 mod delivery;
 mod depth;

@@ -84,6 +84,11 @@ impl PublisherStats {
                     .with_detail("fatalErrors", status.fatal_errors)
                     .with_detail("lastFatalError", status.last_fatal_error);
             }
+            if let Some(reason) = status.blocked {
+                // Nothing goes out until the broker lifts its block.
+                h.status = super::health::Status::Down;
+                h = h.with_detail("blocked", reason);
+            }
         }
         h
     }

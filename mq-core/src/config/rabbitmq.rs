@@ -103,16 +103,20 @@ impl RabbitConfig {
         let user: String = form_urlencoded::byte_serialize(self.username.as_bytes()).collect();
         let pass: String =
             form_urlencoded::byte_serialize(self.password.expose().as_bytes()).collect();
-        let addresses = if self.addresses.is_empty() {
-            vec![format!("{}:{}", self.host, self.port())]
-        } else {
-            self.addresses.clone()
-        };
         let scheme = if self.ssl.enabled { "amqps" } else { "amqp" };
-        addresses
+        self.addresses_or_host()
             .iter()
             .map(|a| format!("{scheme}://{user}:{pass}@{a}/{vhost}"))
             .collect()
+    }
+
+    /// The `host:port` addresses to try, in order: `addresses`, else `host` and `port`.
+    pub(crate) fn addresses_or_host(&self) -> Vec<String> {
+        if self.addresses.is_empty() {
+            vec![format!("{}:{}", self.host, self.port())]
+        } else {
+            self.addresses.clone()
+        }
     }
 
     /// The first broker address, for logs and health details (no credentials).

@@ -153,6 +153,9 @@ pub struct SinkStatus {
     pub fatal_errors: u64,
     /// The last of them.
     pub last_fatal_error: Option<String>,
+    /// The broker's reason while it blocks publishing (RabbitMQ's `connection.blocked`
+    /// under a resource alarm): publishes wait, and the `publisher` component is `DOWN`.
+    pub blocked: Option<String>,
 }
 
 /// The event a publisher is publishing on behalf of (set inside handlers).

@@ -291,11 +291,16 @@ impl RecordSink for Routed {
         }
     }
 
-    /// The default transport's (the last: Kafka's producer when it is built in).
+    /// Every transport's, together: fatal errors added up, the last one and a block
+    /// from whichever sink reports one.
     fn status(&self) -> SinkStatus {
-        self.sinks
-            .last()
-            .map(|(_, s)| s.status())
-            .unwrap_or_default()
+        let mut all = SinkStatus::default();
+        for (_, sink) in &self.sinks {
+            let status = sink.status();
+            all.fatal_errors += status.fatal_errors;
+            all.last_fatal_error = all.last_fatal_error.or(status.last_fatal_error);
+            all.blocked = all.blocked.or(status.blocked);
+        }
+        all
     }
 }

@@ -208,6 +208,7 @@ impl RecordSink for KafkaSink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            blocked: None,
         }
     }
 }

@@ -18,11 +18,13 @@
 //! default (no retries).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 
 use lapin::tcp::AMQPUriTcpExt;
 use lapin::uri::{AMQPScheme, AMQPUri};
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties, Event};
 
 use super::tls::Tls;
 use crate::config::RabbitConfig;
@@ -37,6 +39,20 @@ pub(crate) struct Rabbit {
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     /// The `frame_max` the last connection negotiated (RabbitMQ's default before one).
     frame_max: Arc<AtomicU32>,
+    /// Where the open connection goes (`host:port`), and whether the broker blocked it.
+    state: Arc<Mutex<State>>,
+}
+
+/// What health shows of the connection.
+#[derive(Default)]
+struct State {
+    /// The address of the open (or last) connection, of those configured.
+    address: Option<String>,
+    /// The broker's reason, while it blocks the connection (`connection.blocked`, e.g.
+    /// "low on memory" under a memory alarm).
+    blocked: Option<String>,
+    /// Counts connections opened, so that a lost connection's late notices are ignored.
+    generation: u64,
 }
 
 impl Rabbit {
@@ -54,6 +70,7 @@ impl Rabbit {
             tls,
             connection: tokio::sync::Mutex::new(None),
             frame_max: Arc::new(AtomicU32::new(super::frame::DEFAULT_FRAME_MAX)),
+            state: Arc::default(),
         })
     }
 
@@ -86,9 +103,21 @@ impl Rabbit {
         self.config.publisher.confirm_timeout
     }
 
-    /// The broker, for logs (no credentials).
+    /// The broker, for logs and health (no credentials): the address of the open (or
+    /// last) connection, else the first configured.
     pub(crate) fn address(&self) -> String {
-        self.config.display_address()
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .address
+            .clone()
+            .unwrap_or_else(|| self.config.display_address())
+    }
+
+    /// The broker's reason while it blocks this connection (RabbitMQ blocks publishing
+    /// connections under a resource alarm; publishes wait until it lifts).
+    pub(crate) fn blocked(&self) -> Option<String> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.blocked.clone()
     }
 
     /// Whether a connection is open right now.
@@ -117,7 +146,8 @@ impl Rabbit {
             return Ok(c.clone());
         }
         let mut last = String::new();
-        for uri in self.config.uris() {
+        let addresses = self.config.addresses_or_host();
+        for (uri, address) in self.config.uris().into_iter().zip(addresses) {
             let properties =
                 ConnectionProperties::default().with_connection_name(self.name.clone().into());
             let connected = match &self.tls {
@@ -135,6 +165,7 @@ impl Rabbit {
                 Ok(c) => {
                     self.frame_max
                         .store(c.configuration().frame_max(), Ordering::Relaxed);
+                    self.watch(&c, address);
                     let c = Arc::new(c);
                     *current = Some(c.clone());
                     return Ok(c);
@@ -147,6 +178,50 @@ impl Rabbit {
             self.address(),
             self.config.username
         ))
+    }
+}
+
+impl Rabbit {
+    /// Records that a new connection to `address` is open, and follows the broker's
+    /// `connection.blocked` / `unblocked` notices on it until it is gone.
+    fn watch(&self, connection: &Connection, address: String) {
+        let generation = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.generation += 1;
+            state.address = Some(address);
+            state.blocked = None;
+            state.generation
+        };
+        let mut events = connection.events_listener();
+        let (state, name) = (self.state.clone(), self.name.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Ends with the connection (its notices' senders are dropped with it).
+        runtime.spawn(async move {
+            while let Some(event) = events.next().await {
+                let blocked = match event {
+                    Event::ConnectionBlocked(reason) => Some(reason),
+                    Event::ConnectionUnblocked => None,
+                    _ => continue,
+                };
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                if state.generation != generation {
+                    return;
+                }
+                match &blocked {
+                    Some(reason) => tracing::warn!(
+                        connection = %name,
+                        reason = %reason,
+                        "RabbitMQ blocked the connection: what is published on it waits \
+                         until the broker unblocks it (at most \
+                         mq.rabbitmq.publisher.confirm-timeout per publish)"
+                    ),
+                    None => tracing::info!(connection = %name, "RabbitMQ unblocked the connection"),
+                }
+                state.blocked = blocked;
+            }
+        });
     }
 }
 

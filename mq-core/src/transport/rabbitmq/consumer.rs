@@ -190,6 +190,8 @@ pub(crate) struct QueueConsumer {
     pub(crate) declare: bool,
     /// Said once that the queue is consumed as it is.
     pub(crate) warned: AtomicBool,
+    /// Whether the WARN that a dead-letter or retry queue is used as it is was given.
+    pub(crate) warned_dead_letters: AtomicBool,
 }
 
 impl QueueConsumer {
@@ -274,8 +276,9 @@ impl QueueConsumer {
         } else {
             QueueMode::AsItIs
         };
-        let channel =
-            match topology::declare(&channel, queue, mode, bindings, limit, &retry_ttls).await {
+        // With a delivery limit mq declares a quorum queue; otherwise what exists says.
+        let (channel, quorum) =
+            match topology::declare(&channel, queue, mode, bindings, limit).await {
                 // A queue operations created otherwise (quorum, single active consumer, its own
                 // dead-lettering): consumed as it is, as Spring's `@RabbitListener(queues = ..)`
                 // does, unless mq needs its own arguments (a delivery limit).
@@ -284,27 +287,35 @@ impl QueueConsumer {
                         && limit.is_none()
                         && topology::is_inequivalent(&e) =>
                 {
-                    let channel = self.as_it_is(&connection, queue, &e).await?;
-                    // The rest of the topology (bindings, dead-letter queue, retry queues).
-                    topology::declare(
-                        &channel,
-                        queue,
-                        QueueMode::AsItIs,
-                        bindings,
-                        limit,
-                        &retry_ttls,
-                    )
-                    .await?;
-                    channel
+                    let (channel, args) = self.as_it_is(&connection, queue, &e).await?;
+                    // The bindings.
+                    topology::declare(&channel, queue, QueueMode::AsItIs, bindings, limit).await?;
+                    (channel, topology::is_quorum(&args))
                 }
                 Err(e) => return Err(e),
-                Ok(()) if mode == QueueMode::AsItIs && self.runtime.spec.concurrency > 1 => {
-                    // `declare: false`: the queue exists; whether it is a single-active-consumer
-                    // one only its arguments say.
-                    self.as_it_is(&connection, queue, "").await?
+                Ok(()) if mode == QueueMode::AsItIs => {
+                    // `declare: false`: the queue exists; its kind (quorum, single active
+                    // consumer) only its arguments say.
+                    let (channel, args) = self.as_it_is(&connection, queue, "").await?;
+                    (channel, topology::is_quorum(&args))
                 }
-                Ok(()) => channel,
+                Ok(()) => (channel, limit.is_some()),
             };
+        // Dead letters have somewhere to go; where they cannot for now (their queue's node
+        // is down), the listener consumes on: a dead letter waits unacknowledged until its
+        // queue takes it.
+        match topology::declare_dead_letters(&connection, queue, quorum, &retry_ttls).await {
+            Ok(notes)
+                if !notes.is_empty() && !self.warned_dead_letters.swap(true, Ordering::Relaxed) =>
+            {
+                tracing::warn!(listener = self.runtime.spec.name, notes = %notes.join("; "),
+                    "dead-letter or retry queue exists with other settings; using it as it is");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(listener = self.runtime.spec.name, error = %e,
+                "cannot declare the dead-letter queues now; consuming on (a dead letter waits \
+                 unacknowledged until its queue takes it)"),
+        }
 
         channel
             .basic_qos(self.listener.prefetch, BasicQosOptions::default())
@@ -407,7 +418,7 @@ impl QueueConsumer {
         connection: &lapin::Connection,
         queue: &str,
         refusal: &str,
-    ) -> Result<Channel, String> {
+    ) -> Result<(Channel, lapin::types::FieldTable), String> {
         let (wanted, _) = topology::queue_arguments(queue, None);
         let (channel, actual) = topology::existing_arguments(connection, queue, wanted).await?;
         let concurrency = self.runtime.spec.concurrency;
@@ -420,7 +431,7 @@ impl QueueConsumer {
                 "queue exists with other arguments than mq declares; consuming it as it is \
                  (set mq.listeners.<name>.declare: false to say so and skip this warning)");
         }
-        Ok(channel)
+        Ok((channel, actual))
     }
 
     /// The channel closed: the record a handler of the lane is running on (if any) will

@@ -1,6 +1,8 @@
 //! The `rabbit` health component (Spring Boot's `RabbitHealthIndicator`): UP with the
-//! broker's version when the app's connection is open or can be opened, DOWN with the
-//! error otherwise.
+//! broker's version and the address connected to when the app's connection is open or can
+//! be opened, DOWN with the error otherwise. While the broker blocks a connection (a
+//! resource alarm), `blocked` names it and gives the broker's reason; the component stays
+//! UP, since consumers go on acknowledging (the `publisher` component is DOWN then).
 //!
 //! lapin does not hand out the server properties of the connection handshake, so the
 //! version is read once from a handshake of our own (over TLS when the app's connection
@@ -21,16 +23,31 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Checks the app's RabbitMQ connection.
 pub(crate) struct RabbitHealth {
+    /// The consumers' connection.
     rabbit: Arc<Rabbit>,
+    /// The publishing connection (only its block is shown).
+    publishing: Arc<Rabbit>,
     version: OnceLock<String>,
 }
 
 impl RabbitHealth {
-    pub(crate) fn new(rabbit: Arc<Rabbit>) -> RabbitHealth {
+    pub(crate) fn new(rabbit: Arc<Rabbit>, publishing: Arc<Rabbit>) -> RabbitHealth {
         RabbitHealth {
             rabbit,
+            publishing,
             version: OnceLock::new(),
         }
+    }
+
+    /// `{"publisher": reason, "consumers": reason}`, of the connections blocked now.
+    fn blocked(&self) -> Option<serde_json::Value> {
+        let mut blocked = serde_json::Map::new();
+        for (name, rabbit) in [("consumers", &self.rabbit), ("publisher", &self.publishing)] {
+            if let Some(reason) = rabbit.blocked() {
+                blocked.insert(name.to_owned(), reason.into());
+            }
+        }
+        (!blocked.is_empty()).then_some(serde_json::Value::Object(blocked))
     }
 
     async fn up(&self, address: String) -> Health {
@@ -43,9 +60,12 @@ impl RabbitHealth {
                 let _ = self.version.set(v);
             }
         }
-        let health = Health::up().with_detail("address", address);
-        match self.version.get() {
-            Some(v) => health.with_detail("version", v),
+        let mut health = Health::up().with_detail("address", address);
+        if let Some(v) = self.version.get() {
+            health = health.with_detail("version", v);
+        }
+        match self.blocked() {
+            Some(blocked) => health.with_detail("blocked", blocked),
             None => health,
         }
     }

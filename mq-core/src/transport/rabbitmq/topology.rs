@@ -24,20 +24,18 @@ pub(crate) enum QueueMode {
     AsItIs,
 }
 
-/// Declares `queue`, its `bindings` (with their exchanges), the dead-letter exchange and
-/// `queue`'s dead-letter queue (all durable; declaring what exists with the same settings
-/// changes nothing). With a `delivery_limit`, `queue` is a quorum queue that dead-letters
-/// a message returned more often than that to `<queue>.dlq`. A queue that exists with
-/// other settings is refused by RabbitMQ (`PRECONDITION_FAILED`): the error names the
-/// queue and what mq declares. `retry_ttls`: the TTL of each retry queue
-/// `<queue>.retry.<n>`, which dead-letters back to `queue` through the default exchange.
+/// Declares `queue` and its `bindings` (with their exchanges), all durable (declaring what
+/// exists with the same settings changes nothing). With a `delivery_limit`, `queue` is a
+/// quorum queue that dead-letters a message returned more often than that to
+/// `<queue>.dlq`. A queue that exists with other settings is refused by RabbitMQ
+/// (`PRECONDITION_FAILED`): the error names the queue and what mq declares. The dead-letter
+/// and retry queues: [`declare_dead_letters`].
 pub(crate) async fn declare(
     channel: &Channel,
     queue: &str,
     mode: QueueMode,
     bindings: &[Binding],
     delivery_limit: Option<u32>,
-    retry_ttls: &[Duration],
 ) -> Result<(), String> {
     let durable = QueueDeclareOptions::durable();
     let name = short("queue name", queue)?;
@@ -85,6 +83,23 @@ pub(crate) async fn declare(
             .await
             .map_err(|e| format!("cannot bind {queue} to {}: {e}", b.exchange))?;
     }
+    Ok(())
+}
+
+/// Declares the dead-letter exchange, `queue`'s dead-letter queue bound to it with the
+/// queue's name, and the retry queues (TTLs `retry_ttls`), each on a channel of its own.
+/// The dead-letter queue takes the listener queue's kind: a quorum queue's dead letters go
+/// to a quorum queue, which (as the queue itself) lives on while a node is down; a classic
+/// one's stay on the node that declared it. A dead-letter or retry queue that exists with
+/// other settings (a classic `.dlq` from before, one operations made) is used as it is:
+/// returned are the notes that say so, for one WARN.
+pub(crate) async fn declare_dead_letters(
+    connection: &lapin::Connection,
+    queue: &str,
+    quorum: bool,
+    retry_ttls: &[Duration],
+) -> Result<Vec<String>, String> {
+    let channel = open(connection).await?;
     channel
         .exchange_declare(
             DEAD_LETTER_EXCHANGE.into(),
@@ -97,31 +112,80 @@ pub(crate) async fn declare(
         )
         .await
         .map_err(|e| format!("cannot declare exchange {DEAD_LETTER_EXCHANGE}: {e}"))?;
+    let mut notes = Vec::new();
     let dead = dlq(queue);
-    let dead_name = short("dead-letter queue name", &dead)?;
-    channel
-        .queue_declare(dead_name.clone(), durable, FieldTable::default())
-        .await
-        .map_err(|e| refused(&dead, "durable, no arguments", &e))?;
+    let mut args = FieldTable::default();
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    let wanted = if quorum {
+        "durable, x-queue-type=quorum"
+    } else {
+        "durable, no arguments"
+    };
+    let channel = declare_or_take(connection, channel, &dead, args, wanted, &mut notes).await?;
     channel
         .queue_bind(
-            dead_name,
+            short("dead-letter queue name", &dead)?,
             DEAD_LETTER_EXCHANGE.into(),
-            name,
+            short("queue name", queue)?,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(|e| format!("cannot bind {dead} to {DEAD_LETTER_EXCHANGE}: {e}"))?;
+    let mut channel = channel;
     for (n, ttl) in retry_ttls.iter().enumerate() {
         let retry = super::retry_queue::name(queue, n as u32);
         let (args, wanted) = retry_queue_arguments(queue, *ttl);
-        channel
-            .queue_declare(short("retry queue name", &retry)?, durable, args)
-            .await
-            .map_err(|e| refused(&retry, &wanted, &e))?;
+        channel = declare_or_take(connection, channel, &retry, args, &wanted, &mut notes).await?;
     }
-    Ok(())
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(notes)
+}
+
+async fn open(connection: &lapin::Connection) -> Result<Channel, String> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| format!("cannot open a channel: {e}"))
+}
+
+/// Declares `queue` durable with `args` on `channel`; when it exists with other settings,
+/// takes it as it is (a passive declare on a new channel: the refusal closed the first)
+/// and adds a note. Returns the channel that is still open.
+async fn declare_or_take(
+    connection: &lapin::Connection,
+    channel: Channel,
+    queue: &str,
+    args: FieldTable,
+    wanted: &str,
+    notes: &mut Vec<String>,
+) -> Result<Channel, String> {
+    let name = short("queue name", queue)?;
+    let declared = channel
+        .queue_declare(name.clone(), QueueDeclareOptions::durable(), args)
+        .await
+        .map_err(|e| refused(queue, wanted, &e));
+    match declared {
+        Ok(_) => Ok(channel),
+        Err(e) if is_inequivalent(&e) => {
+            let channel = open(connection).await?;
+            let passive = QueueDeclareOptions::default().passive();
+            channel
+                .queue_declare(name, passive, FieldTable::default())
+                .await
+                .map_err(|e| format!("cannot declare queue {queue}: {e}"))?;
+            notes.push(format!(
+                "{queue} exists with other settings than mq declares ({wanted}): used as it is"
+            ));
+            Ok(channel)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The arguments of a retry queue of `queue` holding messages for `ttl`.
@@ -252,6 +316,11 @@ fn inequivalent(error: &str) -> Option<(&str, Option<AMQPValue>)> {
 /// Whether `args` make a single-active-consumer queue.
 pub(crate) fn is_single_active_consumer(args: &FieldTable) -> bool {
     args.inner().get("x-single-active-consumer") == Some(&AMQPValue::Boolean(true))
+}
+
+/// Whether `args` make a quorum queue.
+pub(crate) fn is_quorum(args: &FieldTable) -> bool {
+    matches!(args.inner().get("x-queue-type"), Some(AMQPValue::LongString(t)) if t.as_bytes() == b"quorum")
 }
 
 /// `args` as text, for a log line.

@@ -147,7 +147,10 @@ impl Transport for RabbitTransport {
     }
 
     fn health(&self, _specs: &[ListenerSpec]) -> Result<Arc<dyn HealthIndicator>, Error> {
-        Ok(Arc::new(RabbitHealth::new(self.rabbit.clone())))
+        Ok(Arc::new(RabbitHealth::new(
+            self.rabbit.clone(),
+            self.publishing.clone(),
+        )))
     }
 
     fn start_listeners(&self, specs: Vec<ListenerSpec>, wiring: &Wiring) -> Vec<JoinHandle<()>> {
@@ -189,6 +192,7 @@ impl Transport for RabbitTransport {
                     lost: lost.clone(),
                     declare,
                     warned: Default::default(),
+                    warned_dead_letters: Default::default(),
                 };
                 tasks.push(consumer.spawn());
             }

@@ -203,6 +203,14 @@ impl Inner {
 }
 
 impl RecordSink for RabbitSink {
+    /// Blocked while the broker blocks the publishing connection.
+    fn status(&self) -> crate::publisher::SinkStatus {
+        crate::publisher::SinkStatus {
+            blocked: self.inner.rabbit.blocked(),
+            ..Default::default()
+        }
+    }
+
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'static, Result<Delivery, PublishError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.publish(record).await })
