@@ -50,9 +50,10 @@ pub fn reschedule(record: &Record, index: u32, attempt: u32, info: &FailureInfo)
     out.topic = Exchange::destination("", &name(&record.topic, index));
     // RabbitMQ writes `x-death` itself when the TTL expires: the record's copy must not
     // come back to it beside the broker's.
-    // Nor the count a quorum queue keeps of its own deliveries.
-    out.headers
-        .retain(|h| h != "x-death" && h != super::routes::DELIVERY_COUNT);
+    // Nor the counts a quorum queue keeps of its own deliveries.
+    out.headers.retain(|h| {
+        h != "x-death" && h != super::routes::DELIVERY_COUNT && h != super::routes::ACQUIRED_COUNT
+    });
     // A 64-bit integer, what Java's `long` (Spring AMQP's reading) expects.
     out.headers
         .insert_typed(ATTEMPTS, HeaderValue::I64(i64::from(attempt)));

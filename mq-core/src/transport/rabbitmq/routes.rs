@@ -96,19 +96,32 @@ impl FailureRoutes for RabbitRoutes {
 }
 
 /// The header a quorum queue counts a message's earlier deliveries in (returned unacked:
-/// a closed channel, a `nack`/`reject` with requeue).
+/// a closed channel, a `nack`/`reject` with requeue). From RabbitMQ 4.3 it counts only the
+/// returns it takes for failures (`basic.reject`, a closed channel), not a
+/// `consumer_timeout`.
 pub(crate) const DELIVERY_COUNT: &str = "x-delivery-count";
 
+/// RabbitMQ 4.3's count of every return of a message to a quorum queue (what
+/// `x-delivery-count` counted before 4.3).
+pub(crate) const ACQUIRED_COUNT: &str = "x-acquired-count";
+
 /// What a delivery's headers say of the earlier ones: none without the `redelivered` flag
-/// (an `x-delivery-count` a publisher copied along is not the queue's); with it,
-/// `x-delivery-count` when the queue counts them, else 1.
+/// (a count a publisher copied along is not the queue's); with it, the larger of
+/// `x-delivery-count` and `x-acquired-count` when the queue counts them, else 1. mq returns
+/// a message only by losing its channel (a crash, `consumer_timeout`, a lost connection),
+/// so every return is an attempt: on 4.3 `x-acquired-count` keeps counting those that
+/// `x-delivery-count` no longer does, and the attempts stay bounded across instances as on
+/// earlier versions.
 pub(crate) fn redelivery_of(headers: &Headers) -> Redelivery {
     if headers.get_str(amqp::REDELIVERED) != Some("true") {
         return Redelivery::default();
     }
-    let counted = headers
-        .get_as::<i64>(DELIVERY_COUNT)
-        .map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32);
+    let count = |name| {
+        headers
+            .get_as::<i64>(name)
+            .map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32)
+    };
+    let counted = count(DELIVERY_COUNT).max(count(ACQUIRED_COUNT));
     Redelivery {
         before: counted.max(1),
         in_handler: 0,
@@ -311,6 +324,16 @@ mod tests {
         assert_eq!(redelivery_of(&h).before, 4, "a quorum queue: its count");
         h.insert_typed(DELIVERY_COUNT, HeaderValue::I32(-3));
         assert_eq!(redelivery_of(&h).before, 1);
+        // RabbitMQ 4.3: a consumer_timeout return counted in x-acquired-count only.
+        h.insert_typed(DELIVERY_COUNT, HeaderValue::I64(1));
+        h.insert_typed(ACQUIRED_COUNT, HeaderValue::I64(3));
+        assert_eq!(redelivery_of(&h).before, 3, "4.3: every return counts");
+        h.insert(amqp::REDELIVERED, "false");
+        assert_eq!(
+            redelivery_of(&h).before,
+            0,
+            "a copied count is not the queue's"
+        );
         let r = RabbitRoutes.deliveries_before(&spec(), &Record::new("q", 0, 1, None, None));
         assert_eq!(r, Redelivery::default());
     }
