@@ -2,7 +2,8 @@
 //! consumer and its own dead-lettering is consumed as it is (RabbitMQ refuses mq's
 //! declaration with `inequivalent arg`; Spring's `@RabbitListener(queues = ..)` consumes
 //! such a queue too); more than one consumer on a single-active-consumer queue is refused
-//! at startup; `declare: false` takes a queue as it exists and waits, unready, until it does.
+//! at startup; `declare: false` takes a queue as it exists and waits, unready, until it does;
+//! an instance that stops hands a single-active-consumer queue over to the next in order.
 
 use std::sync::Mutex;
 
@@ -162,4 +163,60 @@ async fn declare_false_waits_unready_for_the_queue_and_consumes_it_once_it_exist
     ch.queue_delete("mq_t22_ops_late".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
+}
+
+// --- a graceful hand-over on a single-active-consumer queue ----------------------------
+
+static HANDOVER: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[listener(queue = "mq_t22_sac_handover")]
+async fn on_sac_handover(task: Task) -> Result<(), HandlerError> {
+    HANDOVER.lock().unwrap().push(task.n);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopping_instance_hands_a_single_active_consumer_queue_over_in_order() {
+    let (_c, ch) = channel().await;
+    fresh_with(&ch, "mq_t22_sac_handover", sac_quorum()).await;
+    let quiet = "management:\n  server:\n    enabled: false\n";
+    let first = start_named("rabbit-sac-first", "on_sac_handover", "", quiet).await;
+    assert!(
+        first
+            .wait_assigned(std::time::Duration::from_secs(20))
+            .await
+    );
+    let second = start_named("rabbit-sac-second", "on_sac_handover", "", quiet).await;
+    assert!(
+        second
+            .wait_assigned(std::time::Duration::from_secs(20))
+            .await
+    );
+    let total = 300u32;
+    for n in 0..total {
+        publish_raw(
+            &ch,
+            "mq_t22_sac_handover",
+            format!(r#"{{"n":{n}}}"#).as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    wait_for("50 handled", || HANDOVER.lock().unwrap().len() >= 50).await;
+    // The first stops: it finishes the message it is on, acknowledges what it handled and
+    // returns the rest, which the second (now active) takes in order.
+    first.shutdown().await.unwrap();
+    let by_first = HANDOVER.lock().unwrap().len() as u32;
+    wait_for("all handled", || {
+        HANDOVER.lock().unwrap().len() >= total as usize
+    })
+    .await;
+    second.shutdown().await.unwrap();
+    let seen = HANDOVER.lock().unwrap().clone();
+    assert_eq!(seen, (0..total).collect::<Vec<_>>(), "in order, each once");
+    assert!(
+        by_first < total,
+        "the second took over ({by_first} by the first)"
+    );
 }
