@@ -77,23 +77,37 @@ async fn a_thousand_concurrent_requests_over_direct_reply_to_each_get_their_own_
     fresh(&ch, "mq_t_rpc_mq").await;
     let responder = start("on_rpc_mq", "").await;
     let requester = requester().await;
+    ask_doubled(
+        &requester,
+        "amqp:///mq_t_rpc_mq",
+        1000,
+        Duration::from_secs(120),
+    )
+    .await;
+    requester.shutdown().await.unwrap();
+    responder.shutdown().await.unwrap();
+}
+
+/// Sends `count` requests `{"n": i}` to `destination` at once; each must get its own
+/// reply, `i` doubled.
+async fn ask_doubled(
+    requester: &mq_core::RunningApp,
+    destination: &str,
+    count: u32,
+    timeout: Duration,
+) {
     let publisher = requester.publisher();
-    let requests = (0..1000u32).map(|n| {
+    let requests = (0..count).map(|n| {
         publisher
-            .request::<_, Doubled>("amqp:///mq_t_rpc_mq", n.to_string(), Task { n })
-            .timeout(Duration::from_secs(120))
+            .request::<_, Doubled>(destination, n.to_string(), Task { n })
+            .timeout(timeout)
             .into_future()
     });
-    for (n, reply) in futures::future::join_all(requests)
-        .await
-        .into_iter()
-        .enumerate()
-    {
+    let replies = futures::future::join_all(requests).await;
+    for (n, reply) in replies.into_iter().enumerate() {
         let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
         assert_eq!((reply.data.n, reply.data.twice), (n as u32, 2 * n as u32));
     }
-    requester.shutdown().await.unwrap();
-    responder.shutdown().await.unwrap();
 }
 
 #[listener(queue = "mq_t_rpc_mq")]
@@ -114,22 +128,14 @@ async fn mqs_requests_are_answered_by_a_pika_responder() {
         "scripts/test.sh installs pika",
     );
     let requester = requester().await;
-    let publisher = requester.publisher();
-    let requests = (0..5u32).map(|n| {
-        publisher
-            .request::<_, Doubled>("amqp:///mq_t_rpc_py", n.to_string(), Task { n })
-            .timeout(Duration::from_secs(60))
-            .into_future()
-    });
     // The plain JSON reply reads as an event whose data is the body.
-    for (n, reply) in futures::future::join_all(requests)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        let reply = reply.unwrap_or_else(|e| panic!("request {n}: {e}"));
-        assert_eq!((reply.data.n, reply.data.twice), (n as u32, 2 * n as u32));
-    }
+    ask_doubled(
+        &requester,
+        "amqp:///mq_t_rpc_py",
+        5,
+        Duration::from_secs(60),
+    )
+    .await;
     // It answered every request and ended well (the helper checks its exit status).
     responder.await;
     requester.shutdown().await.unwrap();

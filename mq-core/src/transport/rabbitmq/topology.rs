@@ -126,7 +126,7 @@ pub(crate) async fn declare_dead_letters(
     } else {
         "durable, no arguments"
     };
-    let channel = declare_or_take(connection, channel, &dead, args, wanted, &mut notes).await?;
+    let mut channel = declare_or_take(connection, channel, &dead, args, wanted, &mut notes).await?;
     channel
         .queue_bind(
             short("dead-letter queue name", &dead)?,
@@ -137,7 +137,6 @@ pub(crate) async fn declare_dead_letters(
         )
         .await
         .map_err(|e| format!("cannot bind {dead} to {DEAD_LETTER_EXCHANGE}: {e}"))?;
-    let mut channel = channel;
     for (n, ttl) in retry_ttls.iter().enumerate() {
         let retry = super::retry_queue::name(queue, n as u32);
         let (args, wanted) = retry_queue_arguments(queue, *ttl);
