@@ -7,14 +7,14 @@ use crate::support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use mq_core::prelude::*;
 use mq_core::App;
 use support::{
-    config, create_topic, lines, random_between, unique, wait_for_lines, KillOnDrop as Guard,
+    config, create_topic, lines, process, random_between, unique, wait_for_lines,
+    KillOnDrop as Guard,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,8 +78,7 @@ async fn sigkill_at_random_points_loses_nothing() {
             assert!(child.0.try_wait().unwrap().is_none(), "child exited early");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        child.0.kill().unwrap(); // SIGKILL
-        child.0.wait().unwrap();
+        process::kill(&mut child.0); // SIGKILL
         let now = lines(&out).len();
         println!(
             "round {round}: killed after {} new records ({now} lines so far)",
@@ -94,10 +93,7 @@ async fn sigkill_at_random_points_loses_nothing() {
         missing, 0,
         "lost events: {missing} of {EVENTS} never handled"
     );
-    let pid = child.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let exit = child.0.wait().unwrap();
+    let exit = process::terminate(&mut child.0, "the last consumer");
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
 
     let all = lines(&out);

@@ -162,6 +162,17 @@ async fn produce(topic: &str, key: &str, seq: u64) {
         .expect("produced");
 }
 
+/// Sets its flag to 0 when dropped, so that a blocking loop that runs while the flag is 1
+/// also ends when the test fails before it stops the loop: the runtime waits for its
+/// blocking threads, so one left running would hold the failed test for ever.
+struct StopLoop(Arc<AtomicUsize>);
+
+impl Drop for StopLoop {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
 /// The group's committed offset of `topic`'s partition 0 (-1: none yet).
 fn committed(group: &str, topic: &str) -> i64 {
     let c: BaseConsumer = ClientConfig::new()
@@ -202,6 +213,7 @@ async fn a_rebalance_during_a_slow_handler_never_runs_the_partition_twice_and_ne
 
     // Committed offsets, read all along: they must never go backwards.
     let watching = Arc::new(AtomicUsize::new(1));
+    let _stop_watching = StopLoop(watching.clone());
     let commits = {
         let (group, topic, watching) = (group.clone(), topic.clone(), watching.clone());
         tokio::task::spawn_blocking(move || {
@@ -230,6 +242,7 @@ async fn a_rebalance_during_a_slow_handler_never_runs_the_partition_twice_and_ne
         .expect("intruder");
     intruder.subscribe(&[&other]).expect("subscribe");
     let polling = Arc::new(AtomicUsize::new(1));
+    let _stop_polling = StopLoop(polling.clone());
     let intruder_task = {
         let polling = polling.clone();
         tokio::task::spawn_blocking(move || {
@@ -450,7 +463,10 @@ async fn cooperative_rebalancing_keeps_the_staying_partitions_flowing() {
     c.shutdown().await.unwrap();
     wait_split(&[&a, &b], 6).await;
     let (after_a, after_b) = (epochs(&a), epochs(&b));
-    producing.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(240), producing)
+        .await
+        .expect("the 600 records were not produced within 240 s")
+        .unwrap();
     let handled = probe.wait_finished(600, Duration::from_secs(60)).await;
     checking.store(0, Ordering::SeqCst);
     checker.await.unwrap();

@@ -25,6 +25,11 @@ const ORDER_KILLS: usize = 5;
 const PRODUCT_KILLS: usize = 2;
 const STOCK: i64 = 1_000_000;
 const WORKERS: usize = 8;
+/// At most this for one `POST /orders`: a request the service never answers counts as
+/// failed (not acknowledged) rather than holding its worker.
+const REQUEST: Duration = Duration::from_secs(30);
+/// At most this for a killed order-service to take connections again.
+const COMING_BACK: Duration = Duration::from_secs(90);
 
 /// What both services' profiles start with: their group, broker timings, database and
 /// outbox polling.
@@ -176,17 +181,19 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let failed = Arc::new(AtomicUsize::new(0));
+    // Every wait below is bounded and a worker that gives up ends the test with its reason
+    // (a worker's panic must not leave the kill loop waiting for attempts that never come).
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (next, acked, failed) = (next.clone(), acked.clone(), failed.clone());
             tokio::spawn(async move {
                 loop {
                     if next.fetch_add(1, Ordering::SeqCst) >= ORDERS {
-                        return;
+                        return Ok(());
                     }
                     let body = r#"{"product_id": 9, "quantity": 1}"#;
-                    match post(api, "/orders", body).await {
-                        Ok((202, body)) => {
+                    match tokio::time::timeout(REQUEST, post(api, "/orders", body)).await {
+                        Ok(Ok((202, body))) => {
                             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                             acked
                                 .lock()
@@ -196,12 +203,14 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
                         Ok(_) | Err(_) => {
                             failed.fetch_add(1, Ordering::SeqCst);
                             // The service is down: wait for it instead of burning attempts.
-                            let deadline = Instant::now() + Duration::from_secs(60);
+                            let deadline = Instant::now() + COMING_BACK;
                             while tokio::net::TcpStream::connect(api).await.is_err() {
-                                assert!(
-                                    Instant::now() < deadline,
-                                    "order-service did not come back"
-                                );
+                                if Instant::now() >= deadline {
+                                    return Err(format!(
+                                        "order-service did not take connections again within \
+                                         {COMING_BACK:?}"
+                                    ));
+                                }
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
@@ -211,8 +220,18 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
         })
         .collect();
     for (at, is_order) in kills {
-        while next.load(Ordering::SeqCst) < at {
+        // Bounded by progress, not by a total: a slow machine only takes longer.
+        let (mut seen, mut since) = (next.load(Ordering::SeqCst), Instant::now());
+        while seen < at && !workers.iter().all(|w| w.is_finished()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
+            let now = next.load(Ordering::SeqCst);
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+            assert!(
+                since.elapsed() < COMING_BACK,
+                "no new order attempted for {COMING_BACK:?} before kill point {at}"
+            );
         }
         if is_order {
             order.lock().await.kill_and_restart();
@@ -221,7 +240,10 @@ async fn orders_survive_sigkills_with_exactly_one_effect_each() {
         }
     }
     for w in futures::future::join_all(workers).await {
-        w.unwrap();
+        if let Err(why) = w.expect("worker") {
+            order.lock().await.check_alive();
+            panic!("{why}");
+        }
     }
     let acked: Vec<String> = acked.lock().await.clone();
     let posting = started.elapsed();

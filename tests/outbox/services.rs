@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use super::support::bootstrap;
 use super::support::examples::example_bins;
 pub use super::support::examples::{config_dir, free_port};
+use super::support::process;
 
 /// A running example binary; killed when dropped, its log's tail printed when the test
 /// is failing.
@@ -33,8 +34,7 @@ impl Service {
 
     /// SIGKILL, then a new process with the same configuration.
     pub fn kill_and_restart(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+        process::kill(&mut self.child);
         self.child = spawn(self.name, &self.dir, self.starts);
         self.starts += 1;
     }
@@ -46,12 +46,10 @@ impl Service {
         }
     }
 
-    /// SIGTERM and wait: true when it exited with success.
+    /// SIGTERM and wait (at most [`process::EXIT_AFTER_SIGTERM`], else the test fails):
+    /// true when it exited with success.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
+        process::terminate(&mut self.child, self.name).success()
     }
 }
 

@@ -18,22 +18,21 @@ use super::{support, Task};
 /// One test on the cluster at a time.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Runs `scripts/rabbit-cluster.sh args` (on a blocking thread) and returns what it printed.
+/// Runs `scripts/rabbit-cluster.sh args` (on a blocking thread, at most
+/// [`super::TOOL_WAIT`]) and returns what it printed.
 async fn cluster(args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/rabbit-cluster.sh");
-        let out = std::process::Command::new(script)
-            .args(&args)
-            .output()
-            .expect("scripts/rabbit-cluster.sh");
-        assert!(
-            out.status.success(),
-            "rabbit-cluster.sh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let (status, stdout, stderr) = super::run_tool(
+            std::process::Command::new(script).args(&args),
+            &format!("scripts/rabbit-cluster.sh {args:?}"),
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert!(
+            status.success(),
+            "rabbit-cluster.sh {args:?}: {stdout}{stderr}"
+        );
+        stdout
     })
     .await
     .unwrap()
@@ -268,7 +267,10 @@ async fn a_listener_survives_its_node_and_the_quorum_leader_stopping_and_loses_n
     let before = sent.load(Ordering::Relaxed);
     sent_at_least(&sent, before + 300).await;
     stop.store(true, Ordering::Relaxed);
-    let total = publisher.await.unwrap();
+    let total = tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .expect("the publisher did not stop within 60 s (a publish never confirmed)")
+        .unwrap();
     super::wait_for("every confirmed message handled", || {
         let seen = FAILOVER.lock().unwrap();
         let distinct: std::collections::BTreeSet<u32> = seen.iter().copied().collect();
@@ -324,9 +326,15 @@ impl Alarm {
 impl Drop for Alarm {
     fn drop(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/rabbit-cluster.sh");
-        let _ = std::process::Command::new(script)
-            .args(["ctl", "1", "set_vm_memory_high_watermark", "0.4"])
-            .output();
+        let _ = super::run_tool(
+            std::process::Command::new(script).args([
+                "ctl",
+                "1",
+                "set_vm_memory_high_watermark",
+                "0.4",
+            ]),
+            "lifting the memory alarm (rabbit-cluster.sh ctl 1 set_vm_memory_high_watermark 0.4)",
+        );
     }
 }
 

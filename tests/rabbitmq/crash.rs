@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -14,7 +13,7 @@ use lapin::BasicProperties;
 use mq_core::prelude::*;
 
 use super::*;
-use support::{lines, random_between, wait_for_lines, KillOnDrop as Guard};
+use support::{lines, process, random_between, wait_for_lines, KillOnDrop as Guard};
 
 const EVENTS: u64 = 20_000;
 const QUEUE: &str = "mq_t_crash";
@@ -86,20 +85,13 @@ async fn sigkill_of_the_consumer_at_random_points_loses_nothing() {
             assert!(child.0.try_wait().unwrap().is_none(), "child exited early");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        child.0.kill().unwrap(); // SIGKILL
-        child.0.wait().unwrap();
+        process::kill(&mut child.0); // SIGKILL
     }
 
     let mut child = spawn_child(dir.path(), &out);
     let missing = wait_for_lines(&out, &ids, Duration::from_secs(180)).await;
     assert_eq!(missing, 0, "lost: {missing} of {EVENTS} never handled");
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let exit = child.0.wait().unwrap();
+    let exit = process::terminate(&mut child.0, "the last consumer");
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
 
     let all = lines(&out);

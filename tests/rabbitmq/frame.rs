@@ -46,11 +46,16 @@ fn big_headers(n: usize) -> FieldTable {
 /// `<app> publisher (mq, pid ..)`.
 async fn connections_of(name: String) -> Vec<String> {
     tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(["list_connections", "-q", "pid", "client_properties"])
-            .output()
-            .expect("rabbitmqctl");
-        String::from_utf8_lossy(&out.stdout)
+        let (_, stdout, _) = run_tool(
+            std::process::Command::new("rabbitmqctl").args([
+                "list_connections",
+                "-q",
+                "pid",
+                "client_properties",
+            ]),
+            "rabbitmqctl list_connections",
+        );
+        stdout
             .lines()
             .filter(|l| l.contains(&name))
             .filter_map(|l| l.split('\t').next().map(str::to_owned))

@@ -175,6 +175,18 @@ async fn drain(ch: &Channel, queue: &str) -> Vec<BasicGetMessage> {
     all
 }
 
+/// At most this for one run of a broker's command-line tool (`rabbitmqctl`,
+/// scripts/rabbit-cluster.sh).
+const TOOL_WAIT: Duration = Duration::from_secs(240);
+
+/// [`support::process::run`] with [`TOOL_WAIT`].
+fn run_tool(
+    cmd: &mut std::process::Command,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    support::process::run(cmd, TOOL_WAIT, what)
+}
+
 fn header(props: &BasicProperties, name: &str) -> Option<String> {
     match props.headers().as_ref()?.inner().get(name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),

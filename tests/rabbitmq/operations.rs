@@ -219,16 +219,12 @@ async fn on_conn_loss(task: Task) -> Result<(), HandlerError> {
 }
 
 fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl (installed with rabbitmq-server)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (status, stdout, stderr) = run_tool(
+        std::process::Command::new("rabbitmqctl").args(args),
+        &format!("rabbitmqctl {args:?} (installed with rabbitmq-server)"),
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(status.success(), "{stderr}");
+    stdout
 }
 
 /// Has RabbitMQ close the connections of `application` (as a broker restart or a network

@@ -127,22 +127,22 @@ pub fn secured(dir: &Path, chain: &Path, key: &Path, users: &[User<'_>]) -> Niss
     {
         let plain = Nisshi::start(dir, port, None, "setup.log");
         for u in users {
-            let out = Command::new(nisshi())
-                .args([
-                    "user",
-                    "create",
-                    "--broker",
-                    &format!("tcp://127.0.0.1:{port}"),
-                ])
-                .args(["--mechanism", u.mechanism, u.name, u.password])
-                .output()
-                .expect("nisshi user create");
+            let (status, stdout, stderr) = crate::support::process::run(
+                Command::new(nisshi())
+                    .args([
+                        "user",
+                        "create",
+                        "--broker",
+                        &format!("tcp://127.0.0.1:{port}"),
+                    ])
+                    .args(["--mechanism", u.mechanism, u.name, u.password]),
+                Duration::from_secs(60),
+                "nisshi user create",
+            );
             assert!(
-                out.status.success(),
-                "nisshi user create {}: {}{} (broker: {})",
+                status.success(),
+                "nisshi user create {}: {stdout}{stderr} (broker: {})",
                 u.name,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
                 plain.log_text()
             );
         }

@@ -4,6 +4,9 @@
 
 pub mod examples;
 pub mod pki;
+pub mod process;
+
+pub use process::KillOnDrop;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -278,9 +281,25 @@ impl HttpResponse {
     }
 }
 
+/// At most this for one exchange of [`http`]: an app that never answers fails its test
+/// (naming the request) instead of holding the whole run.
+pub const HTTP_WAIT: Duration = Duration::from_secs(60);
+
 /// A minimal HTTP/1 client (hyper, one connection per request). A `body` is sent as JSON;
-/// `accept` sets the `Accept` header.
+/// `accept` sets the `Accept` header. Panics when no answer comes within [`HTTP_WAIT`].
 pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    accept: Option<&str>,
+) -> HttpResponse {
+    tokio::time::timeout(HTTP_WAIT, exchange(addr, method, path, body, accept))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} on {addr}: no answer within {HTTP_WAIT:?}"))
+}
+
+async fn exchange(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -327,16 +346,6 @@ pub async fn http(
         status,
         content_type,
         body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-/// A child process killed (and reaped) when dropped: a crash test never leaves one behind.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
