@@ -28,6 +28,30 @@ ctl() { local n=$1; shift; "$bin/rabbitmqctl" -n "mqc$n@localhost" "$@"; }
 amqp_up() { (exec 3<>"/dev/tcp/127.0.0.1/$((5680 + $1))") 2>/dev/null; }
 all_up() { amqp_up 1 && amqp_up 2 && amqp_up 3; }
 
+# Waits until node N runs (a node just started with -detached is not reachable for a
+# while: await_startup fails at once on a node it cannot reach), then until its app started.
+await_node() {
+  local n=$1
+  for _ in $(seq 1 120); do
+    ctl "$n" await_startup -t 120 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  ctl "$n" await_startup -t 10 # the last try says why
+}
+
+# Nodes 2 and 3 join node 1's cluster unless they are in it already: a start that was cut
+# short (or found the nodes up but never joined) is completed, not taken for done.
+join_all() {
+  local members
+  members="$(ctl 1 cluster_status 2>/dev/null)"
+  for n in 2 3; do
+    grep -q "mqc$n@localhost" <<<"$members" && continue
+    ctl "$n" stop_app >/dev/null
+    ctl "$n" join_cluster mqc1@localhost >/dev/null
+    ctl "$n" start_app >/dev/null
+  done
+}
+
 start_node() {
   local n=$1 base="$dir/n$1"
   mkdir -p "$base"
@@ -42,10 +66,7 @@ case "${1:-}" in
     command -v rabbitmq-server >/dev/null || {
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server
     }
-    all_up && exit 0
-    fresh=0
     if [[ ! -d "$dir/n1/mnesia" ]]; then
-      fresh=1
       rm -rf "$dir"
       mkdir -p "$HOME"
       # A cookie of its own: rabbitmqctl here never reaches the machine's broker.
@@ -57,14 +78,8 @@ case "${1:-}" in
     for n in 1 2 3; do
       amqp_up "$n" || ctl "$n" start_app >/dev/null 2>&1 || start_node "$n"
     done
-    for n in 1 2 3; do ctl "$n" await_startup -t 120 >/dev/null; done
-    if [[ $fresh == 1 ]]; then
-      for n in 2 3; do
-        ctl "$n" stop_app >/dev/null
-        ctl "$n" join_cluster mqc1@localhost >/dev/null
-        ctl "$n" start_app >/dev/null
-      done
-    fi
+    for n in 1 2 3; do await_node "$n"; done
+    join_all
     for _ in $(seq 1 60); do all_up && break; sleep 1; done
     all_up || { echo "the RabbitMQ cluster did not start (logs: $dir/n*/log)" >&2; exit 1; }
     ;;
