@@ -111,13 +111,14 @@ fn properties_into(p: &BasicProperties, headers: &mut Headers) {
     }
 }
 
-/// A stable id of a message that has none: a 128-bit FNV-1a digest of its body, its
+/// A stable id of a message that has none: a 128-bit XXH3 digest of its body, its
 /// properties and its headers (but those RabbitMQ adds on its way: `x-death`,
-/// `x-delivery-count`, `x-first-death-*`, `x-last-death-*`). The same message delivered
+/// `x-delivery-count`, RabbitMQ 4.3's `x-acquired-count`, `x-first-death-*`,
+/// `x-last-death-*`). The same message delivered
 /// again, on any channel, gets the same id; two messages that differ in anything get two.
 fn digest(d: &Delivery) -> String {
     let p = &d.properties;
-    let mut h = Fnv128::default();
+    let mut h = Digest::default();
     h.field(&d.data);
     for text in [
         p.content_type().as_ref().map(|s| s.as_str()),
@@ -135,7 +136,8 @@ fn digest(d: &Delivery) -> String {
         for (name, value) in table.inner() {
             let name = name.as_str();
             if name == "x-death"
-                || name == "x-delivery-count"
+                || name == super::routes::DELIVERY_COUNT
+                || name == super::routes::ACQUIRED_COUNT
                 || name.starts_with("x-first-death")
                 || name.starts_with("x-last-death")
             {
@@ -155,25 +157,18 @@ fn digest(d: &Delivery) -> String {
     format!("amqp-digest-{:032x}", h.finish())
 }
 
-/// FNV-1a over 128 bits, each field length-prefixed (so `ab`+`c` differs from `a`+`bc`).
-struct Fnv128(u128);
+/// XXH3 over 128 bits, each field length-prefixed (so `ab`+`c` differs from `a`+`bc`).
+#[derive(Default)]
+struct Digest(xxhash_rust::xxh3::Xxh3Default);
 
-impl Default for Fnv128 {
-    fn default() -> Self {
-        Fnv128(0x6c62272e07bb014262b821756295c58d)
-    }
-}
-
-impl Fnv128 {
+impl Digest {
     fn field(&mut self, bytes: &[u8]) {
-        for b in (bytes.len() as u64).to_be_bytes().iter().chain(bytes) {
-            self.0 ^= u128::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000000001000000000000000000013B);
-        }
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
     }
 
     fn finish(&self) -> u128 {
-        self.0
+        self.0.digest128()
     }
 }
 

@@ -152,10 +152,18 @@ fn a_digest_is_stable_and_tells_messages_apart() {
     let mut redelivered = h.clone();
     redelivered.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
     assert_eq!(
-        digest(&delivery(b"{}", redelivered)),
+        digest(&delivery(b"{}", redelivered.clone())),
         first,
         "broker-added headers ignored"
     );
+    // RabbitMQ 4.3 counts returns it does not count as deliveries in x-acquired-count.
+    redelivered.insert("x-acquired-count".into(), AMQPValue::LongLongInt(2));
+    assert_eq!(
+        digest(&delivery(b"{}", redelivered)),
+        first,
+        "RabbitMQ 4.3's x-acquired-count ignored"
+    );
+    assert!(first.starts_with("amqp-digest-") && first.len() == "amqp-digest-".len() + 32);
     assert_ne!(digest(&delivery(b"{ }", h.clone())), first);
     let mut other = FieldTable::default();
     other.insert(
