@@ -30,6 +30,8 @@ pub(crate) mod routes;
 
 // The client.
 #[cfg(feature = "rabbitmq")]
+mod acks;
+#[cfg(feature = "rabbitmq")]
 pub(crate) mod connection;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod consumer;
