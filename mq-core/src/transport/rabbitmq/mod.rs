@@ -30,8 +30,6 @@ pub(crate) mod routes;
 
 // The client.
 #[cfg(feature = "rabbitmq")]
-mod acks;
-#[cfg(feature = "rabbitmq")]
 pub(crate) mod connection;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod consumer;
