@@ -2,25 +2,25 @@
 //! `basic.consume`, and one lane.
 //!
 //! The consumer task only routes deliveries into its lane (and each delivery's lapin
-//! `Acker` into the [`Acks`] book); the lane runs the listener's pipeline and commits
+//! `Acker` to the [`Acks`] task); the lane runs the listener's pipeline and commits
 //! through a delivery tag once everything up to it is done, which the [`Acks`] task turns
 //! into `basic.ack(tag, multiple = true)` through that delivery's `Acker`, in order: one
-//! ack per half prefetch of settled deliveries, or 2 ms after the first one settled since
-//! the last ack (the broker shares the machine's cores; every ack frame costs it). When
-//! the channel or the connection is lost, the lane
+//! ack per half prefetch of settled deliveries, or
+//! 2 ms after the last one (the broker shares the machine's cores; every ack frame costs
+//! it). When the channel or the connection is lost, the lane
 //! is closed (its unacked messages come back from RabbitMQ, to this or another consumer),
 //! and the consumer connects, declares and consumes again, with a new lane.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -35,137 +35,96 @@ use crate::consume::{self, LaneKey, LaneSet, LaneSettings, LaneSource, Valve};
 use crate::pipeline::ListenerRuntime;
 use crate::record::Record;
 
+/// What the ack task is asked to do.
+enum AckMsg {
+    /// A delivery came, with its acker (sent before its record reaches the lane).
+    Delivered(u64, Acker),
+    /// Acknowledge every delivery through this tag.
+    Through(u64),
+    /// Answer once every ack asked before was sent.
+    Flush(oneshot::Sender<()>),
+}
+
 /// A consumer's channel as its lane's source: acks go out in the order the lane commits
 /// them (a `multiple` ack behind a higher one would be an unknown tag, which closes the
 /// channel), from one task, each through the `Acker` of the highest delivery it settles
 /// (lapin's per-delivery handle: once the channel closed it refuses, so an ack never
 /// reaches a channel the delivery did not come on).
-///
-/// The consumer task and the lane only write into a shared [`AckBook`]; the ack task is
-/// woken when there is an ack to send (half the prefetch settled, the linger started, a
-/// flush, the end), not once per delivery: on two cores shared with the broker, every
-/// task wake-up per message is CPU the broker does not get.
 struct Acks {
-    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<AckMsg>,
     manual: bool,
-    batch: u64,
-}
-
-struct Shared {
-    book: Mutex<AckBook>,
-    wake: Notify,
-}
-
-/// What the consumer task and the lane tell the ack task.
-#[derive(Default)]
-struct AckBook {
-    /// The ackers of the deliveries not acked yet (at most `prefetch`), in tag order.
-    unacked: VecDeque<(u64, Acker)>,
-    /// The highest tag settled by the lane (everything through it is done).
-    settled: u64,
-    /// The highest tag the ack task took to acknowledge.
-    acked: u64,
-    /// The ack task was told that a batch is full (and has not acked since).
-    urged: bool,
-    /// Answered once every ack asked for before them was sent.
-    flushes: Vec<oneshot::Sender<()>>,
-    /// The consumer's life ended: ack what is settled, then stop.
-    closed: bool,
-}
-
-impl Shared {
-    fn book(&self) -> std::sync::MutexGuard<'_, AckBook> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl Acks {
-    /// The ack task of a channel: one `multiple` ack once `batch` deliveries (half the
-    /// prefetch) are settled past the last ack, or [`ACK_LINGER`] after the first settled
+    /// The ack task of `channel`: one `multiple` ack once `batch` deliveries (half the
+    /// prefetch) are settled past the last ack, or [`ACK_LINGER`] after the last settled
     /// one, or on a flush; never for a delivery not settled yet.
     fn start(manual: bool, batch: u64) -> Acks {
-        let shared = Arc::new(Shared {
-            book: Mutex::new(AckBook::default()),
-            wake: Notify::new(),
+        let (tx, mut rx) = mpsc::unbounded_channel::<AckMsg>();
+        tokio::spawn(async move {
+            // The ackers of the deliveries not acked yet (at most `prefetch`), in tag order.
+            let mut unacked = VecDeque::new();
+            // The highest settled tag not acked yet, and the last tag acked.
+            let mut pending: Option<u64> = None;
+            let mut acked = 0u64;
+            loop {
+                let msg = match pending {
+                    None => rx.recv().await,
+                    Some(tag) => match tokio::time::timeout(ACK_LINGER, rx.recv()).await {
+                        Ok(msg) => msg,
+                        Err(_) => {
+                            acked = ack(&mut unacked, tag).await;
+                            pending = None;
+                            continue;
+                        }
+                    },
+                };
+                match msg {
+                    Some(AckMsg::Delivered(tag, acker)) => unacked.push_back((tag, acker)),
+                    Some(AckMsg::Through(tag)) => {
+                        let tag = pending.map_or(tag, |p| p.max(tag));
+                        if tag <= acked {
+                            continue;
+                        }
+                        if tag - acked >= batch {
+                            acked = ack(&mut unacked, tag).await;
+                            pending = None;
+                        } else {
+                            pending = Some(tag);
+                        }
+                    }
+                    Some(AckMsg::Flush(f)) => {
+                        if let Some(tag) = pending.take() {
+                            acked = ack(&mut unacked, tag).await;
+                        }
+                        let _ = f.send(());
+                    }
+                    None => {
+                        if let Some(tag) = pending {
+                            ack(&mut unacked, tag).await;
+                        }
+                        break;
+                    }
+                }
+            }
         });
-        tokio::spawn(run_acks(shared.clone(), batch));
-        Acks {
-            shared,
-            manual,
-            batch,
-        }
+        Acks { tx, manual }
     }
 
     /// Hands the ack task the acker of delivery `tag` (in manual mode; none is needed
-    /// otherwise). Before the delivery's record reaches the lane, so it is there when
-    /// the lane settles it.
+    /// otherwise).
     fn delivered(&self, tag: u64, acker: Acker) {
         if self.manual {
-            self.shared.book().unacked.push_back((tag, acker));
+            let _ = self.tx.send(AckMsg::Delivered(tag, acker));
         }
     }
 
     /// Waits until every ack asked for so far was sent.
     async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        self.shared.book().flushes.push(tx);
-        self.shared.wake.notify_one();
-        let _ = rx.await;
-    }
-}
-
-impl Drop for Acks {
-    fn drop(&mut self) {
-        self.shared.book().closed = true;
-        self.shared.wake.notify_one();
-    }
-}
-
-/// The ack task: sends the acks [`AckBook`] asks for, until the consumer's life ended.
-async fn run_acks(shared: Arc<Shared>, batch: u64) {
-    let mut acked = 0u64;
-    loop {
-        // The flushes taken here were asked for before `settled` was read: acking through
-        // it answers them.
-        let (settled, flushes, closed) = {
-            let mut book = shared.book();
-            (book.settled, std::mem::take(&mut book.flushes), book.closed)
-        };
-        if settled > acked {
-            let urgent = !flushes.is_empty() || closed || settled - acked >= batch;
-            // Not urgent: wait for more settled deliveries, at most ACK_LINGER (a batch
-            // filling up, a flush or the end wake the task earlier).
-            if urgent
-                || tokio::time::timeout(ACK_LINGER, shared.wake.notified())
-                    .await
-                    .is_err()
-            {
-                // Through the freshest settled tag (acking more at once is only better).
-                let delivery = {
-                    let mut book = shared.book();
-                    acked = book.settled;
-                    book.acked = acked;
-                    book.urged = false;
-                    let mut last = None;
-                    while book.unacked.front().is_some_and(|(t, _)| *t <= acked) {
-                        last = book.unacked.pop_front();
-                    }
-                    last.filter(|(t, _)| *t == acked)
-                };
-                ack(delivery).await;
-            } else {
-                // Woken during the linger: look again (the flushes taken go back first).
-                shared.book().flushes.extend(flushes);
-                continue;
-            }
+        if self.tx.send(AckMsg::Flush(tx)).is_ok() {
+            let _ = rx.await;
         }
-        for f in flushes {
-            let _ = f.send(());
-        }
-        if closed {
-            return;
-        }
-        shared.wake.notified().await;
     }
 }
 
@@ -178,25 +137,8 @@ impl Valve for Acks {
 
 impl LaneSource for Acks {
     fn commit_through(&self, offset: i64) {
-        if !self.manual {
-            return;
-        }
-        let tag = offset as u64;
-        let wake = {
-            let mut book = self.shared.book();
-            if tag <= book.settled {
-                return;
-            }
-            // The first settled delivery after an ack starts the linger; a full batch
-            // has it acked at once (told once per ack, not per commit).
-            let first = book.settled <= book.acked;
-            book.settled = tag;
-            let full = !book.urged && tag - book.acked >= self.batch;
-            book.urged |= full;
-            first || full
-        };
-        if wake {
-            self.shared.wake.notify_one();
+        if self.manual {
+            let _ = self.tx.send(AckMsg::Through(offset as u64));
         }
     }
 }
@@ -205,13 +147,17 @@ impl LaneSource for Acks {
 /// the broker to process, at most this much later).
 const ACK_LINGER: Duration = Duration::from_millis(2);
 
-/// Sends the `multiple` ack of `delivery` (the highest settled one), if it is one of this
-/// channel's.
-async fn ack(delivery: Option<(u64, Acker)>) {
-    let Some((tag, acker)) = delivery else {
+/// Acknowledges every delivery through `tag` (`multiple`, through the acker of `tag`) and
+/// forgets their ackers; returns `tag`.
+async fn ack(unacked: &mut VecDeque<(u64, Acker)>, tag: u64) -> u64 {
+    let mut last = None;
+    while unacked.front().is_some_and(|(t, _)| *t <= tag) {
+        last = unacked.pop_front();
+    }
+    let Some((_, acker)) = last.filter(|(t, _)| *t == tag) else {
         // Never a delivery of this channel: nothing to ack (the broker would close it).
-        tracing::debug!("ack not sent: no such delivery");
-        return;
+        tracing::debug!(tag, "ack not sent: no such delivery");
+        return tag;
     };
     let multiple = BasicAckOptions { multiple: true };
     match acker.ack(multiple).await {
@@ -220,6 +166,7 @@ async fn ack(delivery: Option<(u64, Acker)>) {
         Ok(false) => tracing::debug!(tag, "ack not sent: channel closed"),
         Err(e) => tracing::debug!(tag, error = %e, "ack not sent: channel closed"),
     }
+    tag
 }
 
 /// One consumer of a queue listener.
