@@ -130,10 +130,7 @@ pub fn listener_names() -> Vec<&'static str> {
 
 /// Loads the configuration from `MQ_CONFIG_DIR` when it is set, else from [`CONFIG_DIR`].
 pub fn load_config() -> Result<Config, ConfigError> {
-    match std::env::var_os("MQ_CONFIG_DIR") {
-        Some(_) => Config::load(),
-        None => Config::load_from(CONFIG_DIR),
-    }
+    Config::load_or(CONFIG_DIR)
 }
 
 /// The service: this crate's listener with `notifications` as state. Fails when the

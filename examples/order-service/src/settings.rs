@@ -11,10 +11,7 @@ use crate::{BoxError, CONFIG_DIR};
 /// ([`CONFIG_DIR`], fixed at compile time): so `cargo run -p order-service` from the workspace root finds
 /// `examples/order-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    match std::env::var_os("MQ_CONFIG_DIR") {
-        Some(_) => Config::load(),
-        None => Config::load_from(CONFIG_DIR),
-    }
+    Config::load_or(CONFIG_DIR)
 }
 
 /// Where the HTTP API listens: Spring Boot's `server.address` / `server.port`, overridden

@@ -106,10 +106,7 @@ pub mod events {
 /// ([`CONFIG_DIR`], fixed at compile time): so `cargo run -p product-service` from the workspace root finds
 /// `examples/product-service/application.yaml`.
 pub fn load_config() -> Result<Config, ConfigError> {
-    match std::env::var_os("MQ_CONFIG_DIR") {
-        Some(_) => Config::load(),
-        None => Config::load_from(CONFIG_DIR),
-    }
+    Config::load_or(CONFIG_DIR)
 }
 
 /// Topics this service publishes to (`product-service.topics.*`). The topic it reads is in

@@ -16,10 +16,22 @@ impl Config {
     /// let config = mq_core::Config::load().expect("valid application.yaml");
     /// ```
     pub fn load() -> Result<Config, ConfigError> {
-        let dir = std::env::var_os("MQ_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::load_from(dir)
+        Self::load_or(".")
+    }
+
+    /// Loads from `MQ_CONFIG_DIR` when it is set, else from `dir`, with the active profiles
+    /// and `MQ_*` (as [`Config::load_from`]). A service passes its crate's directory, so
+    /// that `cargo run -p <service>` from anywhere finds its `application.yaml` while a
+    /// deployment points `MQ_CONFIG_DIR` at a mounted one.
+    ///
+    /// ```no_run
+    /// let config = mq_core::Config::load_or(env!("CARGO_MANIFEST_DIR")).expect("valid config");
+    /// ```
+    pub fn load_or(dir: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        match std::env::var_os("MQ_CONFIG_DIR") {
+            Some(configured) => Self::load_from(PathBuf::from(configured)),
+            None => Self::load_from(dir),
+        }
     }
 
     /// Loads from `dir` (files), active profiles and `MQ_*` (environment).
