@@ -50,18 +50,17 @@ struct FastStreamRun {
 /// Runs tests/interop/faststream_subscriber.py on `topic` until it reported `ORDERS`
 /// outcomes per subscriber; panics with its output when it did not.
 fn faststream_reads(topic: &str) -> FastStreamRun {
-    let out = Command::new("python3")
-        .arg(SCRIPT)
-        .args(["--bootstrap", &bootstrap(), "--topic", topic])
-        .args(["--expect", &ORDERS.to_string(), "--timeout", "90"])
-        .output()
-        .expect("python3 runs (scripts/test.sh installs faststream[kafka])");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (status, stdout, stderr) = support::process::run(
+        Command::new("python3")
+            .arg(SCRIPT)
+            .args(["--bootstrap", &bootstrap(), "--topic", topic])
+            .args(["--expect", &ORDERS.to_string(), "--timeout", "90"]),
+        support::PYTHON_WAIT,
+        "the FastStream subscriber (scripts/test.sh installs faststream[kafka])",
+    );
     assert!(
-        out.status.success(),
-        "FastStream subscriber on {topic} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "FastStream subscriber on {topic} failed ({status}):\n{stdout}\n{stderr}"
     );
     let lines: Vec<Value> = stdout
         .lines()

@@ -501,9 +501,15 @@ pub fn load_config_with_env(
     }
 }
 
+/// At most this for one Python peer (pika, aiokafka, FastStream) to run to its end: more
+/// than any `--timeout` a test gives it (90 s) plus its start; one still running then is
+/// killed and fails its test.
+pub const PYTHON_WAIT: Duration = Duration::from_secs(180);
+
 /// Starts `python3 script args..` on a blocking thread at once (the test's runtime keeps
 /// serving the apps beside it); the future gives the JSON lines it printed, and panics with
-/// its output when it failed. `needs` says what installs the script's packages.
+/// its output when it failed or ran past [`PYTHON_WAIT`]. `needs` says what installs the
+/// script's packages.
 pub fn python(
     script: &str,
     args: &[&str],
@@ -512,18 +518,11 @@ pub fn python(
     let mut command = std::process::Command::new("python3");
     command.arg(script).args(args);
     let script = script.to_owned();
-    let run = tokio::task::spawn_blocking(move || command.output());
+    let what = format!("python3 {script} ({needs})");
+    let run = tokio::task::spawn_blocking(move || process::run(&mut command, PYTHON_WAIT, &what));
     async move {
-        let out = run
-            .await
-            .expect("the python thread")
-            .unwrap_or_else(|e| panic!("python3 runs ({needs}): {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{script} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (status, stdout, stderr) = run.await.expect("the python thread");
+        assert!(status.success(), "{script} failed:\n{stdout}\n{stderr}");
         stdout
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{script}: {l}: {e}")))
