@@ -30,10 +30,11 @@ all_up() { amqp_up 1 && amqp_up 2 && amqp_up 3; }
 
 # Waits until node N runs (a node just started with -detached is not reachable for a
 # while: await_startup fails at once on a node it cannot reach), then until its app started.
+# At most 180 s in all (a node that is reachable but slow uses up the rest in one try).
 await_node() {
-  local n=$1
-  for _ in $(seq 1 120); do
-    ctl "$n" await_startup -t 120 >/dev/null 2>&1 && return 0
+  local n=$1 deadline=$((SECONDS + 180))
+  while ((SECONDS < deadline)); do
+    ctl "$n" await_startup -t $((deadline - SECONDS)) >/dev/null 2>&1 && return 0
     sleep 1
   done
   ctl "$n" await_startup -t 10 # the last try says why
